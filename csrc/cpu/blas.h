@@ -1,0 +1,18 @@
+// The CPU GEMM the drivers call: row-major, C[M, N] = alpha * op(A) op(B) + beta * C, with
+// op(X) = X^T when trans_X. Leading dimensions in elements. The engine behind it is OpenBLAS
+// (the scipy-openblas32 wheel): the fastest BLAS measured on our CPUs (see README).
+#pragma once
+
+#include <cstdint>
+
+namespace fastrnn::cpu {
+
+template <typename scalar_t>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, scalar_t alpha,
+          const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb, scalar_t beta,
+          scalar_t* C, int64_t ldc);
+
+// Threads the BLAS may use; the glue passes torch.get_num_threads().
+void set_blas_threads(int threads);
+
+}  // namespace fastrnn::cpu
