@@ -22,11 +22,11 @@ struct RnnCell {
     if constexpr (kAct == Activation::kTanh) {
       h[j] = tanh_(pre);
     } else {
-      h[j] = pre > T(0) ? pre : T(0);
+      h[j] = pre < T(0) ? T(0) : pre;  // NaN passes through, as in torch.relu
     }
   }
 
-  // The derivative is taken from the output h: tanh' = 1 - h^2, relu' = [h > 0].
+  // The derivative is taken from the output h: tanh' = 1 - h^2, relu' = [h > 0] (NaN: 1).
   template <typename T>
   FASTRNN_HD static void backward(int64_t j, int64_t H, T dh, T* dc, const T* saved,
                                   const T* h_prev, const T* h, const T* c_prev, T* dx_pre,
@@ -34,7 +34,7 @@ struct RnnCell {
     if constexpr (kAct == Activation::kTanh) {
       dx_pre[j] = dh * d_tanh(h[j]);
     } else {
-      dx_pre[j] = h[j] > T(0) ? dh : T(0);
+      dx_pre[j] = h[j] <= T(0) ? T(0) : dh;  // as torch's threshold_backward
     }
   }
 };
