@@ -1,0 +1,86 @@
+"""Autograd plumbing: repeated backward through one graph, inputs left untouched."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+import fastrnn
+from helpers import CELL_NAMES, DTYPES, NAMES, make_problem, random_upstream, run, without_grad
+from tolerances import assert_close
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_retain_graph_backward_twice(cell, dtype):
+    """backward must not overwrite what forward saved: a second backward gives the same grads."""
+    problem = make_problem(cell, 6, 3, 7, 32, dtype)
+    upstream = random_upstream(problem)
+    outputs = problem.cell.call(fastrnn.functional, *problem.args())
+    leaves = [t for t in problem.tensors().values() if t is not None]
+    first = torch.autograd.grad(outputs, leaves, list(upstream.values()), retain_graph=True)
+    second = torch.autograd.grad(outputs, leaves, list(upstream.values()), retain_graph=True)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    # and both are right
+    _, expected = run("reference", problem, upstream)
+    for grad, (name, expected_grad) in zip(first, expected.items()):
+        assert_close(grad, expected_grad, "grad", name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_backward_accumulates_into_grad(cell, dtype):
+    """.backward() twice accumulates twice the gradient into .grad, as for any op."""
+    problem = make_problem(cell, 4, 3, 7, 7, dtype)
+    upstream = random_upstream(problem)
+    outputs = problem.cell.call(fastrnn.functional, *problem.args())
+    loss = sum((o * g).sum() for o, g in zip(outputs, upstream.values()))
+    loss.backward(retain_graph=True)
+    once = {name: t.grad.clone() for name, t in problem.tensors().items() if t is not None}
+    loss.backward()
+    for name, grad in once.items():
+        assert_close(getattr(problem, name).grad, 2 * grad, "grad", name)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_inputs_unchanged(cell, layout):
+    """Forward and backward read their inputs only (also the NaN around the strided views)."""
+    problem = make_problem(cell, 5, 3, 7, 32, layout=layout)
+    tensors = {n: t for n, t in problem.tensors().items() if t is not None}
+    before = {n: t.detach().clone() for n, t in tensors.items()}
+    storage_before = {n: torch.tensor([], dtype=t.dtype).set_(t.untyped_storage()).clone()
+                      for n, t in tensors.items()}
+    run("fastrnn", problem, random_upstream(problem))
+    for name, tensor in tensors.items():
+        assert torch.equal(tensor.detach(), before[name]), name
+        storage = torch.tensor([], dtype=tensor.dtype).set_(tensor.untyped_storage())
+        assert torch.equal(storage.nan_to_num(7.0), storage_before[name].nan_to_num(7.0)), name
+
+
+@pytest.mark.parametrize("cell,name", [(cell, name) for cell in CELL_NAMES for name in NAMES
+                                       if name != "c0" or cell == "lstm"])
+def test_gradient_of_one_input_alone(cell, name):
+    """Only one tensor requires grad: its gradient is still right."""
+    problem = make_problem(cell, 4, 3, 7, 7)
+    problem = replace(without_grad(problem), **{name: getattr(problem, name)})
+    upstream = random_upstream(problem)
+    grads = {}
+    for impl in (fastrnn.functional, fastrnn.reference):
+        outputs = problem.cell.call(impl, *problem.args())
+        assert all(o.requires_grad for o in outputs)
+        grads[impl] = torch.autograd.grad(outputs, getattr(problem, name),
+                                          list(upstream.values()))[0]
+    assert_close(grads[fastrnn.functional], grads[fastrnn.reference], "grad", name)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_deterministic(cell):
+    """Two identical calls give bitwise identical outputs and gradients."""
+    problem = make_problem(cell, 17, 8, 32, 129, torch.float32)
+    upstream = random_upstream(problem)
+    first, second = run("fastrnn", problem, upstream), run("fastrnn", problem, upstream)
+    for a, b in zip(first, second):
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[name], b[name]) for name in a)
