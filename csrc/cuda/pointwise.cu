@@ -3,15 +3,18 @@
 
 namespace fastrnn::cuda {
 
+// forward: every (kTraining, kHasBias), as the CPU driver's bool_switch()es dispatch them
+#define FASTRNN_INSTANTIATE_FORWARD(Cell, kTraining, kHasBias, scalar_t)                      \
+  template __global__ void forward_step_kernel<Cell, kTraining, kHasBias, scalar_t>(          \
+      int64_t, int64_t, const scalar_t*, int64_t, const scalar_t*, const scalar_t*,           \
+      const scalar_t*, const scalar_t*, const scalar_t*, int64_t, scalar_t*, scalar_t*,       \
+      int64_t, scalar_t*);
+
 #define FASTRNN_INSTANTIATE_CELL(Cell, scalar_t)                                              \
-  template __global__ void forward_step_kernel<Cell, false, false, scalar_t>(                 \
-      int64_t, int64_t, const scalar_t*, int64_t, const scalar_t*, const scalar_t*,           \
-      const scalar_t*, const scalar_t*, const scalar_t*, int64_t, scalar_t*, scalar_t*,       \
-      int64_t, scalar_t*);                                                                    \
-  template __global__ void forward_step_kernel<Cell, true, true, scalar_t>(                   \
-      int64_t, int64_t, const scalar_t*, int64_t, const scalar_t*, const scalar_t*,           \
-      const scalar_t*, const scalar_t*, const scalar_t*, int64_t, scalar_t*, scalar_t*,       \
-      int64_t, scalar_t*);                                                                    \
+  FASTRNN_INSTANTIATE_FORWARD(Cell, false, false, scalar_t)                                   \
+  FASTRNN_INSTANTIATE_FORWARD(Cell, false, true, scalar_t)                                    \
+  FASTRNN_INSTANTIATE_FORWARD(Cell, true, false, scalar_t)                                    \
+  FASTRNN_INSTANTIATE_FORWARD(Cell, true, true, scalar_t)                                     \
   template __global__ void backward_step_kernel<Cell, scalar_t>(                              \
       int64_t, int64_t, scalar_t*, const scalar_t*, scalar_t*, const scalar_t*,               \
       const scalar_t*, const scalar_t*, const scalar_t*, int64_t, scalar_t*, scalar_t*);

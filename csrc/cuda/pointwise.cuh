@@ -28,8 +28,11 @@ __global__ void forward_step_kernel(int64_t B, int64_t H, const scalar_t* x_pre,
       saved ? saved + b * SH : nullptr);
 }
 
-// dh: [B, H] dL/dh_t from step t+1, overwritten with the cell's direct dL/dh_{t-1} part;
-// grad_out: [B, H] or nullptr; dc: [B, H] in/out; dgx, dgh: [B, G*H].
+// dh: [B, H] dL/dh_t from step t+1; a cell with kSplitHiddenGrad (GRU) overwrites it with its
+// direct dL/dh_{t-1} part, the others leave it as it was: the driver then adds dgh W_hh to dh
+// (GEMM beta 1) for the former and overwrites dh with it (beta 0) for the latter, as the CPU
+// driver does. grad_out: [B, H] or nullptr; dc: [B, H] in/out (LSTM); dgx, dgh: [B, G*H], the
+// same buffer unless kSplitHiddenGrad.
 template <class Cell, typename scalar_t>
 __global__ void backward_step_kernel(int64_t B, int64_t H, scalar_t* dh, const scalar_t* grad_out,
                                      scalar_t* dc, const scalar_t* saved, const scalar_t* h_prev,
