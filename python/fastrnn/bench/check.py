@@ -1,0 +1,77 @@
+"""The parity check: every implementation must agree with the baseline before it is timed.
+
+Inference compares output and h_n; train also compares the gradients of the input and of every
+parameter. A tensor agrees when ``allclose(actual, expected, rtol, atol * scale)`` holds, with
+``scale = max|expected|``: gradients summed over T steps are large, and their error grows with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .workloads import Forward, Workload
+
+TOLERANCES = {  # dtype name -> (rtol, atol relative to max|expected|)
+    "float32": (1e-4, 1e-4),
+    "float64": (1e-10, 1e-10),
+}
+
+
+@dataclass
+class Check:
+    cell: str
+    mode: str
+    impl: str
+    tensor: str
+    max_abs_err: float
+    scale: float  # max|expected|
+    ok: bool
+
+    def describe(self) -> str:
+        rel = self.max_abs_err / self.scale
+        verdict = "ok" if self.ok else "MISMATCH"
+        return (f"{self.cell} {self.mode} {self.impl} {self.tensor}: max abs err "
+                f"{self.max_abs_err:.3e}, {rel:.3e} of max|expected| {self.scale:.3e}: {verdict}")
+
+
+def _named_outputs(forward: Forward, workload: Workload, mode: str) -> dict[str, Tensor]:
+    x = workload.input
+    if mode == "inference":
+        with torch.inference_mode():
+            output, h_n = forward(x)
+        return {"output": output, "h_n": h_n.reshape(workload.grad_h_n.shape)}
+    output, h_n = forward(x)
+    leaves = dict(input=x, **dict(workload.module.named_parameters()))
+    grads = torch.autograd.grad((output, h_n), list(leaves.values()),
+                                (workload.grad_output, workload.grad_h_n.view_as(h_n)))
+    named = {"output": output.detach(), "h_n": h_n.detach().reshape(workload.grad_h_n.shape)}
+    named.update({f"grad_{name}": g for name, g in zip(leaves, grads)})
+    return named
+
+
+def _compare(actual: Tensor, expected: Tensor, rtol: float, atol: float) -> tuple[float, float, bool]:
+    scale = expected.abs().max().item() if expected.numel() else 0.0
+    if actual.shape != expected.shape:
+        return float("inf"), scale, False
+    max_abs_err = (actual - expected).abs().max().item() if expected.numel() else 0.0
+    ok = torch.allclose(actual, expected, rtol=rtol, atol=atol * max(scale, 1e-30))
+    return max_abs_err, scale, ok
+
+
+def check_parity(workload: Workload, mode: str, forwards: dict[str, Forward], baseline: str,
+                 dtype: str) -> list[Check]:
+    """Compare every forward in ``forwards`` other than ``baseline`` with it, tensor by tensor."""
+    rtol, atol = TOLERANCES[dtype]
+    expected = _named_outputs(forwards[baseline], workload, mode)
+    checks = []
+    for impl, forward in forwards.items():
+        if impl == baseline:
+            continue
+        actual = _named_outputs(forward, workload, mode)
+        for name, want in expected.items():
+            err, scale, ok = _compare(actual[name], want, rtol, atol)
+            checks.append(Check(workload.cell.name, mode, impl, name, err, scale, ok))
+    return checks

@@ -1,0 +1,58 @@
+"""The machine and the library versions a run's numbers belong to."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+import torch
+
+from .. import __version__ as fastrnn_version
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what the platform module knows elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The system load averages over 1, 5 and 15 minutes, where the OS reports them."""
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+@dataclass
+class Environment:
+    cpu: str
+    logical_cpus: int | None
+    torch_threads: int
+    torch: str
+    fastrnn: str
+    python: str
+    platform: str
+    mkldnn: bool  # torch.nn may run its CPU LSTM through oneDNN when this is on
+    load_average: tuple[float, float, float] | None  # 1, 5, 15 min, when collected: other load adds noise
+
+    @classmethod
+    def collect(cls) -> Environment:
+        return cls(
+            cpu=cpu_model(),
+            logical_cpus=os.cpu_count(),
+            torch_threads=torch.get_num_threads(),
+            torch=torch.__version__,
+            fastrnn=fastrnn_version,
+            python=platform.python_version(),
+            platform=platform.platform(),
+            mkldnn=torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+            load_average=load_average(),
+        )

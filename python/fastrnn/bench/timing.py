@@ -1,0 +1,57 @@
+"""Wall-clock timing of steps, implementations interleaved run by run.
+
+A run is ``block`` back-to-back timed calls of one step, after ``settle_s`` seconds of idling.
+Runs alternate between the steps, in an order rotated every round, so drift of the machine (other
+load, clocks, caches) reaches every step alike and no step always goes first. The idle time is there
+because thread pools keep spinning after a call: fastrnn's OpenBLAS workers spin for 2**28 cycles by
+default (about 0.1 s) and take the cores from torch's OpenMP threads if torch runs right after, which
+measured twice torch's time on 2 cores. A run's calls are back to back, as a training loop's are.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Callable, Mapping
+
+Step = Callable[[], None]
+
+
+def time_call(step: Step) -> float:
+    """Seconds one call of ``step`` takes (CPU work is synchronous: nothing to wait for after)."""
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def _rotated(names: list[str], by: int) -> list[str]:
+    by %= len(names)
+    return names[by:] + names[:by]
+
+
+def time_interleaved(steps: Mapping[str, Step], repeats: int, warmup: int, block: int = 1,
+                     settle_s: float = 0.0) -> dict[str, list[float]]:
+    """Seconds per call of each step, ``repeats`` calls each, in runs of up to ``block`` calls.
+
+    ``warmup`` untimed calls of each step come first, interleaved call by call. The garbage
+    collector is paused while timing, so a collection triggered by one step is not charged to it.
+    """
+    names = list(steps)
+    for r in range(warmup):
+        for name in _rotated(names, r):
+            steps[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(-(-repeats // block)):
+            for name in _rotated(names, r):
+                if settle_s > 0:
+                    time.sleep(settle_s)
+                for _ in range(min(block, repeats - len(times[name]))):
+                    times[name].append(time_call(steps[name]))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return times
