@@ -129,6 +129,34 @@ at::Tensor zeros_if_absent(const OptTensor& t, const at::Tensor& like, int64_t B
 
 at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
+// What forward and backward both read, laid out as the kernels want it: the input as the GEMMs
+// read it, initial states materialised (zeros when absent; c0 empty unless LSTM), weights
+// contiguous.
+struct LayerInputs {
+  GemmInput x;
+  at::Tensor h0, c0, w_ih, w_hh;
+
+  LayerInputs(const CellShape& cell, const Sizes& s, const at::Tensor& input, const OptTensor& h0_,
+              const OptTensor& c0_, const at::Tensor& weight_ih, const at::Tensor& weight_hh)
+      : x(gemm_input(input)),
+        h0(zeros_if_absent(h0_, input, s.B, s.H)),
+        c0(cell.kind == CellKind::kLstm ? zeros_if_absent(c0_, input, s.B, s.H) : empty0(input)),
+        w_ih(weight_ih.contiguous()),
+        w_hh(weight_hh.contiguous()) {}
+
+  // Sets the fields ForwardParams and BackwardParams share.
+  template <typename scalar_t, class Params>
+  void fill(Params& p, const Sizes& s) const {
+    p.T = s.T, p.B = s.B, p.I = s.I, p.H = s.H;
+    p.x = x.x.const_data_ptr<scalar_t>();
+    p.x_stride_t = x.stride_t, p.x_stride_b = x.stride_b;
+    p.h0 = h0.const_data_ptr<scalar_t>();
+    p.c0 = c0.numel() ? c0.const_data_ptr<scalar_t>() : nullptr;
+    p.w_ih = w_ih.const_data_ptr<scalar_t>();
+    p.w_hh = w_hh.const_data_ptr<scalar_t>();
+  }
+};
+
 void check_cpu(const at::Tensor& input) {
   if (input.is_cpu()) return;
 #ifdef FASTRNN_WITH_CUDA
@@ -159,10 +187,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   check_cpu(input);
   const bool lstm = cell.kind == CellKind::kLstm;
 
-  const GemmInput x = gemm_input(input);
-  const at::Tensor h0c = zeros_if_absent(h0, input, s.B, s.H);
-  const at::Tensor c0c = lstm ? zeros_if_absent(c0, input, s.B, s.H) : empty0(input);
-  const at::Tensor w_ih = weight_ih.contiguous(), w_hh = weight_hh.contiguous();
+  const LayerInputs in(cell, s, input, h0, c0, weight_ih, weight_hh);
   const at::Tensor b_ih = bias_ih ? bias_ih->contiguous() : empty0(input);
   const at::Tensor b_hh = bias_hh ? bias_hh->contiguous() : empty0(input);
 
@@ -176,13 +201,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   cpu::set_blas_threads(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastrnn::forward", [&] {
     ForwardParams<scalar_t> p;
-    p.T = s.T, p.B = s.B, p.I = s.I, p.H = s.H;
-    p.x = x.x.const_data_ptr<scalar_t>();
-    p.x_stride_t = x.stride_t, p.x_stride_b = x.stride_b;
-    p.h0 = h0c.const_data_ptr<scalar_t>();
-    p.c0 = ptr_or_null<scalar_t>(c0c);
-    p.w_ih = w_ih.const_data_ptr<scalar_t>();
-    p.w_hh = w_hh.const_data_ptr<scalar_t>();
+    in.fill<scalar_t>(p, s);
     p.b_ih = ptr_or_null<scalar_t>(b_ih);
     p.b_hh = ptr_or_null<scalar_t>(b_hh);
     p.output = output.mutable_data_ptr<scalar_t>();
@@ -222,10 +241,7 @@ backward(const std::string& mode, const OptTensor& grad_output, const OptTensor&
   const at::Tensor g_cn =
       lstm ? grad_or_undefined(grad_c_n, "grad_c_n", input, {s.B, s.H}) : at::Tensor();
 
-  const GemmInput x = gemm_input(input);
-  const at::Tensor h0c = zeros_if_absent(h0, input, s.B, s.H);
-  const at::Tensor c0c = lstm ? zeros_if_absent(c0, input, s.B, s.H) : empty0(input);
-  const at::Tensor w_ih = weight_ih.contiguous(), w_hh = weight_hh.contiguous();
+  const LayerInputs in(cell, s, input, h0, c0, weight_ih, weight_hh);
   const at::Tensor out = output.contiguous(), sv = saved.contiguous();
 
   const int64_t GH = s.G * s.H;
@@ -240,13 +256,7 @@ backward(const std::string& mode, const OptTensor& grad_output, const OptTensor&
   cpu::set_blas_threads(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastrnn::backward", [&] {
     BackwardParams<scalar_t> p;
-    p.T = s.T, p.B = s.B, p.I = s.I, p.H = s.H;
-    p.x = x.x.const_data_ptr<scalar_t>();
-    p.x_stride_t = x.stride_t, p.x_stride_b = x.stride_b;
-    p.h0 = h0c.const_data_ptr<scalar_t>();
-    p.c0 = ptr_or_null<scalar_t>(c0c);
-    p.w_ih = w_ih.const_data_ptr<scalar_t>();
-    p.w_hh = w_hh.const_data_ptr<scalar_t>();
+    in.fill<scalar_t>(p, s);
     p.output = out.const_data_ptr<scalar_t>();
     p.saved = ptr_or_null<scalar_t>(sv);
     p.grad_output = g_out.defined() ? g_out.const_data_ptr<scalar_t>() : nullptr;
