@@ -1,14 +1,15 @@
 // The torch glue: argument checks, allocation, dtype and device dispatch, op registration and the
 // pybind11 module. The kernels behind it see only the params structs of params.h.
 //
-// Ops (namespace fastrnn; mode is one of "lstm", "gru", "rnn_tanh", "rnn_relu"):
-//   forward(mode, input, h0?, c0?, weight_ih, weight_hh, bias_ih?, bias_hh?, training)
-//       -> (output [T,B,H], h_n [B,H], c_n [B,H] (LSTM) or [0], saved [T,B,S*H] or [0])
-//   backward(mode, grad_output?, grad_h_n?, grad_c_n?, input, h0?, c0?, weight_ih, weight_hh,
-//            has_bias, output, saved)
-//       -> (grad_input, grad_h0, grad_c0 ([0] unless LSTM), grad_weight_ih, grad_weight_hh,
-//           grad_bias_ih, grad_bias_hh ([0] without bias))
-// `saved` holds what backward needs and is filled only when training (and S > 0).
+// Ops (namespace fastrnn), one call for a whole stack of layers (docs/stack-op.md):
+//   rnn(mode, input, batch_sizes?, hx?, cx?, weights[], has_bias, num_layers, bidirectional,
+//       proj_size, dropout_masks?, training) -> (output, h_n, c_n, reserve)
+//   rnn_backward(mode, grad_output?, grad_h_n?, grad_c_n?, <rnn's inputs but training>, output,
+//                reserve) -> (grad_input, grad_hx, grad_cx, grad_weights[])
+// mode: "lstm", "gru", "rnn_tanh", "rnn_relu". input: padded [T, B, I], or packed data [N, I]
+// with batch_sizes [T] (int64, CPU; then hx is required). weights: torch.nn's _flat_weights
+// order. c_n and grad_cx are [0] unless LSTM; reserve, what backward needs, is [N, W] when
+// training and [0] otherwise.
 #include <torch/extension.h>
 #include <torch/library.h>
 
@@ -49,12 +50,7 @@ CellShape cell_shape(const std::string& mode) {
                     mode, "'");
 }
 
-// The sizes of one call, read from input and weight_hh and checked against everything else.
-struct Sizes {
-  int64_t T, B, I, H, G;
-};
-
-void check_tensor(const at::Tensor& t, const char* name, const at::Tensor& input,
+void check_tensor(const at::Tensor& t, const std::string& name, const at::Tensor& input,
                   at::IntArrayRef expected_shape) {
   TORCH_CHECK(t.device() == input.device(), "fastrnn: ", name, " is on ", t.device(),
               " but input is on ", input.device(), ": all tensors must be on one device");
@@ -65,97 +61,142 @@ void check_tensor(const at::Tensor& t, const char* name, const at::Tensor& input
                     expected_shape, ", got ", t.sizes());
 }
 
-Sizes check_inputs(const CellShape& cell, const std::string& mode, const at::Tensor& input,
-                   const OptTensor& h0, const OptTensor& c0, const at::Tensor& weight_ih,
-                   const at::Tensor& weight_hh, const OptTensor& bias_ih,
-                   const OptTensor& bias_hh) {
-  TORCH_CHECK_VALUE(input.dim() == 3, "fastrnn: input must be 3-D [T, B, I], got ", input.dim(),
-                    "-D with shape ", input.sizes());
+// Everything a call's arguments fix, checked against each other.
+struct Stack {
+  CellShape cell;
+  int64_t T, B, N, I, H, P, L, D;
+  bool packed, has_bias, project;
+  int64_t weights_per_layer;  // tensors per (layer, direction) in the weights list
+  std::vector<int64_t> batch_sizes, offsets;
+
+  int64_t G() const { return cell.gates; }
+  int64_t reserve_width() const { return fastrnn::reserve_width(L, D, cell.saved, H, P); }
+  // The weights of (layer l, direction d): w_ih, w_hh, [b_ih, b_hh], [w_hr]
+  int64_t first_weight(int64_t l, int64_t d) const { return (l * D + d) * weights_per_layer; }
+};
+
+std::string weight_name(const char* base, int64_t l, int64_t d) {
+  return std::string(base) + "_l" + std::to_string(l) + (d == 1 ? "_reverse" : "");
+}
+
+Stack check_stack(const std::string& mode, const at::Tensor& input, const OptTensor& batch_sizes,
+                  const OptTensor& hx, const OptTensor& cx, at::TensorList weights,
+                  bool has_bias, int64_t num_layers, bool bidirectional, int64_t proj_size,
+                  const OptTensor& dropout_masks) {
+  Stack s;
+  s.cell = cell_shape(mode);
+  const bool lstm = s.cell.kind == CellKind::kLstm;
   TORCH_CHECK_TYPE(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,
                    "fastrnn: input must be float32 or float64, got ", input.scalar_type());
-  TORCH_CHECK_VALUE(weight_hh.dim() == 2, "fastrnn: weight_hh must be 2-D [G*H, H], got shape ",
-                    weight_hh.sizes());
-  const Sizes s{input.size(0), input.size(1), input.size(2), weight_hh.size(1), cell.gates};
-  TORCH_CHECK_VALUE(s.T >= 1, "fastrnn: input must have at least one time step (T >= 1), got T = ",
-                    s.T);
+  TORCH_CHECK_VALUE(num_layers >= 1, "fastrnn: num_layers must be >= 1, got ", num_layers);
+  TORCH_CHECK_VALUE(proj_size >= 0, "fastrnn: proj_size must be >= 0, got ", proj_size);
+  TORCH_CHECK_VALUE(proj_size == 0 || lstm, "fastrnn: proj_size is only for mode 'lstm', not '",
+                    mode, "'");
+  s.L = num_layers, s.D = bidirectional ? 2 : 1;
+  s.has_bias = has_bias, s.project = proj_size > 0;
+  s.weights_per_layer = 2 + (has_bias ? 2 : 0) + (s.project ? 1 : 0);
+  TORCH_CHECK_VALUE(static_cast<int64_t>(weights.size()) == s.L * s.D * s.weights_per_layer,
+                    "fastrnn: expected ", s.L * s.D * s.weights_per_layer, " weight tensors (",
+                    s.weights_per_layer, " for each of ", s.L, " layers x ", s.D,
+                    " directions), got ", weights.size());
+
+  s.packed = batch_sizes.has_value();
+  if (s.packed) {
+    TORCH_CHECK_VALUE(input.dim() == 2, "fastrnn: packed input must be 2-D [N, I], got shape ",
+                      input.sizes());
+    const at::Tensor& bs = *batch_sizes;
+    TORCH_CHECK_VALUE(bs.dim() == 1 && bs.device().is_cpu() && bs.scalar_type() == at::kLong,
+                      "fastrnn: batch_sizes must be a 1-D int64 CPU tensor, got ", bs.scalar_type(),
+                      " of shape ", bs.sizes(), " on ", bs.device());
+    s.T = bs.size(0);
+    TORCH_CHECK_VALUE(s.T >= 1, "fastrnn: batch_sizes must have at least one step");
+    const at::Tensor bsc = bs.contiguous();
+    s.batch_sizes.assign(bsc.const_data_ptr<int64_t>(), bsc.const_data_ptr<int64_t>() + s.T);
+    s.N = input.size(0), s.I = input.size(1), s.B = s.batch_sizes[0];
+    int64_t total = 0;
+    for (int64_t t = 0; t < s.T; ++t) {
+      const int64_t b = s.batch_sizes[t];
+      TORCH_CHECK_VALUE(b >= 1 && (t == 0 || b <= s.batch_sizes[t - 1]),
+                        "fastrnn: batch_sizes must be >= 1 and non-increasing, got ", bs);
+      s.offsets.push_back(total);
+      total += b;
+    }
+    TORCH_CHECK_VALUE(total == s.N, "fastrnn: packed input has ", s.N,
+                      " rows but batch_sizes sum to ", total);
+    TORCH_CHECK_VALUE(hx.has_value(), "fastrnn: packed input needs hx (zeros if none)");
+  } else {
+    TORCH_CHECK_VALUE(input.dim() == 3, "fastrnn: input must be 3-D [T, B, I], got ", input.dim(),
+                      "-D with shape ", input.sizes());
+    s.T = input.size(0), s.B = input.size(1), s.I = input.size(2), s.N = s.T * s.B;
+    TORCH_CHECK_VALUE(s.T >= 1, "fastrnn: input must have at least one time step (T >= 1), got T = ",
+                      s.T);
+    s.batch_sizes.assign(s.T, s.B);
+    for (int64_t t = 0; t < s.T; ++t) s.offsets.push_back(t * s.B);
+  }
+
+  const at::Tensor& w_hh0 = weights[1];
+  TORCH_CHECK_VALUE(w_hh0.dim() == 2 && w_hh0.size(0) % s.G() == 0,
+                    "fastrnn: weight_hh_l0 must be 2-D [G*H, P] with G = ", s.G(), " for mode '",
+                    mode, "', got shape ", w_hh0.sizes());
+  s.H = w_hh0.size(0) / s.G();
+  s.P = s.project ? proj_size : s.H;
+  TORCH_CHECK_VALUE(!s.project || proj_size < s.H, "fastrnn: proj_size (", proj_size,
+                    ") must be smaller than the hidden size (", s.H, ")");
   TORCH_CHECK_VALUE(s.B >= 1 && s.I >= 1 && s.H >= 1,
                     "fastrnn: batch, input and hidden sizes must be >= 1, got B = ", s.B,
                     ", I = ", s.I, ", H = ", s.H);
-  const int64_t GH = s.G * s.H;
+  const int64_t GH = s.G() * s.H, DP = s.D * s.P;
   // the BLAS indexes with 32-bit integers
-  TORCH_CHECK_VALUE(s.T * s.B <= INT_MAX && GH * std::max(s.I, s.H) <= INT_MAX &&
-                        s.B * GH <= INT_MAX,
-                    "fastrnn: sizes T = ", s.T, ", B = ", s.B, ", I = ", s.I, ", H = ", s.H,
+  TORCH_CHECK_VALUE(s.N <= INT_MAX && GH * std::max({s.I, s.H, DP}) <= INT_MAX &&
+                        s.N * std::max({GH, s.I, DP}) <= INT_MAX,
+                    "fastrnn: sizes N = ", s.N, ", I = ", s.I, ", H = ", s.H,
                     " exceed the 32-bit index range of the BLAS");
-  check_tensor(weight_hh, "weight_hh", input, {GH, s.H});
-  TORCH_CHECK_VALUE(weight_ih.dim() == 2 && weight_ih.size(0) == GH,
-                    "fastrnn: weight_ih must have shape [G*H, I] = [", GH, ", ", s.I,
-                    "] for mode '", mode, "' with H = ", s.H, ", got ", weight_ih.sizes());
-  TORCH_CHECK_VALUE(weight_ih.size(1) == s.I, "fastrnn: input has I = ", s.I,
-                    " features but weight_ih expects ", weight_ih.size(1));
-  check_tensor(weight_ih, "weight_ih", input, {GH, s.I});
-  TORCH_CHECK_VALUE(bias_ih.has_value() == bias_hh.has_value(),
-                    "fastrnn: give both bias_ih and bias_hh or neither");
-  if (bias_ih) check_tensor(*bias_ih, "bias_ih", input, {GH});
-  if (bias_hh) check_tensor(*bias_hh, "bias_hh", input, {GH});
-  if (h0) check_tensor(*h0, "h0", input, {s.B, s.H});
-  if (cell.kind == CellKind::kLstm) {
-    if (c0) check_tensor(*c0, "c0", input, {s.B, s.H});
+
+  for (int64_t l = 0; l < s.L; ++l) {
+    for (int64_t d = 0; d < s.D; ++d) {
+      int64_t k = s.first_weight(l, d);
+      const int64_t I_l = l == 0 ? s.I : DP;
+      const at::Tensor& w_ih = weights[k];
+      TORCH_CHECK_VALUE(w_ih.dim() == 2 && w_ih.size(0) == GH,
+                        "fastrnn: ", weight_name("weight_ih", l, d), " must have shape [G*H, ",
+                        l == 0 ? "I" : "D*P", "] = [", GH, ", ", I_l, "] for mode '", mode,
+                        "' with H = ", s.H, ", got ", w_ih.sizes());
+      if (l == 0) {
+        TORCH_CHECK_VALUE(w_ih.size(1) == I_l, "fastrnn: input has I = ", I_l,
+                          " features but weight_ih_l0", d == 1 ? "_reverse" : "", " expects ",
+                          w_ih.size(1));
+      } else {
+        TORCH_CHECK_VALUE(w_ih.size(1) == I_l, "fastrnn: ", weight_name("weight_ih", l, d),
+                          " must have D*P = ", I_l, " columns (layer ", l - 1,
+                          "'s output), got ", w_ih.size(1));
+      }
+      check_tensor(w_ih, weight_name("weight_ih", l, d), input, {GH, I_l});
+      check_tensor(weights[k + 1], weight_name("weight_hh", l, d), input, {GH, s.P});
+      k += 2;
+      if (has_bias) {
+        check_tensor(weights[k], weight_name("bias_ih", l, d), input, {GH});
+        check_tensor(weights[k + 1], weight_name("bias_hh", l, d), input, {GH});
+        k += 2;
+      }
+      if (s.project) check_tensor(weights[k], weight_name("weight_hr", l, d), input, {s.P, s.H});
+    }
+  }
+  if (hx) check_tensor(*hx, "hx", input, {s.L * s.D, s.B, s.P});
+  if (lstm) {
+    if (cx) check_tensor(*cx, "cx", input, {s.L * s.D, s.B, s.H});
   } else {
-    TORCH_CHECK_VALUE(!c0, "fastrnn: c0 is only for mode 'lstm', not '", mode, "'");
+    TORCH_CHECK_VALUE(!cx, "fastrnn: cx (c0) is only for mode 'lstm', not '", mode, "'");
+  }
+  if (dropout_masks) {
+    TORCH_CHECK_VALUE(s.L > 1, "fastrnn: dropout_masks need num_layers > 1");
+    if (s.packed) {
+      check_tensor(*dropout_masks, "dropout_masks", input, {s.L - 1, s.N, DP});
+    } else {
+      check_tensor(*dropout_masks, "dropout_masks", input, {s.L - 1, s.T, s.B, DP});
+    }
   }
   return s;
 }
-
-// The input as the GEMMs read it: unit stride along I, rows [B, I] with a leading dimension
-// >= I; x[t] may start anywhere. Sliced views pass without a copy; anything else is copied.
-struct GemmInput {
-  at::Tensor x;
-  int64_t stride_t, stride_b;
-};
-
-GemmInput gemm_input(const at::Tensor& input) {
-  const int64_t T = input.size(0), B = input.size(1), I = input.size(2);
-  const int64_t stride_b = B == 1 ? I : input.stride(1);
-  const bool ok = (I == 1 || input.stride(2) == 1) && stride_b >= I;
-  if (!ok) return gemm_input(input.contiguous());
-  const int64_t stride_t = T == 1 ? B * stride_b : input.stride(0);
-  return {input, stride_t, stride_b};
-}
-
-at::Tensor zeros_if_absent(const OptTensor& t, const at::Tensor& like, int64_t B, int64_t H) {
-  return t ? t->contiguous() : at::zeros({B, H}, like.options());
-}
-
-at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
-
-// What forward and backward both read, laid out as the kernels want it: the input as the GEMMs
-// read it, initial states materialised (zeros when absent; c0 empty unless LSTM), weights
-// contiguous.
-struct LayerInputs {
-  GemmInput x;
-  at::Tensor h0, c0, w_ih, w_hh;
-
-  LayerInputs(const CellShape& cell, const Sizes& s, const at::Tensor& input, const OptTensor& h0_,
-              const OptTensor& c0_, const at::Tensor& weight_ih, const at::Tensor& weight_hh)
-      : x(gemm_input(input)),
-        h0(zeros_if_absent(h0_, input, s.B, s.H)),
-        c0(cell.kind == CellKind::kLstm ? zeros_if_absent(c0_, input, s.B, s.H) : empty0(input)),
-        w_ih(weight_ih.contiguous()),
-        w_hh(weight_hh.contiguous()) {}
-
-  // Sets the fields ForwardParams and BackwardParams share.
-  template <typename scalar_t, class Params>
-  void fill(Params& p, const Sizes& s) const {
-    p.T = s.T, p.B = s.B, p.I = s.I, p.H = s.H;
-    p.x = x.x.const_data_ptr<scalar_t>();
-    p.x_stride_t = x.stride_t, p.x_stride_b = x.stride_b;
-    p.h0 = h0.const_data_ptr<scalar_t>();
-    p.c0 = c0.numel() ? c0.const_data_ptr<scalar_t>() : nullptr;
-    p.w_ih = w_ih.const_data_ptr<scalar_t>();
-    p.w_hh = w_hh.const_data_ptr<scalar_t>();
-  }
-};
 
 void check_cpu(const at::Tensor& input) {
   if (input.is_cpu()) return;
@@ -168,49 +209,103 @@ void check_cpu(const at::Tensor& input) {
 #endif
 }
 
+at::Tensor empty0(const at::Tensor& like) { return at::empty({0}, like.options()); }
+
 template <typename scalar_t>
 const scalar_t* ptr_or_null(const at::Tensor& t) {
-  return t.numel() ? t.const_data_ptr<scalar_t>() : nullptr;
+  return t.defined() && t.numel() ? t.const_data_ptr<scalar_t>() : nullptr;
 }
 
 template <typename scalar_t>
 scalar_t* mutable_ptr_or_null(at::Tensor& t) {
-  return t.numel() ? t.mutable_data_ptr<scalar_t>() : nullptr;
+  return t.defined() && t.numel() ? t.mutable_data_ptr<scalar_t>() : nullptr;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
-    const std::string& mode, const at::Tensor& input, const OptTensor& h0, const OptTensor& c0,
-    const at::Tensor& weight_ih, const at::Tensor& weight_hh, const OptTensor& bias_ih,
-    const OptTensor& bias_hh, bool training) {
-  const CellShape cell = cell_shape(mode);
-  const Sizes s = check_inputs(cell, mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh);
+// What forward and backward both read, laid out as the kernels want it.
+struct StackInputs {
+  at::Tensor x;  // [N, I] rows with a unit stride along I (a view of input where it can be)
+  int64_t ldx;
+  at::Tensor hx, cx, dropout_masks;  // contiguous; hx (and cx) zeros when absent
+  std::vector<at::Tensor> weights;   // contiguous
+
+  StackInputs(const Stack& s, const at::Tensor& input, const OptTensor& hx_, const OptTensor& cx_,
+              at::TensorList weights_, const OptTensor& dropout_masks_) {
+    x = input.reshape({s.N, s.I});  // a view unless the layout cannot be one
+    if (!((s.I == 1 || x.stride(1) == 1) && (s.N == 1 || x.stride(0) >= s.I))) x = x.contiguous();
+    ldx = s.N == 1 ? s.I : x.stride(0);
+    hx = hx_ ? hx_->contiguous() : at::zeros({s.L * s.D, s.B, s.P}, input.options());
+    if (s.cell.kind == CellKind::kLstm) {
+      cx = cx_ ? cx_->contiguous() : at::zeros({s.L * s.D, s.B, s.H}, input.options());
+    }
+    if (dropout_masks_) dropout_masks = dropout_masks_->contiguous();
+    for (const at::Tensor& w : weights_) weights.push_back(w.contiguous());
+  }
+
+  template <typename scalar_t>
+  std::vector<LayerWeights<scalar_t>> layer_weights(const Stack& s) const {
+    std::vector<LayerWeights<scalar_t>> out(s.L * s.D);
+    for (int64_t k = 0; k < s.L * s.D; ++k) {
+      const at::Tensor* w = weights.data() + k * s.weights_per_layer;
+      LayerWeights<scalar_t>& lw = out[k];
+      lw.w_ih = w[0].const_data_ptr<scalar_t>();
+      lw.w_hh = w[1].const_data_ptr<scalar_t>();
+      if (s.has_bias) {
+        lw.b_ih = w[2].const_data_ptr<scalar_t>();
+        lw.b_hh = w[3].const_data_ptr<scalar_t>();
+      }
+      if (s.project) lw.w_hr = w[s.has_bias ? 4 : 2].const_data_ptr<scalar_t>();
+    }
+    return out;
+  }
+
+  template <typename scalar_t>
+  RnnParams<scalar_t> params(const Stack& s, const LayerWeights<scalar_t>* lw) const {
+    RnnParams<scalar_t> p;
+    p.cell = s.cell.kind;
+    p.T = s.T, p.B = s.B, p.N = s.N, p.I = s.I, p.H = s.H, p.P = s.P, p.L = s.L, p.D = s.D;
+    p.batch_sizes = s.batch_sizes.data();
+    p.offsets = s.offsets.data();
+    p.x = x.const_data_ptr<scalar_t>();
+    p.ldx = ldx;
+    p.hx = hx.const_data_ptr<scalar_t>();
+    p.cx = ptr_or_null<scalar_t>(cx);
+    p.weights = lw;
+    p.dropout_masks = ptr_or_null<scalar_t>(dropout_masks);
+    return p;
+  }
+};
+
+std::vector<int64_t> output_shape(const Stack& s, int64_t width) {
+  return s.packed ? std::vector<int64_t>{s.N, width} : std::vector<int64_t>{s.T, s.B, width};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn(
+    const std::string& mode, const at::Tensor& input, const OptTensor& batch_sizes,
+    const OptTensor& hx, const OptTensor& cx, at::TensorList weights, bool has_bias,
+    int64_t num_layers, bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
+    bool training) {
+  const Stack s = check_stack(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers,
+                              bidirectional, proj_size, dropout_masks);
   check_cpu(input);
-  const bool lstm = cell.kind == CellKind::kLstm;
-
-  const LayerInputs in(cell, s, input, h0, c0, weight_ih, weight_hh);
-  const at::Tensor b_ih = bias_ih ? bias_ih->contiguous() : empty0(input);
-  const at::Tensor b_hh = bias_hh ? bias_hh->contiguous() : empty0(input);
-
-  at::Tensor output = at::empty({s.T, s.B, s.H}, input.options());
-  at::Tensor h_n = at::empty({s.B, s.H}, input.options());
-  at::Tensor c_n = lstm ? at::empty({s.B, s.H}, input.options()) : empty0(input);
-  at::Tensor saved = training && cell.saved > 0
-                         ? at::empty({s.T, s.B, cell.saved * s.H}, input.options())
-                         : empty0(input);
+  const StackInputs in(s, input, hx, cx, weights, dropout_masks);
+  const auto opts = input.options();
+  at::Tensor output = at::empty(output_shape(s, s.D * s.P), opts);
+  at::Tensor h_n = at::empty({s.L * s.D, s.B, s.P}, opts);
+  at::Tensor c_n = s.cell.kind == CellKind::kLstm ? at::empty({s.L * s.D, s.B, s.H}, opts)
+                                                  : empty0(input);
+  at::Tensor reserve = training ? at::empty({s.N, s.reserve_width()}, opts) : empty0(input);
 
   cpu::set_blas_threads(at::get_num_threads());
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastrnn::forward", [&] {
-    ForwardParams<scalar_t> p;
-    in.fill<scalar_t>(p, s);
-    p.b_ih = ptr_or_null<scalar_t>(b_ih);
-    p.b_hh = ptr_or_null<scalar_t>(b_hh);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastrnn::rnn", [&] {
+    const auto lw = in.layer_weights<scalar_t>(s);
+    RnnParams<scalar_t> p = in.params<scalar_t>(s, lw.data());
     p.output = output.mutable_data_ptr<scalar_t>();
     p.h_n = h_n.mutable_data_ptr<scalar_t>();
     p.c_n = mutable_ptr_or_null<scalar_t>(c_n);
-    p.saved = mutable_ptr_or_null<scalar_t>(saved);
-    cpu::rnn_forward(cell.kind, p);
+    p.reserve = mutable_ptr_or_null<scalar_t>(reserve);
+    cpu::rnn_forward(p);
   });
-  return {output, h_n, c_n, saved};
+  return {output, h_n, c_n, reserve};
 }
 
 // Contiguous gradient of the given shape, or an undefined tensor for an absent (zero) one.
@@ -221,57 +316,64 @@ at::Tensor grad_or_undefined(const OptTensor& g, const char* name, const at::Ten
   return g->contiguous();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-backward(const std::string& mode, const OptTensor& grad_output, const OptTensor& grad_h_n,
-         const OptTensor& grad_c_n, const at::Tensor& input, const OptTensor& h0,
-         const OptTensor& c0, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
-         bool has_bias, const at::Tensor& output, const at::Tensor& saved) {
-  const CellShape cell = cell_shape(mode);
-  const Sizes s = check_inputs(cell, mode, input, h0, c0, weight_ih, weight_hh, {}, {});
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_backward(
+    const std::string& mode, const OptTensor& grad_output, const OptTensor& grad_h_n,
+    const OptTensor& grad_c_n, const at::Tensor& input, const OptTensor& batch_sizes,
+    const OptTensor& hx, const OptTensor& cx, at::TensorList weights, bool has_bias,
+    int64_t num_layers, bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
+    const at::Tensor& output, const at::Tensor& reserve) {
+  const Stack s = check_stack(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers,
+                              bidirectional, proj_size, dropout_masks);
   check_cpu(input);
-  const bool lstm = cell.kind == CellKind::kLstm;
-  check_tensor(output, "output", input, {s.T, s.B, s.H});
-  if (cell.saved > 0) {
-    TORCH_CHECK_VALUE(saved.numel() > 0,
-                      "fastrnn: backward needs the tensors saved by a forward with training=True");
-    check_tensor(saved, "saved", input, {s.T, s.B, cell.saved * s.H});
-  }
-  const at::Tensor g_out = grad_or_undefined(grad_output, "grad_output", input, {s.T, s.B, s.H});
-  const at::Tensor g_hn = grad_or_undefined(grad_h_n, "grad_h_n", input, {s.B, s.H});
+  const bool lstm = s.cell.kind == CellKind::kLstm;
+  const int64_t DP = s.D * s.P;
+  check_tensor(output, "output", input, output_shape(s, DP));
+  TORCH_CHECK_VALUE(reserve.dim() == 2,
+                    "fastrnn: backward needs the reserve of a forward with training=True");
+  check_tensor(reserve, "reserve", input, {s.N, s.reserve_width()});
+  const at::Tensor g_out = grad_or_undefined(grad_output, "grad_output", input, output_shape(s, DP));
+  const at::Tensor g_hn = grad_or_undefined(grad_h_n, "grad_h_n", input, {s.L * s.D, s.B, s.P});
   const at::Tensor g_cn =
-      lstm ? grad_or_undefined(grad_c_n, "grad_c_n", input, {s.B, s.H}) : at::Tensor();
+      lstm ? grad_or_undefined(grad_c_n, "grad_c_n", input, {s.L * s.D, s.B, s.H}) : at::Tensor();
 
-  const LayerInputs in(cell, s, input, h0, c0, weight_ih, weight_hh);
-  const at::Tensor out = output.contiguous(), sv = saved.contiguous();
-
-  const int64_t GH = s.G * s.H;
-  at::Tensor grad_input = at::empty({s.T, s.B, s.I}, input.options());
-  at::Tensor grad_h0 = at::empty({s.B, s.H}, input.options());
-  at::Tensor grad_c0 = lstm ? at::empty({s.B, s.H}, input.options()) : empty0(input);
-  at::Tensor grad_w_ih = at::empty({GH, s.I}, input.options());
-  at::Tensor grad_w_hh = at::empty({GH, s.H}, input.options());
-  at::Tensor grad_b_ih = has_bias ? at::empty({GH}, input.options()) : empty0(input);
-  at::Tensor grad_b_hh = has_bias ? at::empty({GH}, input.options()) : empty0(input);
+  const StackInputs in(s, input, hx, cx, weights, dropout_masks);
+  const at::Tensor out = output.contiguous();
+  at::Tensor rsv = reserve.contiguous();
+  const auto opts = input.options();
+  at::Tensor grad_input = at::empty(output_shape(s, s.I), opts);
+  at::Tensor grad_hx = at::empty({s.L * s.D, s.B, s.P}, opts);
+  at::Tensor grad_cx = lstm ? at::empty({s.L * s.D, s.B, s.H}, opts) : empty0(input);
+  std::vector<at::Tensor> grad_weights;
+  for (const at::Tensor& w : in.weights) grad_weights.push_back(at::empty_like(w));
 
   cpu::set_blas_threads(at::get_num_threads());
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastrnn::backward", [&] {
-    BackwardParams<scalar_t> p;
-    in.fill<scalar_t>(p, s);
-    p.output = out.const_data_ptr<scalar_t>();
-    p.saved = ptr_or_null<scalar_t>(sv);
-    p.grad_output = g_out.defined() ? g_out.const_data_ptr<scalar_t>() : nullptr;
-    p.grad_h_n = g_hn.defined() ? g_hn.const_data_ptr<scalar_t>() : nullptr;
-    p.grad_c_n = g_cn.defined() ? g_cn.const_data_ptr<scalar_t>() : nullptr;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastrnn::rnn_backward", [&] {
+    const auto lw = in.layer_weights<scalar_t>(s);
+    std::vector<LayerGrads<scalar_t>> lg(s.L * s.D);
+    for (int64_t k = 0; k < s.L * s.D; ++k) {
+      at::Tensor* g = grad_weights.data() + k * s.weights_per_layer;
+      lg[k].w_ih = g[0].mutable_data_ptr<scalar_t>();
+      lg[k].w_hh = g[1].mutable_data_ptr<scalar_t>();
+      if (s.has_bias) {
+        lg[k].b_ih = g[2].mutable_data_ptr<scalar_t>();
+        lg[k].b_hh = g[3].mutable_data_ptr<scalar_t>();
+      }
+      if (s.project) lg[k].w_hr = g[s.has_bias ? 4 : 2].mutable_data_ptr<scalar_t>();
+    }
+    RnnGradParams<scalar_t> p;
+    p.fwd = in.params<scalar_t>(s, lw.data());
+    p.fwd.output = const_cast<scalar_t*>(out.const_data_ptr<scalar_t>());  // read only
+    p.fwd.reserve = mutable_ptr_or_null<scalar_t>(rsv);                   // read only
+    p.grad_output = ptr_or_null<scalar_t>(g_out);
+    p.grad_h_n = ptr_or_null<scalar_t>(g_hn);
+    p.grad_c_n = ptr_or_null<scalar_t>(g_cn);
     p.grad_x = grad_input.mutable_data_ptr<scalar_t>();
-    p.grad_h0 = grad_h0.mutable_data_ptr<scalar_t>();
-    p.grad_c0 = mutable_ptr_or_null<scalar_t>(grad_c0);
-    p.grad_w_ih = grad_w_ih.mutable_data_ptr<scalar_t>();
-    p.grad_w_hh = grad_w_hh.mutable_data_ptr<scalar_t>();
-    p.grad_b_ih = mutable_ptr_or_null<scalar_t>(grad_b_ih);
-    p.grad_b_hh = mutable_ptr_or_null<scalar_t>(grad_b_hh);
-    cpu::rnn_backward(cell.kind, p);
+    p.grad_hx = grad_hx.mutable_data_ptr<scalar_t>();
+    p.grad_cx = mutable_ptr_or_null<scalar_t>(grad_cx);
+    p.grads = lg.data();
+    cpu::rnn_backward(p);
   });
-  return {grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh};
+  return {grad_input, grad_hx, grad_cx, grad_weights};
 }
 
 }  // namespace
@@ -279,24 +381,25 @@ backward(const std::string& mode, const OptTensor& grad_output, const OptTensor&
 
 TORCH_LIBRARY(fastrnn, m) {
   m.def(
-      "forward(str mode, Tensor input, Tensor? h0, Tensor? c0, Tensor weight_ih, "
-      "Tensor weight_hh, Tensor? bias_ih, Tensor? bias_hh, bool training) "
-      "-> (Tensor output, Tensor h_n, Tensor c_n, Tensor saved)");
+      "rnn(str mode, Tensor input, Tensor? batch_sizes, Tensor? hx, Tensor? cx, Tensor[] weights, "
+      "bool has_bias, int num_layers, bool bidirectional, int proj_size, Tensor? dropout_masks, "
+      "bool training) -> (Tensor output, Tensor h_n, Tensor c_n, Tensor reserve)");
   m.def(
-      "backward(str mode, Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, Tensor input, "
-      "Tensor? h0, Tensor? c0, Tensor weight_ih, Tensor weight_hh, bool has_bias, Tensor output, "
-      "Tensor saved) -> (Tensor grad_input, Tensor grad_h0, Tensor grad_c0, "
-      "Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias_ih, Tensor grad_bias_hh)");
+      "rnn_backward(str mode, Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, "
+      "Tensor input, Tensor? batch_sizes, Tensor? hx, Tensor? cx, Tensor[] weights, "
+      "bool has_bias, int num_layers, bool bidirectional, int proj_size, Tensor? dropout_masks, "
+      "Tensor output, Tensor reserve) "
+      "-> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor[] grad_weights)");
 }
 
 // CUDA tensors reach the same entry points, which name the device problem clearly.
 TORCH_LIBRARY_IMPL(fastrnn, CPU, m) {
-  m.impl("forward", &fastrnn::forward);
-  m.impl("backward", &fastrnn::backward);
+  m.impl("rnn", &fastrnn::rnn);
+  m.impl("rnn_backward", &fastrnn::rnn_backward);
 }
 TORCH_LIBRARY_IMPL(fastrnn, CUDA, m) {
-  m.impl("forward", &fastrnn::forward);
-  m.impl("backward", &fastrnn::backward);
+  m.impl("rnn", &fastrnn::rnn);
+  m.impl("rnn_backward", &fastrnn::rnn_backward);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -314,6 +417,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         const fastrnn::CellShape c = fastrnn::cell_shape(mode);
         return std::make_tuple(c.gates, c.saved);
       },
-      "(G, S) of a mode: gates, and values saved for backward per (t, b), in units of H",
+      "(G, S) of a mode: gates, and values saved for backward per row, in units of H",
       pybind11::arg("mode"));
+  m.def(
+      "reserve_width",
+      [](const std::string& mode, int64_t num_layers, int64_t directions, int64_t hidden_size,
+         int64_t proj_size) {
+        const fastrnn::CellShape c = fastrnn::cell_shape(mode);
+        return fastrnn::reserve_width(num_layers, directions, c.saved, hidden_size,
+                                      proj_size > 0 ? proj_size : hidden_size);
+      },
+      "Columns of the reserve (rows: N) that a training forward of this stack saves",
+      pybind11::arg("mode"), pybind11::arg("num_layers"), pybind11::arg("directions"),
+      pybind11::arg("hidden_size"), pybind11::arg("proj_size"));
 }

@@ -1,9 +1,15 @@
 // The one boundary between the torch glue (ops.cpp) and the kernels: plain pointers and sizes.
 //
-// Sizes: T time steps, B batch, I input features, H hidden units, G gates of the cell
-// (LSTM 4: i f g o; GRU 3: r z n; RNN 1), S saved values per (t, b) in units of H (cells/*.h).
-// All tensors are row-major and contiguous unless a stride is given; strides are in elements.
-// Nullable pointers say so; the glue passes zeros for absent initial states, never nullptr.
+// Sizes: T time steps, B batch (the largest), N rows of packed input (sum of the batch sizes;
+// T*B when padded), I input features, H hidden units, P size of h (H, or the LSTM projection
+// size), L layers, D directions (1 or 2), G gates of the cell (LSTM 4: i f g o; GRU 3: r z n;
+// RNN 1), S values saved for backward per row in units of H (cells/*.h).
+//
+// Rows: input, output and the saved values are matrices of N rows. Step t covers rows
+// offsets[t] .. offsets[t] + batch_sizes[t] - 1, batch row b of step t is row offsets[t] + b:
+// PackedSequence's layout; padded [T, B, ...] input is the case batch_sizes[t] == B.
+// All matrices are row-major; a leading dimension (ld*) is given where rows may be wider than
+// the data. Nullable pointers say so.
 #pragma once
 
 #include <cstdint>
@@ -12,53 +18,67 @@ namespace fastrnn {
 
 enum class CellKind { kLstm, kGru, kRnnTanh, kRnnRelu };
 
+// The parameters of one layer and direction, torch.nn's shapes.
 template <typename scalar_t>
-struct ForwardParams {
-  int64_t T = 0, B = 0, I = 0, H = 0;
-
-  const scalar_t* x = nullptr;  // [T, B, I]; x[t, b, i] at t * x_stride_t + b * x_stride_b + i
-  int64_t x_stride_t = 0, x_stride_b = 0;
-  const scalar_t* h0 = nullptr;    // [B, H]
-  const scalar_t* c0 = nullptr;    // [B, H], LSTM only
-  const scalar_t* w_ih = nullptr;  // [G*H, I]
-  const scalar_t* w_hh = nullptr;  // [G*H, H]
+struct LayerWeights {
+  const scalar_t* w_ih = nullptr;  // [G*H, I_l]: I_l = I for layer 0, D*P above
+  const scalar_t* w_hh = nullptr;  // [G*H, P]
   const scalar_t* b_ih = nullptr;  // [G*H] or nullptr (no bias: then b_hh is nullptr too)
   const scalar_t* b_hh = nullptr;  // [G*H] or nullptr
-
-  scalar_t* output = nullptr;  // [T, B, H]: h_t for every t
-  scalar_t* h_n = nullptr;     // [B, H]
-  scalar_t* c_n = nullptr;     // [B, H], LSTM only
-  // [T, B, S*H]: what backward needs, written when training; nullptr for inference (and S == 0)
-  scalar_t* saved = nullptr;
+  const scalar_t* w_hr = nullptr;  // [P, H] with an LSTM projection, else nullptr
 };
 
+// Their gradients, same shapes, overwritten (never accumulated into).
 template <typename scalar_t>
-struct BackwardParams {
-  int64_t T = 0, B = 0, I = 0, H = 0;
-
-  // forward's inputs and what it saved, unchanged (backward never writes to them)
-  const scalar_t* x = nullptr;  // [T, B, I] with strides as in ForwardParams
-  int64_t x_stride_t = 0, x_stride_b = 0;
-  const scalar_t* h0 = nullptr;      // [B, H]
-  const scalar_t* c0 = nullptr;      // [B, H], LSTM only
-  const scalar_t* w_ih = nullptr;    // [G*H, I]
-  const scalar_t* w_hh = nullptr;    // [G*H, H]
-  const scalar_t* output = nullptr;  // [T, B, H]
-  const scalar_t* saved = nullptr;   // [T, B, S*H]
-
-  // incoming gradients; nullptr means zero
-  const scalar_t* grad_output = nullptr;  // [T, B, H]
-  const scalar_t* grad_h_n = nullptr;     // [B, H]
-  const scalar_t* grad_c_n = nullptr;     // [B, H], LSTM only
-
-  // gradients written (all overwritten, none accumulated into)
-  scalar_t* grad_x = nullptr;     // [T, B, I] contiguous
-  scalar_t* grad_h0 = nullptr;    // [B, H]
-  scalar_t* grad_c0 = nullptr;    // [B, H], LSTM only
-  scalar_t* grad_w_ih = nullptr;  // [G*H, I]
-  scalar_t* grad_w_hh = nullptr;  // [G*H, H]
-  scalar_t* grad_b_ih = nullptr;  // [G*H] or nullptr when the layer has no bias
-  scalar_t* grad_b_hh = nullptr;  // [G*H] or nullptr
+struct LayerGrads {
+  scalar_t* w_ih = nullptr;
+  scalar_t* w_hh = nullptr;
+  scalar_t* b_ih = nullptr;
+  scalar_t* b_hh = nullptr;
+  scalar_t* w_hr = nullptr;
 };
+
+// A whole stack: L layers of D directions over one (packed or padded) batch of sequences.
+template <typename scalar_t>
+struct RnnParams {
+  CellKind cell = CellKind::kLstm;
+  int64_t T = 0, B = 0, N = 0, I = 0, H = 0, P = 0, L = 1, D = 1;
+  const int64_t* batch_sizes = nullptr;  // [T], non-increasing, batch_sizes[0] == B
+  const int64_t* offsets = nullptr;      // [T], offsets[t] = sum of batch_sizes[0 .. t-1]
+
+  const scalar_t* x = nullptr;  // [N, I], leading dimension ldx
+  int64_t ldx = 0;
+  const scalar_t* hx = nullptr;  // [L*D, B, P], layer-major as torch.nn's h_0
+  const scalar_t* cx = nullptr;  // [L*D, B, H], LSTM only
+  const LayerWeights<scalar_t>* weights = nullptr;  // [L*D], layer-major
+  // [L-1, N, D*P] or nullptr: multiplied into the output of layer l before it feeds layer l+1
+  const scalar_t* dropout_masks = nullptr;
+
+  scalar_t* output = nullptr;  // [N, D*P]: direction d in columns d*P .. d*P + P - 1
+  scalar_t* h_n = nullptr;     // [L*D, B, P]
+  scalar_t* c_n = nullptr;     // [L*D, B, H], LSTM only
+  // reserve_numel() values that backward needs, written when training; nullptr for inference
+  scalar_t* reserve = nullptr;
+};
+
+// Backward of a stack: `fwd` holds the forward call's pointers (backward reads output and
+// reserve, never writes them).
+template <typename scalar_t>
+struct RnnGradParams {
+  RnnParams<scalar_t> fwd;
+  const scalar_t* grad_output = nullptr;  // [N, D*P] or nullptr for zero
+  const scalar_t* grad_h_n = nullptr;     // [L*D, B, P] or nullptr
+  const scalar_t* grad_c_n = nullptr;     // [L*D, B, H] or nullptr
+  scalar_t* grad_x = nullptr;             // [N, I] contiguous
+  scalar_t* grad_hx = nullptr;            // [L*D, B, P]
+  scalar_t* grad_cx = nullptr;            // [L*D, B, H], LSTM only
+  const LayerGrads<scalar_t>* grads = nullptr;  // [L*D]
+};
+
+// Size of the reserve in units of N rows: for every layer and direction the S*H saved values of
+// each row, then for every layer but the last its output ([N, D*P]), which feeds the next.
+inline int64_t reserve_width(int64_t L, int64_t D, int64_t S, int64_t H, int64_t P) {
+  return L * D * S * H + (L - 1) * D * P;
+}
 
 }  // namespace fastrnn

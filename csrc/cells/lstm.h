@@ -44,6 +44,12 @@ struct LstmCell {
     }
   }
 
+  // The cell's own output o * tanh(c), before an LSTM projection, from what forward saved.
+  template <typename T>
+  FASTRNN_HD static T unprojected_h(int64_t j, int64_t H, const T* saved) {
+    return saved[3 * H + j] * tanh_(saved[4 * H + j]);
+  }
+
   // Backward of one unit. dh: dL/dh_t (from the output and from step t+1). dc: in dL/dc_t from
   // step t+1, out dL/dc_{t-1}. Writes dL/d(pre-activation) of the 4 gates to dx_pre (which is
   // also the gradient of W_hh h_prev: dh_pre is unused). h_prev, h, dh_prev_direct: unused.

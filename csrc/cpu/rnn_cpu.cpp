@@ -1,6 +1,7 @@
 #include "cpu/rnn_cpu.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "cells/cells.h"
@@ -9,41 +10,50 @@
 namespace fastrnn::cpu {
 namespace {
 
-// Row b of a [B, ld] matrix, or nullptr for an absent one (c of the cells without a cell state).
-template <typename P>
-P* row(P* base, int64_t ld, int64_t b) {
-  return base ? base + b * ld : nullptr;
-}
-
-// out[T*B rows, GH] (leading dimension ld_out) = x[T, B, I] W^T, W: [GH, I]. One GEMM over all
-// steps when the time stride lets the rows of x form one matrix, else one GEMM per step.
+// One layer in one direction, as its drivers see it. Rows and steps as in params.h.
 template <typename scalar_t>
-void project_input(const scalar_t* x, int64_t stride_t, int64_t stride_b, int64_t T, int64_t B,
-                   int64_t I, const scalar_t* w, int64_t GH, scalar_t* out, int64_t ld_out) {
-  if (stride_t == B * stride_b) {
-    gemm<scalar_t>(false, true, T * B, GH, I, 1, x, stride_b, w, I, 0, out, ld_out);
-    return;
-  }
-  for (int64_t t = 0; t < T; ++t) {
-    gemm<scalar_t>(false, true, B, GH, I, 1, x + t * stride_t, stride_b, w, I, 0,
-                   out + t * B * ld_out, ld_out);
-  }
-}
+struct Layer {
+  int64_t T, B, N, I, H, P;
+  const int64_t* batch_sizes;
+  const int64_t* offsets;
+  bool reverse;
+  const scalar_t* x;  // [N, I], leading dimension ldx
+  int64_t ldx;
+  const scalar_t* h0;  // [B, P]
+  const scalar_t* c0;  // [B, H] or nullptr
+  LayerWeights<scalar_t> w;
+  scalar_t* out;  // [N, P], leading dimension ld_out (read only in backward)
+  int64_t ld_out;
+  scalar_t* saved;  // [N, S*H] or nullptr (inference, or S == 0)
+  scalar_t* h_n;    // [B, P], written by forward
+  scalar_t* c_n;    // [B, H] or nullptr
 
-// grad_w[GH, I] = sum_t d[t]^T x[t]: the transpose of project_input's product, same layouts.
+  // The time step processed s-th: forward walks t = 0 .. T-1, the reverse direction T-1 .. 0.
+  int64_t step(int64_t s) const { return reverse ? T - 1 - s : s; }
+
+  // The step before t in processing order whose row b holds the state step t starts from, or
+  // -1 where b starts from the initial state (the first step, or a packed sequence's first step
+  // in the reverse direction).
+  int64_t prev_step(int64_t t, int64_t b) const {
+    const int64_t prev = reverse ? t + 1 : t - 1;
+    return prev >= 0 && prev < T && b < batch_sizes[prev] ? prev : -1;
+  }
+};
+
+// What backward of one layer reads and writes besides the Layer.
 template <typename scalar_t>
-void weight_grad_input(const scalar_t* d, int64_t ld_d, const scalar_t* x, int64_t stride_t,
-                       int64_t stride_b, int64_t T, int64_t B, int64_t I, int64_t GH,
-                       scalar_t* grad_w) {
-  if (stride_t == B * stride_b) {
-    gemm<scalar_t>(true, false, GH, I, T * B, 1, d, ld_d, x, stride_b, 0, grad_w, I);
-    return;
-  }
-  for (int64_t t = 0; t < T; ++t) {
-    gemm<scalar_t>(true, false, GH, I, B, 1, d + t * B * ld_d, ld_d, x + t * stride_t, stride_b,
-                   t == 0 ? 0 : 1, grad_w, I);
-  }
-}
+struct LayerGradIO {
+  const scalar_t* grad_out;  // [N, P], leading dimension ld_grad_out, or nullptr for zero
+  int64_t ld_grad_out;
+  const scalar_t* grad_h_n;  // [B, P] or nullptr
+  const scalar_t* grad_c_n;  // [B, H] or nullptr
+  scalar_t* grad_x;          // [N, I], leading dimension ld_grad_x
+  int64_t ld_grad_x;
+  bool accumulate_grad_x;  // add into grad_x (the second direction of a layer) instead of overwrite
+  scalar_t* grad_h0;       // [B, P]
+  scalar_t* grad_c0;       // [B, H] or nullptr
+  LayerGrads<scalar_t> grads;
+};
 
 // out[n] = sum over rows of d[rows, n].
 template <typename scalar_t>
@@ -55,145 +65,274 @@ void column_sums(const scalar_t* d, int64_t rows, int64_t n, scalar_t* out) {
   }
 }
 
-template <class Cell, typename scalar_t>
-void forward_impl(const ForwardParams<scalar_t>& p) {
-  const int64_t T = p.T, B = p.B, H = p.H;
-  const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
-  const bool training = p.saved != nullptr;
-
-  // W_ih x for every step. When training, it goes straight into the saved rows, which the cell
-  // then overwrites in place with its activations: no separate buffer of T*B*G*H.
-  std::vector<scalar_t> gx_buffer;
-  scalar_t* gx = p.saved;
-  int64_t ld_gx = SH;
-  if (!training) {
-    gx_buffer.resize(T * B * GH);
-    gx = gx_buffer.data();
-    ld_gx = GH;
+template <typename scalar_t>
+void copy_rows(const scalar_t* src, int64_t ld_src, int64_t rows, int64_t cols, scalar_t* dst,
+               int64_t ld_dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(src + r * ld_src, src + r * ld_src + cols, dst + r * ld_dst);
   }
-  project_input(p.x, p.x_stride_t, p.x_stride_b, T, B, p.I, p.w_ih, GH, gx, ld_gx);
+}
 
-  std::vector<scalar_t> gh(B * GH);  // W_hh h_{t-1} of the current step
-  // c_t lives in the saved rows when training, else in c_n, updated in place step after step.
-  const scalar_t* h_prev = p.h0;
-  const scalar_t* c_prev = p.c0;
-  int64_t ld_c_prev = H;
-  scalar_t* c = nullptr;
-  int64_t ld_c = H;
+template <class Cell>
+constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>;
+
+template <class Cell, typename scalar_t>
+void layer_forward(const Layer<scalar_t>& L) {
+  const int64_t B = L.B, H = L.H, P = L.P;
+  const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
+  const bool training = L.saved != nullptr;
+  const bool project = L.w.w_hr != nullptr;
+
+  // W_ih x for every row. When training, it goes straight into the saved rows, which the cell
+  // then overwrites in place with its activations: no separate buffer of N * G*H.
+  std::vector<scalar_t> gx_buffer(training ? 0 : L.N * GH);
+  scalar_t* gx = training ? L.saved : gx_buffer.data();
+  const int64_t ld_gx = training ? SH : GH;
+  gemm<scalar_t>(false, true, L.N, GH, L.I, 1, L.x, L.ldx, L.w.w_ih, L.I, 0, gx, ld_gx);
+
+  // The running state: row b holds the latest h (and c) of sequence b. Rows of sequences that
+  // have ended keep their last state, which is h_n; rows not yet started hold h0.
+  std::vector<scalar_t> h(L.h0, L.h0 + B * P);
+  std::vector<scalar_t> c;
+  if constexpr (Cell::kHasCellState) c.assign(L.c0, L.c0 + B * H);
+  std::vector<scalar_t> gh(B * GH);            // W_hh h_{t-1} of the active rows
+  std::vector<scalar_t> m(project ? B * H : 0);  // the cell's output before the projection
 
   bool_switch(training, [&](auto kTraining) {
-    bool_switch(p.b_ih != nullptr, [&](auto kHasBias) {
-      for (int64_t t = 0; t < T; ++t) {
-        gemm<scalar_t>(false, true, B, GH, H, 1, h_prev, H, p.w_hh, H, 0, gh.data(), GH);
-        scalar_t* h = p.output + t * B * H;
-        scalar_t* saved_t = kTraining ? p.saved + t * B * SH : nullptr;
-        if constexpr (Cell::kHasCellState) {
-          c = kTraining ? saved_t + Cell::kSavedCellSlot * H : p.c_n;
-          ld_c = kTraining ? SH : H;
-        }
-        for (int64_t b = 0; b < B; ++b) {
-          const scalar_t* x_row = gx + (t * B + b) * ld_gx;
-          const scalar_t* gh_row = gh.data() + b * GH;
-          const scalar_t* h_prev_row = h_prev + b * H;
-          const scalar_t* c_prev_row = row(c_prev, ld_c_prev, b);
-          scalar_t* h_row = h + b * H;
-          scalar_t* c_row = row(c, ld_c, b);
-          scalar_t* saved_row = row(saved_t, SH, b);
+    bool_switch(L.w.b_ih != nullptr, [&](auto kHasBias) {
+      for (int64_t s = 0; s < L.T; ++s) {
+        const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
+        gemm<scalar_t>(false, true, Bt, GH, P, 1, h.data(), P, L.w.w_hh, P, 0, gh.data(), GH);
+        for (int64_t b = 0; b < Bt; ++b) {
+          const int64_t r = row0 + b;
+          // h and c are updated in place: each unit reads its previous value before writing
+          scalar_t* h_row = project ? m.data() + b * H : h.data() + b * P;
+          scalar_t* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
+          scalar_t* saved_row = kTraining ? L.saved + r * SH : nullptr;
           for (int64_t j = 0; j < H; ++j) {
-            Cell::template forward<kTraining, kHasBias>(j, H, x_row, gh_row, p.b_ih, p.b_hh,
-                                                        h_prev_row, c_prev_row, h_row, c_row,
-                                                        saved_row);
+            Cell::template forward<kTraining, kHasBias>(j, H, gx + r * ld_gx, gh.data() + b * GH,
+                                                        L.w.b_ih, L.w.b_hh, h.data() + b * P,
+                                                        c_row, h_row, c_row, saved_row);
           }
         }
-        h_prev = h;
-        c_prev = c;
-        ld_c_prev = ld_c;
+        if (project) {
+          gemm<scalar_t>(false, true, Bt, P, H, 1, m.data(), H, L.w.w_hr, H, 0, h.data(), P);
+        }
+        copy_rows(h.data(), P, Bt, P, L.out + row0 * L.ld_out, L.ld_out);
       }
     });
   });
+  std::copy(h.begin(), h.end(), L.h_n);
+  if constexpr (Cell::kHasCellState) std::copy(c.begin(), c.end(), L.c_n);
+}
 
-  std::copy(h_prev, h_prev + B * H, p.h_n);
-  if constexpr (Cell::kHasCellState) {
-    if (training) {  // inference already left c_T in c_n
-      for (int64_t b = 0; b < B; ++b) std::copy(c + b * ld_c, c + b * ld_c + H, p.c_n + b * H);
+template <class Cell, typename scalar_t>
+void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
+  const int64_t B = L.B, N = L.N, H = L.H, P = L.P;
+  const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
+  const bool project = L.w.w_hr != nullptr;
+
+  // dL/d(pre-activations) of every row: of W_ih x (dgx) and of W_hh h_{t-1} (dgh), the same
+  // buffer except for the GRU.
+  std::vector<scalar_t> dgx(N * GH);
+  std::vector<scalar_t> dgh_buffer(Cell::kSplitHiddenGrad ? N * GH : 0);
+  scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.data() : dgx.data();
+  std::vector<scalar_t> h_prev_rows(N * P);  // h_{t-1} of every row, for the W_hh gradient
+
+  // dL/dh and dL/dc flowing back through the running state, row b for sequence b
+  std::vector<scalar_t> dh(B * P, scalar_t(0));
+  std::vector<scalar_t> dc(Cell::kHasCellState ? B * H : 0, scalar_t(0));
+  if (g.grad_h_n) std::copy(g.grad_h_n, g.grad_h_n + B * P, dh.begin());
+  if (Cell::kHasCellState && g.grad_c_n) std::copy(g.grad_c_n, g.grad_c_n + B * H, dc.begin());
+
+  // With a projection h = W_hr m: dL/dm of the active rows, and for the W_hr gradient dL/dh and
+  // m of every row.
+  std::vector<scalar_t> dm(project ? B * H : 0), dh_rows(project ? N * P : 0),
+      m_rows(project ? N * H : 0);
+
+  for (int64_t s = L.T - 1; s >= 0; --s) {
+    const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
+    if (g.grad_out) {
+      for (int64_t b = 0; b < Bt; ++b) {
+        const scalar_t* go = g.grad_out + (row0 + b) * g.ld_grad_out;
+        for (int64_t k = 0; k < P; ++k) dh[b * P + k] += go[k];
+      }
     }
+    const scalar_t* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
+    if (project) {
+      copy_rows(dh.data(), P, Bt, P, dh_rows.data() + row0 * P, P);
+      gemm<scalar_t>(false, false, Bt, H, P, 1, dh.data(), P, L.w.w_hr, H, 0, dm.data(), H);
+      dh_cell = dm.data();
+    }
+    for (int64_t b = 0; b < Bt; ++b) {
+      const int64_t r = row0 + b;
+      const int64_t prev = L.prev_step(t, b);
+      const int64_t prev_row = prev >= 0 ? L.offsets[prev] + b : -1;
+      const scalar_t* h_prev = prev >= 0 ? L.out + prev_row * L.ld_out : L.h0 + b * P;
+      std::copy(h_prev, h_prev + P, h_prev_rows.data() + r * P);
+      const scalar_t* c_prev = nullptr;
+      if constexpr (Cell::kHasCellState) {
+        c_prev = prev >= 0 ? L.saved + prev_row * SH + Cell::kSavedCellSlot * H : L.c0 + b * H;
+      }
+      const scalar_t* saved_row = L.saved ? L.saved + r * SH : nullptr;
+      scalar_t* dc_row = Cell::kHasCellState ? dc.data() + b * H : nullptr;
+      for (int64_t j = 0; j < H; ++j) {
+        // dh's row doubles as the GRU's dh_prev_direct output: the cell reads its value first
+        Cell::backward(j, H, dh_cell[b * H + j], dc_row, saved_row, h_prev, L.out + r * L.ld_out,
+                       c_prev, dgx.data() + r * GH, dgh + r * GH, dh.data() + b * P);
+      }
+      if constexpr (kIsLstm<Cell>) {
+        if (project) {
+          for (int64_t j = 0; j < H; ++j) m_rows[r * H + j] = Cell::unprojected_h(j, H, saved_row);
+        }
+      }
+    }
+    // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh (beta = 1)
+    gemm<scalar_t>(false, false, Bt, P, GH, 1, dgh + row0 * GH, GH, L.w.w_hh, P,
+                   Cell::kSplitHiddenGrad ? 1 : 0, dh.data(), P);
+  }
+  std::copy(dh.begin(), dh.end(), g.grad_h0);
+  if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
+
+  gemm<scalar_t>(false, false, N, L.I, GH, 1, dgx.data(), GH, L.w.w_ih, L.I,
+                 g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
+  gemm<scalar_t>(true, false, GH, L.I, N, 1, dgx.data(), GH, L.x, L.ldx, 0, g.grads.w_ih, L.I);
+  gemm<scalar_t>(true, false, GH, P, N, 1, dgh, GH, h_prev_rows.data(), P, 0, g.grads.w_hh, P);
+  if (g.grads.b_ih) column_sums(dgx.data(), N, GH, g.grads.b_ih);
+  if (g.grads.b_hh) column_sums(dgh, N, GH, g.grads.b_hh);
+  if (project) {
+    gemm<scalar_t>(true, false, P, H, N, 1, dh_rows.data(), P, m_rows.data(), H, 0, g.grads.w_hr,
+                   H);
+  }
+}
+
+// Where the reserve keeps the saved rows of layer l, direction d, and the output of layer l.
+template <class Cell, typename scalar_t>
+struct ReserveLayout {
+  const RnnParams<scalar_t>& p;
+  scalar_t* saved(int64_t l, int64_t d) const {
+    return Cell::kSaved ? p.reserve + (l * p.D + d) * p.N * Cell::kSaved * p.H : nullptr;
+  }
+  scalar_t* layer_output(int64_t l) const {
+    return p.reserve + p.L * p.D * p.N * Cell::kSaved * p.H + l * p.N * p.D * p.P;
+  }
+};
+
+template <typename scalar_t>
+void multiply(scalar_t* a, const scalar_t* mask, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] *= mask[i];
+}
+
+// Layer l, direction d of the stack, reading x ([N, I] with leading dimension ldx) and writing
+// its columns of the layer output `out` ([N, D*P]).
+template <typename scalar_t>
+Layer<scalar_t> make_layer(const RnnParams<scalar_t>& p, int64_t l, int64_t d, const scalar_t* x,
+                           int64_t I, int64_t ldx, scalar_t* out, scalar_t* saved) {
+  const int64_t k = l * p.D + d;  // index of (l, d) in weights, hx, h_n, ...
+  Layer<scalar_t> layer;
+  layer.T = p.T, layer.B = p.B, layer.N = p.N, layer.I = I, layer.H = p.H, layer.P = p.P;
+  layer.batch_sizes = p.batch_sizes, layer.offsets = p.offsets;
+  layer.reverse = d == 1;
+  layer.x = x, layer.ldx = ldx;
+  layer.h0 = p.hx + k * p.B * p.P;
+  layer.c0 = p.cx ? p.cx + k * p.B * p.H : nullptr;
+  layer.w = p.weights[k];
+  layer.out = out + d * p.P, layer.ld_out = p.D * p.P;
+  layer.saved = saved;
+  layer.h_n = p.h_n ? p.h_n + k * p.B * p.P : nullptr;
+  layer.c_n = p.c_n ? p.c_n + k * p.B * p.H : nullptr;
+  return layer;
+}
+
+template <class Cell, typename scalar_t>
+void stack_forward(const RnnParams<scalar_t>& p) {
+  const int64_t N = p.N, DP = p.D * p.P;
+  const bool training = p.reserve != nullptr;
+  const ReserveLayout<Cell, scalar_t> reserve{p};
+  // Inference keeps the outputs of inner layers in two buffers taking turns; training keeps
+  // them in the reserve, and the dropout-masked copy feeding the next layer in `masked`.
+  std::vector<scalar_t> turns(!training && p.L > 1 ? (p.L > 2 ? 2 : 1) * N * DP : 0);
+  std::vector<scalar_t> masked(training && p.dropout_masks ? N * DP : 0);
+
+  const scalar_t* x = p.x;
+  int64_t I = p.I, ldx = p.ldx;
+  for (int64_t l = 0; l < p.L; ++l) {
+    scalar_t* out = l == p.L - 1 ? p.output
+                    : training   ? reserve.layer_output(l)
+                                 : turns.data() + (l % 2) * N * DP;
+    for (int64_t d = 0; d < p.D; ++d) {
+      scalar_t* saved = training ? reserve.saved(l, d) : nullptr;
+      layer_forward<Cell>(make_layer(p, l, d, x, I, ldx, out, saved));
+    }
+    x = out;
+    if (l < p.L - 1 && p.dropout_masks) {
+      scalar_t* dst = training ? masked.data() : out;  // inference may overwrite its own buffer
+      if (training) std::copy(out, out + N * DP, dst);
+      multiply(dst, p.dropout_masks + l * N * DP, N * DP);
+      x = dst;
+    }
+    I = ldx = DP;
   }
 }
 
 template <class Cell, typename scalar_t>
-void backward_impl(const BackwardParams<scalar_t>& p) {
-  const int64_t T = p.T, B = p.B, I = p.I, H = p.H;
-  const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
+void stack_backward(const RnnGradParams<scalar_t>& g) {
+  const RnnParams<scalar_t>& p = g.fwd;
+  const int64_t N = p.N, DP = p.D * p.P;
+  const ReserveLayout<Cell, scalar_t> reserve{p};
+  // dL/d(output of layer l-1), computed by layer l: two buffers taking turns; and the masked
+  // input of layer l recomputed from the output of layer l-1
+  std::vector<scalar_t> turns(p.L > 1 ? (p.L > 2 ? 2 : 1) * N * DP : 0);
+  std::vector<scalar_t> masked(p.L > 1 && p.dropout_masks ? N * DP : 0);
 
-  // dL/d(pre-activations) of every step: of W_ih x (dgx) and of W_hh h_{t-1} (dgh), which are
-  // the same buffer except for the GRU.
-  std::vector<scalar_t> dgx(T * B * GH);
-  std::vector<scalar_t> dgh_buffer(Cell::kSplitHiddenGrad ? T * B * GH : 0);
-  scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.data() : dgx.data();
-
-  // dL/dh_t and dL/dc_t flowing back from step t+1
-  std::vector<scalar_t> dh(B * H, scalar_t(0));
-  std::vector<scalar_t> dc(Cell::kHasCellState ? B * H : 0, scalar_t(0));
-  if (p.grad_h_n) std::copy(p.grad_h_n, p.grad_h_n + B * H, dh.begin());
-  if (Cell::kHasCellState && p.grad_c_n) std::copy(p.grad_c_n, p.grad_c_n + B * H, dc.begin());
-
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const scalar_t* h_prev = t > 0 ? p.output + (t - 1) * B * H : p.h0;
-    const scalar_t* h = p.output + t * B * H;
-    const scalar_t* saved_t = p.saved ? p.saved + t * B * SH : nullptr;
-    const scalar_t* c_prev = nullptr;
-    int64_t ld_c_prev = H;
-    if constexpr (Cell::kHasCellState) {
-      c_prev = t > 0 ? p.saved + (t - 1) * B * SH + Cell::kSavedCellSlot * H : p.c0;
-      ld_c_prev = t > 0 ? SH : H;
-    }
-    const scalar_t* grad_out_t = p.grad_output ? p.grad_output + t * B * H : nullptr;
-    for (int64_t b = 0; b < B; ++b) {
-      scalar_t* dh_row = dh.data() + b * H;
-      scalar_t* dc_row = Cell::kHasCellState ? dc.data() + b * H : nullptr;
-      scalar_t* dgx_row = dgx.data() + (t * B + b) * GH;
-      scalar_t* dgh_row = dgh + (t * B + b) * GH;
-      for (int64_t j = 0; j < H; ++j) {
-        const scalar_t dh_total = dh_row[j] + (grad_out_t ? grad_out_t[b * H + j] : scalar_t(0));
-        // dh_row doubles as the cell's dh_prev_direct output: dh_total is read before the write
-        Cell::backward(j, H, dh_total, dc_row, row(saved_t, SH, b), h_prev + b * H, h + b * H,
-                       row(c_prev, ld_c_prev, b), dgx_row, dgh_row, dh_row);
+  const scalar_t* grad_out = g.grad_output;  // dL/d(output of layer l), [N, D*P] or nullptr
+  for (int64_t l = p.L - 1; l >= 0; --l) {
+    const scalar_t* x = p.x;
+    int64_t I = p.I, ldx = p.ldx;
+    if (l > 0) {
+      x = reserve.layer_output(l - 1);
+      I = ldx = DP;
+      if (p.dropout_masks) {
+        std::copy(x, x + N * DP, masked.begin());
+        multiply(masked.data(), p.dropout_masks + (l - 1) * N * DP, N * DP);
+        x = masked.data();
       }
     }
-    // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh (beta = 1)
-    gemm<scalar_t>(false, false, B, H, GH, 1, dgh + t * B * GH, GH, p.w_hh, H,
-                   Cell::kSplitHiddenGrad ? 1 : 0, dh.data(), H);
+    scalar_t* out = l == p.L - 1 ? p.output : reserve.layer_output(l);
+    scalar_t* grad_x = l == 0 ? g.grad_x : turns.data() + ((l - 1) % 2) * N * DP;
+    for (int64_t d = 0; d < p.D; ++d) {
+      const int64_t k = l * p.D + d;
+      LayerGradIO<scalar_t> io;
+      io.grad_out = grad_out ? grad_out + d * p.P : nullptr, io.ld_grad_out = DP;
+      io.grad_h_n = g.grad_h_n ? g.grad_h_n + k * p.B * p.P : nullptr;
+      io.grad_c_n = g.grad_c_n ? g.grad_c_n + k * p.B * p.H : nullptr;
+      io.grad_x = grad_x, io.ld_grad_x = I;
+      io.accumulate_grad_x = d > 0;
+      io.grad_h0 = g.grad_hx + k * p.B * p.P;
+      io.grad_c0 = g.grad_cx ? g.grad_cx + k * p.B * p.H : nullptr;
+      io.grads = g.grads[k];
+      layer_backward<Cell>(make_layer(p, l, d, x, I, ldx, out, reserve.saved(l, d)), io);
+    }
+    if (l > 0 && p.dropout_masks) multiply(grad_x, p.dropout_masks + (l - 1) * N * DP, N * DP);
+    grad_out = grad_x;
   }
-  std::copy(dh.begin(), dh.end(), p.grad_h0);
-  if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), p.grad_c0);
-
-  gemm<scalar_t>(false, false, T * B, I, GH, 1, dgx.data(), GH, p.w_ih, I, 0, p.grad_x, I);
-  weight_grad_input(dgx.data(), GH, p.x, p.x_stride_t, p.x_stride_b, T, B, I, GH, p.grad_w_ih);
-  // grad W_hh = sum_t dgh_t^T h_{t-1}: h_{-1} = h0, then the output rows 0..T-2 in one GEMM
-  gemm<scalar_t>(true, false, GH, H, B, 1, dgh, GH, p.h0, H, 0, p.grad_w_hh, H);
-  if (T > 1) {
-    gemm<scalar_t>(true, false, GH, H, (T - 1) * B, 1, dgh + B * GH, GH, p.output, H, 1,
-                   p.grad_w_hh, H);
-  }
-  if (p.grad_b_ih) column_sums(dgx.data(), T * B, GH, p.grad_b_ih);
-  if (p.grad_b_hh) column_sums(dgh, T * B, GH, p.grad_b_hh);
 }
 
 }  // namespace
 
 template <typename scalar_t>
-void rnn_forward(CellKind kind, const ForwardParams<scalar_t>& p) {
-  visit_cell(kind, [&](auto cell) { forward_impl<decltype(cell), scalar_t>(p); });
+void rnn_forward(const RnnParams<scalar_t>& p) {
+  visit_cell(p.cell, [&](auto cell) { stack_forward<decltype(cell), scalar_t>(p); });
 }
 
 template <typename scalar_t>
-void rnn_backward(CellKind kind, const BackwardParams<scalar_t>& p) {
-  visit_cell(kind, [&](auto cell) { backward_impl<decltype(cell), scalar_t>(p); });
+void rnn_backward(const RnnGradParams<scalar_t>& p) {
+  visit_cell(p.fwd.cell, [&](auto cell) { stack_backward<decltype(cell), scalar_t>(p); });
 }
 
-template void rnn_forward<float>(CellKind, const ForwardParams<float>&);
-template void rnn_forward<double>(CellKind, const ForwardParams<double>&);
-template void rnn_backward<float>(CellKind, const BackwardParams<float>&);
-template void rnn_backward<double>(CellKind, const BackwardParams<double>&);
+template void rnn_forward<float>(const RnnParams<float>&);
+template void rnn_forward<double>(const RnnParams<double>&);
+template void rnn_backward<float>(const RnnGradParams<float>&);
+template void rnn_backward<double>(const RnnGradParams<double>&);
 
 }  // namespace fastrnn::cpu

@@ -1,9 +1,12 @@
-// CPU sequence drivers: one layer, one direction, the whole sequence.
+// CPU drivers of a stack of recurrent layers (params.h), layer by layer, direction by direction.
 //
-// forward:  W_ih x for all T steps as one GEMM, then per step one recurrent GEMM (W_hh h_{t-1})
-//           and one fused pointwise pass of the cell (cells/*.h).
-// backward: reverse-time loop of fused pointwise backward + recurrent GEMM, then the input and
-//           weight gradients as whole-sequence GEMMs and the bias gradients as column sums.
+// forward of a layer:  W_ih x for all N rows as one GEMM, then per step one recurrent GEMM
+//                      (W_hh h_{t-1} over the rows still active) and one fused pointwise pass of
+//                      the cell (cells/*.h), plus the projection GEMM of an LSTM with proj_size.
+// backward of a layer: the same steps in reverse order, fused pointwise backward + recurrent
+//                      GEMM, then the input and weight gradients as whole-sequence GEMMs and the
+//                      bias gradients as column sums.
+// The reverse direction walks the steps backwards; nothing is flipped or copied.
 #pragma once
 
 #include "params.h"
@@ -11,9 +14,9 @@
 namespace fastrnn::cpu {
 
 template <typename scalar_t>
-void rnn_forward(CellKind cell, const ForwardParams<scalar_t>& p);
+void rnn_forward(const RnnParams<scalar_t>& p);
 
 template <typename scalar_t>
-void rnn_backward(CellKind cell, const BackwardParams<scalar_t>& p);
+void rnn_backward(const RnnGradParams<scalar_t>& p);
 
 }  // namespace fastrnn::cpu

@@ -15,28 +15,55 @@ from . import ops  # noqa: F401  (registers the autograd of torch.ops.fastrnn.fo
 _RNN_MODES = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
 
 
-def _forward(mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
+def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor | None,
+              cx: Tensor | None, weights: list[Tensor], *, has_bias: bool, num_layers: int,
+              bidirectional: bool, proj_size: int = 0,
+              dropout_masks: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """A whole stack of layers (and directions) in one op call: see docs/stack-op.md.
+
+    Returns ``(output, h_n, c_n)``; c_n is an empty tensor unless mode is "lstm"."""
+    if batch_sizes is not None and hx is None:  # the op needs B, which packed data cannot give
+        directions = 2 if bidirectional else 1
+        hx = input.new_zeros(num_layers * directions, int(batch_sizes[0]), weights[1].shape[1])
     # Save what backward needs only when a gradient can flow; inference saves nothing.
     training = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad
-        for t in (input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
-    )
-    return torch.ops.fastrnn.forward(
-        mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, training)
+        t is not None and t.requires_grad for t in (input, hx, cx, *weights))
+    output, h_n, c_n, _ = torch.ops.fastrnn.rnn(
+        mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional, proj_size,
+        dropout_masks, training)
+    return output, h_n, c_n
+
+
+def _layer(mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
+    """One layer, one direction: the stack op with L = D = 1 and [B, H] states."""
+    if (bias_ih is None) != (bias_hh is None):
+        raise ValueError("fastrnn: give both bias_ih and bias_hh or neither")
+    if input.dim() == 3 and weight_hh.dim() == 2:  # else the op names what is wrong
+        expected = (input.shape[1], weight_hh.shape[1])
+        for name, state in (("h0", h0), ("c0", c0)):
+            if state is not None and tuple(state.shape) != expected:
+                raise ValueError(f"fastrnn: {name} must have shape [B, H] = "
+                                 f"[{expected[0]}, {expected[1]}], got {list(state.shape)}")
+    has_bias = bias_ih is not None
+    weights = [weight_ih, weight_hh] + ([bias_ih, bias_hh] if has_bias else [])
+    output, h_n, c_n = rnn_stack(
+        mode, input, None, None if h0 is None else h0.unsqueeze(0),
+        None if c0 is None else c0.unsqueeze(0), weights, has_bias=has_bias, num_layers=1,
+        bidirectional=False)
+    return output, h_n.squeeze(0), c_n.squeeze(0) if mode == "lstm" else c_n
 
 
 def lstm(input: Tensor, h0: Tensor | None, c0: Tensor | None, weight_ih: Tensor,
          weight_hh: Tensor, bias_ih: Tensor | None = None,
          bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM layer. Returns ``(output, h_n, c_n)``."""
-    output, h_n, c_n, _ = _forward("lstm", input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
-    return output, h_n, c_n
+    return _layer("lstm", input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
 
 
 def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
         bias_ih: Tensor | None = None, bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """GRU layer, torch.nn.GRU's formulation. Returns ``(output, h_n)``."""
-    output, h_n, _, _ = _forward("gru", input, h0, None, weight_ih, weight_hh, bias_ih, bias_hh)
+    output, h_n, _ = _layer("gru", input, h0, None, weight_ih, weight_hh, bias_ih, bias_hh)
     return output, h_n
 
 
@@ -46,9 +73,9 @@ def rnn(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
     """Elman RNN layer, ``nonlinearity`` "tanh" or "relu". Returns ``(output, h_n)``."""
     if nonlinearity not in _RNN_MODES:
         raise ValueError(f"fastrnn: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    output, h_n, _, _ = _forward(_RNN_MODES[nonlinearity], input, h0, None, weight_ih, weight_hh,
-                                 bias_ih, bias_hh)
+    output, h_n, _ = _layer(_RNN_MODES[nonlinearity], input, h0, None, weight_ih, weight_hh,
+                            bias_ih, bias_hh)
     return output, h_n
 
 
-__all__ = ["lstm", "gru", "rnn"]
+__all__ = ["lstm", "gru", "rnn", "rnn_stack"]
