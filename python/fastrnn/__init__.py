@@ -1,5 +1,7 @@
 """fastrnn: fused LSTM, GRU and RNN kernels for PyTorch.
 
+``fastrnn.LSTM``, ``GRU``, ``RNN`` and the ``*Cell`` classes are drop-in subclasses of their
+torch.nn namesakes; ``fastrnn.convert(model)`` swaps them into an existing model.
 ``fastrnn.functional`` runs one layer on tensors; ``fastrnn.reference`` holds the pure-PyTorch
 ground truth the kernels are tested against. The ops themselves are ``torch.ops.fastrnn.*``.
 """
@@ -9,6 +11,7 @@ import torch  # noqa: F401  (loads libtorch before our extension links against i
 from . import _C
 from . import ops  # noqa: F401  (fake kernels and autograd of torch.ops.fastrnn.*)
 from . import functional, reference
+from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert
 
 __version__ = "0.1.0"
 
@@ -23,4 +26,5 @@ def cuda_available() -> bool:
     return bool(_C.has_cuda_kernels) and torch.cuda.is_available()
 
 
-__all__ = ["functional", "reference", "built_with_cuda", "cuda_available", "__version__"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert", "functional",
+           "reference", "built_with_cuda", "cuda_available", "__version__"]

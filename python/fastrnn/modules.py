@@ -1,0 +1,306 @@
+"""Drop-in replacements for torch.nn's recurrent modules, and ``convert`` to swap them into a model.
+
+``fastrnn.LSTM`` *is a* ``torch.nn.LSTM``: each class here subclasses its torch.nn namesake and
+overrides only ``forward``. Constructor arguments, defaults, validation, parameter names and
+registration order, initialisation, ``repr``, ``state_dict``, ``_flat_weights`` and
+``flatten_parameters`` are torch.nn's own, and ``isinstance(fastrnn.LSTM(...), torch.nn.LSTM)``
+is True, so code that looks for torch.nn's classes (weight init loops, ``flatten_parameters``
+calls) treats fastrnn's modules as it treated torch.nn's.
+
+``forward`` checks its arguments as torch.nn does (the same exception types; torch.nn's messages
+for bad shapes), then runs the whole stack (every layer, both directions, padded or packed) in
+one call of ``fastrnn.functional.rnn_stack``; a cell runs one time step of
+``fastrnn.functional.lstm/gru/rnn``. Where fastrnn has no kernel for the call (a dtype other than
+float32/float64, a device fastrnn cannot run on, autocast enabled, an empty batch) ``forward``
+runs torch.nn's implementation instead, with a warning unless the batch is merely empty: the
+module never fails where torch.nn's would not.
+
+torch.compile: Dynamo does not trace instances of torch.nn.RNN/GRU/LSTM (these subclasses
+included) unless ``torch._dynamo.config.allow_rnn = True``. Without it a compiled model breaks
+the graph around the module, as around torch.nn's (and ``fullgraph=True`` raises); with it the
+module's op is traced into the graph. The cells are traced either way.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from . import functional
+
+_MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _unserved_device(device: torch.device) -> str | None:
+    if device.type == "cuda":
+        from . import cuda_available  # the package has finished importing by now
+        if not cuda_available():
+            return f"device {device}; fastrnn.cuda_available() is False"
+    elif device.type != "cpu":
+        return f"device {device}; fastrnn runs on CPU and CUDA"
+    return None
+
+
+def _unserved(tensors) -> str | None:
+    """Why fastrnn's kernels cannot run on these tensors, or None when they can."""
+    for t in tensors:
+        if t.dtype not in _DTYPES:
+            return f"dtype {t.dtype}; fastrnn runs float32 and float64"
+        reason = _unserved_device(t.device)
+        if reason:
+            return reason
+    return None
+
+
+def _fallback_reason(module: nn.Module, input, weights: list[Tensor]) -> str | None:
+    """Why this call runs torch.nn's implementation (warning when there is a reason to give),
+    or None when it runs fastrnn's. An input whose dtype differs from the weights' is fastrnn's
+    to reject, as torch.nn would."""
+    if not isinstance(input, Tensor):
+        return ""  # let torch.nn raise its own error for a non-tensor input
+    reason = _unserved(weights) or _unserved_device(input.device)
+    if reason is None and torch.is_autocast_enabled(input.device.type):
+        reason = f"autocast is enabled for {input.device.type}"
+    if reason:
+        warnings.warn(f"fastrnn.{type(module).__name__} runs torch.nn's implementation for this "
+                      f"call ({reason})", stacklevel=2)
+    return reason
+
+
+def _dropout_masks(module: nn.RNNBase, rows: tuple[int, ...], like: Tensor) -> Tensor | None:
+    """torch.nn's inter-layer dropout as masks already scaled by 1/(1-p), or None."""
+    p = module.dropout
+    if not module.training or p == 0 or module.num_layers == 1:
+        return None
+    D = 2 if module.bidirectional else 1
+    P = module.proj_size or module.hidden_size
+    masks = torch.empty(module.num_layers - 1, *rows, D * P, dtype=like.dtype, device=like.device)
+    if p == 1:  # torch.nn drops everything rather than dividing by zero
+        return masks.zero_()
+    return masks.bernoulli_(1 - p).div_(1 - p)
+
+
+class _StackForward:
+    """``forward`` of RNN, LSTM and GRU: torch.nn's argument handling around one rnn_stack call.
+
+    Mixed in before the torch.nn class, whose ``check_input``, ``check_forward_args`` and
+    ``permute_hidden`` it uses.
+    """
+
+    def forward(self, input, hx=None):
+        self._update_flat_weights()
+        is_packed = isinstance(input, PackedSequence)
+        data = input.data if is_packed else input
+        weights = [w for w in self._flat_weights if w is not None]
+        if _fallback_reason(self, data, weights) is not None:
+            return super().forward(input, hx)
+        args = input, hx
+
+        is_lstm = self.mode == "LSTM"
+        if is_packed:
+            input, batch_sizes, sorted_indices, unsorted_indices = input
+            is_batched = True
+            if hx is not None:
+                hx = self.permute_hidden(hx, sorted_indices)
+        else:
+            batch_sizes = sorted_indices = unsorted_indices = None
+            if input.dim() not in (2, 3):
+                raise ValueError(self._input_rank_message.format(input.dim()))
+            is_batched = input.dim() == 3
+            batch_dim = 0 if self.batch_first else 1
+            if not is_batched:
+                input = input.unsqueeze(batch_dim)
+            if hx is not None:
+                hx = self._hidden_to_batched(hx, is_batched)
+        if hx is None:
+            self.check_input(input, batch_sizes)
+        else:
+            self.check_forward_args(input, hx, batch_sizes)
+
+        x = input.transpose(0, 1) if self.batch_first and not is_packed else input
+        if x.size(0) == 0:  # torch.nn's own message for an empty padded sequence
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+        if not is_packed and x.size(1) == 0:  # (a PackedSequence is never empty)
+            return super().forward(*args)  # no kernel for an empty batch
+
+        h0, c0 = hx if is_lstm and hx is not None else (hx, None)
+        rows = (x.size(0),) if is_packed else (x.size(0), x.size(1))
+        output, h_n, c_n = functional.rnn_stack(
+            _MODES[self.mode], x, batch_sizes, h0, c0, weights,
+            has_bias=self.bias, num_layers=self.num_layers, bidirectional=self.bidirectional,
+            proj_size=self.proj_size, dropout_masks=_dropout_masks(self, rows, x))
+        hidden = (h_n, c_n) if is_lstm else h_n
+
+        if is_packed:
+            output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            return output, self.permute_hidden(hidden, unsorted_indices)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if not is_batched:
+            output = output.squeeze(batch_dim)
+            hidden = (h_n.squeeze(1), c_n.squeeze(1)) if is_lstm else h_n.squeeze(1)
+        return output, hidden
+
+    def _hidden_to_batched(self, hx, is_batched: bool):
+        """torch.nn's rank checks of a padded input's hx; unbatched hx gains the batch dim."""
+        want = 3 if is_batched else 2
+        if self.mode == "LSTM":
+            if hx[0].dim() != want or hx[1].dim() != want:
+                kind = "batched 3-D" if is_batched else "unbatched 2-D"
+                raise RuntimeError(
+                    f"For {kind} input, hx and cx should also be {want}-D but got "
+                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors")
+            return hx if is_batched else (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+        if hx.dim() != want:
+            kind = "batched 3-D" if is_batched else "unbatched 2-D"
+            raise RuntimeError(
+                f"For {kind} input, hx should also be {want}-D but got {hx.dim()}-D tensor")
+        return hx if is_batched else hx.unsqueeze(1)
+
+
+class RNN(_StackForward, nn.RNN):
+    """``torch.nn.RNN`` (tanh or relu) running on fastrnn's kernels; a subclass of it.
+
+    Same constructor, parameters, inputs and outputs as ``torch.nn.RNN``; see the module docstring.
+    """
+
+    _input_rank_message = "RNN: Expected input to be 2D or 3D, got {}D tensor instead"
+
+
+class LSTM(_StackForward, nn.LSTM):
+    """``torch.nn.LSTM`` (with ``proj_size``) running on fastrnn's kernels; a subclass of it.
+
+    Same constructor, parameters, inputs and outputs as ``torch.nn.LSTM``; see the module docstring.
+    """
+
+    _input_rank_message = "LSTM: Expected input to be 2D or 3D, got {}D instead"
+
+
+class GRU(_StackForward, nn.GRU):
+    """``torch.nn.GRU`` running on fastrnn's kernels; a subclass of it.
+
+    Same constructor, parameters, inputs and outputs as ``torch.nn.GRU``; see the module docstring.
+    """
+
+    _input_rank_message = "GRU: Expected input to be 2D or 3D, got {}D instead"
+
+
+class _CellForward:
+    """``forward`` of the cells: torch.nn's checks around one step of fastrnn.functional."""
+
+    def forward(self, input, hx=None):
+        weights = [w for w in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+                   if w is not None]
+        if _fallback_reason(self, input, weights) is not None:
+            return super().forward(input, hx)
+        args, name = (input, hx), self._torch_name
+        is_lstm = isinstance(self, nn.LSTMCell)
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        states = () if hx is None else tuple(hx) if is_lstm else (hx,)
+        for i, h in enumerate(states):
+            if h.dim() not in (1, 2):
+                what = f"hx[{i}]" if is_lstm else "hidden"
+                raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got {h.dim()}D instead")
+        is_batched = input.dim() == 2
+        if not is_batched:
+            input = input.unsqueeze(0)
+            states = tuple(h.unsqueeze(0) for h in states)
+        self._check_sizes(input, states)
+        if input.size(0) == 0:
+            return super().forward(*args)  # no kernel for an empty batch
+
+        x = input.unsqueeze(0)  # one time step: [1, B, I]
+        if is_lstm:
+            h0, c0 = states if states else (None, None)
+            _, h, c = functional.lstm(x, h0, c0, self.weight_ih, self.weight_hh,
+                                      self.bias_ih, self.bias_hh)
+            return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
+        h0 = states[0] if states else None
+        if isinstance(self, nn.GRUCell):
+            _, h = functional.gru(x, h0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        else:
+            if self.nonlinearity not in ("tanh", "relu"):
+                raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
+            _, h = functional.rnn(x, h0, self.weight_ih, self.weight_hh, self.bias_ih,
+                                  self.bias_hh, nonlinearity=self.nonlinearity)
+        return h if is_batched else h.squeeze(0)
+
+    def _check_sizes(self, input: Tensor, states: tuple[Tensor, ...]) -> None:
+        """The checks (and messages) of torch's C++ cells, which torch.nn's cells rely on."""
+        if len(states) not in (0, 2) and isinstance(self, nn.LSTMCell):
+            raise RuntimeError("lstm_cell expects two hidden states")
+        if input.size(1) != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} "
+                               f"expected {self.input_size}")
+        for i, h in enumerate(states):
+            if input.size(0) != h.size(0):
+                raise RuntimeError(f"Input batch size {input.size(0)} doesn't match hidden{i} "
+                                   f"batch size {h.size(0)}")
+            if h.size(1) != self.hidden_size:
+                raise RuntimeError(f"hidden{i} has inconsistent hidden_size: got {h.size(1)}, "
+                                   f"expected {self.hidden_size}")
+        for t in (*states, self.weight_hh):
+            if t.dtype != input.dtype:
+                raise RuntimeError(f"{type(self).__name__}: expected input, hidden states and "
+                                   f"weights of one dtype, got {input.dtype} and {t.dtype}")
+
+
+class RNNCell(_CellForward, nn.RNNCell):
+    """``torch.nn.RNNCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+
+    _torch_name = "RNNCell"
+
+
+class LSTMCell(_CellForward, nn.LSTMCell):
+    """``torch.nn.LSTMCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+
+    _torch_name = "LSTMCell"
+
+
+class GRUCell(_CellForward, nn.GRUCell):
+    """``torch.nn.GRUCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+
+    _torch_name = "GRUCell"
+
+
+_FASTRNN = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU,
+            nn.RNNCell: RNNCell, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell}
+
+
+def convert(module: nn.Module, inplace: bool = True) -> nn.Module:
+    """Make every torch.nn RNN/LSTM/GRU/RNNCell/LSTMCell/GRUCell in ``module`` a fastrnn one.
+
+    Each module whose type is exactly one of those six, ``module`` itself included, becomes the
+    fastrnn class of the same name in place: the object keeps its identity, its Parameter objects
+    (an optimizer made before conversion still updates them), buffers, hooks, training mode and
+    every other attribute; only its class changes. Modules fastrnn cannot serve are left as they
+    are with a warning saying why: subclasses of the torch.nn classes (their ``forward`` may be
+    overridden), parameters of a dtype other than float32/float64, or on a device fastrnn cannot
+    run on. fastrnn modules are left as they are. With ``inplace=False`` a deep copy of
+    ``module`` is converted and ``module`` is untouched. Returns the converted model.
+    """
+    if not inplace:
+        module = copy.deepcopy(module)
+    for name, m in module.named_modules(remove_duplicate=True):
+        if isinstance(m, tuple(_FASTRNN.values())):
+            continue
+        where = f"{name or 'the model'} ({type(m).__name__})"
+        if type(m) in _FASTRNN:
+            reason = _unserved(list(m.parameters(recurse=False)))
+            if reason is None:
+                m.__class__ = _FASTRNN[type(m)]
+            else:
+                warnings.warn(f"fastrnn.convert: left {where} as it is ({reason})", stacklevel=2)
+        elif isinstance(m, tuple(_FASTRNN)):
+            warnings.warn(f"fastrnn.convert: left {where} as it is (a subclass of a torch.nn "
+                          "recurrent module may override forward)", stacklevel=2)
+    return module
+
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert"]
