@@ -8,6 +8,7 @@ import torch
 
 import fastrnn
 from helpers import CELL_NAMES, CELLS, make_problem, without_grad
+from module_helpers import stack_args
 
 T, B, I, H = 3, 2, 5, 4
 
@@ -36,34 +37,41 @@ def test_input_of_wrong_rank(cell, shape):
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_input_features_differ_from_weight_ih(cell):
-    with raises(ValueError, f"input has I = {I + 1} features but weight_ih expects {I}"):
+    with raises(ValueError, f"input has I = {I + 1} features but weight_ih_l0 expects {I}"):
         call(cell, input=torch.randn(T, B, I + 1))
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_h0_hidden_size_differs_from_weight_hh(cell):
-    with raises(ValueError, f"h0 must have shape [{B}, {H}], got [{B}, {H + 1}]"):
+    with raises(ValueError, f"h0 must have shape [B, H] = [{B}, {H}], got [{B}, {H + 1}]"):
         call(cell, h0=torch.randn(B, H + 1))
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_weight_ih_rows_differ_from_weight_hh(cell):
     G = CELLS[cell].gates
-    with raises(ValueError, f"weight_ih must have shape [G*H, I] = [{G * H}, {I}]"):
+    with raises(ValueError, f"weight_ih_l0 must have shape [G*H, I] = [{G * H}, {I}]"):
         call(cell, weight_ih=torch.randn(G * (H + 1), I))
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_weight_hh_not_square_per_gate(cell):
+    """weight_hh [G*H, H + 1] with weight_ih, h0 (and c0) of hidden size H: weight_hh is the
+    odd one out and is named."""
     G = CELLS[cell].gates
-    with raises(ValueError, f"weight_hh must have shape [{G * (H + 1)}, {H + 1}]"):
+    with raises(ValueError, f"weight_hh_l0 must have shape [{G * H}, {H}], got [{G * H}, {H + 1}]"):
         call(cell, weight_hh=torch.randn(G * H, H + 1))
+
+
+# the op's names of the tensors of a one-layer call
+OP_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0", "bias_ih": "bias_ih_l0",
+            "bias_hh": "bias_hh_l0", "h0": "hx", "c0": "cx"}
 
 
 @pytest.mark.parametrize("name", ["weight_ih", "weight_hh", "h0", "c0", "bias_ih", "bias_hh"])
 def test_dtype_differs_from_input(name):
     tensor = args()[name].detach().double()
-    with raises(TypeError, f"{name} has dtype Double but input has dtype Float"):
+    with raises(TypeError, f"{OP_NAMES[name]} has dtype Double but input has dtype Float"):
         call(**{name: tensor})
 
 
@@ -79,14 +87,14 @@ def test_input_of_unsupported_dtype(dtype):
                          ids=["hidden", "batch", "3d", "1d"])
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_h0_of_wrong_shape(cell, shape):
-    with raises(ValueError, f"h0 must have shape [{B}, {H}], got"):
+    with raises(ValueError, f"h0 must have shape [B, H] = [{B}, {H}], got"):
         call(cell, h0=torch.randn(shape))
 
 
 @pytest.mark.parametrize("shape", [(B, H + 1), (B + 1, H), (1, B, H)],
                          ids=["hidden", "batch", "3d"])
 def test_c0_of_wrong_shape(shape):
-    with raises(ValueError, f"c0 must have shape [{B}, {H}], got"):
+    with raises(ValueError, f"c0 must have shape [B, H] = [{B}, {H}], got"):
         call("lstm", c0=torch.randn(shape))
 
 
@@ -94,9 +102,9 @@ def test_c0_of_wrong_shape(shape):
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_bias_of_wrong_shape(cell, name):
     GH = CELLS[cell].gates * H
-    with raises(ValueError, f"{name} must have shape [{GH}], got [{GH + 1}]"):
+    with raises(ValueError, f"{name}_l0 must have shape [{GH}], got [{GH + 1}]"):
         call(cell, **{name: torch.randn(GH + 1)})
-    with raises(ValueError, f"{name} must have shape [{GH}], got [1, {GH}]"):
+    with raises(ValueError, f"{name}_l0 must have shape [{GH}], got [1, {GH}]"):
         call(cell, **{name: torch.randn(1, GH)})
 
 
@@ -134,20 +142,29 @@ def test_unknown_nonlinearity(nonlinearity):
         fastrnn.reference.rnn(**kwargs, nonlinearity=nonlinearity)
 
 
+def op_args(cell="lstm", training=False, **changes):
+    """Valid arguments of torch.ops.fastrnn.rnn for a one-layer call of the cell (float64),
+    with some replaced."""
+    p = without_grad(make_problem(cell, T, B, I, H))
+    weights = [p.weight_ih, p.weight_hh, p.bias_ih, p.bias_hh]
+    args = dict(mode=cell, input=p.input, batch_sizes=None, hx=p.h0.unsqueeze(0),
+                cx=p.c0.unsqueeze(0) if p.c0 is not None else None, weights=weights,
+                has_bias=True, num_layers=1, bidirectional=False, proj_size=0,
+                dropout_masks=None, training=training)
+    return args | changes
+
+
 @pytest.mark.parametrize("mode", ["LSTM", "rnn", "relu", ""])
 def test_unknown_mode_to_the_op(mode):
-    problem = make_problem("lstm", T, B, I, H, requires_grad=False)
     expected = f"mode must be one of 'lstm', 'gru', 'rnn_tanh', 'rnn_relu', got '{mode}'"
     with raises(ValueError, expected):
-        torch.ops.fastrnn.forward(mode, *problem.args(), False)
+        torch.ops.fastrnn.rnn(*op_args(mode=mode).values())
 
 
 @pytest.mark.parametrize("mode", ["gru", "rnn_tanh", "rnn_relu"])
 def test_c0_given_to_a_cell_without_cell_state(mode):
-    problem = without_grad(make_problem(mode, T, B, I, H))
-    with raises(ValueError, f"c0 is only for mode 'lstm', not '{mode}'"):
-        torch.ops.fastrnn.forward(mode, *problem.args()[:2], torch.zeros(B, H),
-                                  *problem.args()[3:], False)
+    with raises(ValueError, f"cx (c0) is only for mode 'lstm', not '{mode}'"):
+        torch.ops.fastrnn.rnn(*op_args(mode, cx=torch.zeros(1, B, H)).values())
 
 
 @pytest.mark.parametrize("on_meta", ["input", "h0", "c0", "weight_ih", "weight_hh", "bias_ih"])
@@ -160,31 +177,135 @@ def test_tensors_on_different_devices(on_meta):
 @pytest.mark.parametrize("mode", CELL_NAMES)
 def test_backward_after_inference_forward(mode):
     p = make_problem(mode, T, B, I, H)
-    output, h_n, _, _ = torch.ops.fastrnn.forward(mode, *p.args(), False)
+    output, h_n, _, _ = torch.ops.fastrnn.rnn(
+        *op_args(mode, input=p.input, weights=[p.weight_ih, p.weight_hh, p.bias_ih,
+                                               p.bias_hh]).values())
     assert output.requires_grad
     with raises(RuntimeError, "backward through a forward that ran with training=False"):
         (output.sum() + h_n.sum()).backward()
 
 
-@pytest.mark.parametrize("mode", ["lstm", "gru"])
-def test_backward_op_without_saved_tensors(mode):
-    """The backward op refuses a `saved` from a forward with training=False (for cells that
-    save)."""
-    p = without_grad(make_problem(mode, T, B, I, H))
-    output, _, _, saved = torch.ops.fastrnn.forward(mode, *p.args(), False)
-    assert saved.numel() == 0
-    with raises(ValueError, "backward needs the tensors saved by a forward with training=True"):
-        torch.ops.fastrnn.backward(mode, torch.ones_like(output), None, None, p.input, p.h0, p.c0,
-                                   p.weight_ih, p.weight_hh, True, output, saved)
+def backward_args(mode="lstm", training=True, **grads):
+    """Arguments of torch.ops.fastrnn.rnn_backward after a forward (training or not), with the
+    gradients given (the others None)."""
+    grads = {name: g.double() for name, g in grads.items()}
+    args = op_args(mode, training=training)
+    output, _, _, reserve = torch.ops.fastrnn.rnn(*args.values())
+    forward_args = [v for k, v in args.items() if k not in ("mode", "training")]
+    return (mode, grads.get("grad_output"), grads.get("grad_h_n"), grads.get("grad_c_n"),
+            *forward_args, output, reserve)
 
 
-@pytest.mark.parametrize("name,shape", [("grad_output", (T, B, H + 1)), ("grad_h_n", (B + 1, H)),
-                                        ("grad_c_n", (B, H, 1))])
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_backward_op_without_reserve(mode):
+    """The backward op refuses the empty reserve of a forward with training=False."""
+    args = backward_args(mode, training=False, grad_output=torch.ones(T, B, H))
+    assert args[-1].numel() == 0
+    with raises(ValueError, "backward needs the reserve of a forward with training=True"):
+        torch.ops.fastrnn.rnn_backward(*args)
+
+
+@pytest.mark.parametrize("name,shape", [("grad_output", (T, B, H + 1)),
+                                        ("grad_h_n", (1, B + 1, H)), ("grad_c_n", (B, H))])
 def test_backward_op_gradient_of_wrong_shape(name, shape):
-    p = without_grad(make_problem("lstm", T, B, I, H))
-    output, _, _, saved = torch.ops.fastrnn.forward("lstm", *p.args(), True)
-    grads = {"grad_output": None, "grad_h_n": None, "grad_c_n": None}
-    grads[name] = torch.ones(shape, dtype=p.input.dtype)
     with raises(ValueError, f"{name} must have shape"):
-        torch.ops.fastrnn.backward("lstm", *grads.values(), p.input, p.h0, p.c0, p.weight_ih,
-                                   p.weight_hh, True, output, saved)
+        torch.ops.fastrnn.rnn_backward(*backward_args(**{name: torch.ones(shape)}))
+
+
+# The stack (fastrnn.functional.rnn_stack, docs/stack-op.md): what a one-layer call cannot get
+# wrong. A bidirectional two-layer LSTM with a projection P = 3, T, B, I, H as above.
+L, D, P = 2, 2, 3
+
+
+POSITIONAL = ("mode", "input", "batch_sizes", "hx", "cx", "weights")
+
+
+def valid_stack_args():
+    args, kwargs = stack_args("lstm", T, B, I, H, num_layers=L, bidirectional=True, proj_size=P,
+                              dtype=torch.float32, requires_grad=False)
+    return dict(zip(POSITIONAL, args)) | kwargs
+
+
+def stack(**changes):
+    """rnn_stack on valid arguments (padded input) with some replaced."""
+    args = valid_stack_args() | changes
+    positional = [args.pop(name) for name in POSITIONAL]
+    return fastrnn.functional.rnn_stack(*positional, **args)
+
+
+def with_weight(index, tensor):
+    weights = valid_stack_args()["weights"]
+    weights[index] = tensor
+    return weights
+
+
+def test_stack_arguments_are_valid():
+    output, h_n, c_n = stack()
+    assert output.shape == (T, B, D * P) and h_n.shape == (L * D, B, P)
+    assert c_n.shape == (L * D, B, H)
+
+
+@pytest.mark.parametrize("changes,exception,message", [
+    (dict(hx=torch.randn(L * D, B, H)), ValueError, f"hx must have shape [{L * D}, {B}, {P}]"),
+    (dict(hx=torch.randn(L, B, P)), ValueError, f"hx must have shape [{L * D}, {B}, {P}]"),
+    (dict(cx=torch.randn(L * D, B, P)), ValueError, f"cx must have shape [{L * D}, {B}, {H}]"),
+    (dict(hx=torch.randn(L * D, B, P, dtype=torch.float64)), TypeError,
+     "hx has dtype Double but input has dtype Float"),
+    (dict(weights=valid_stack_args()["weights"][:-1]), ValueError,
+     "expected 20 weight tensors (5 for each of 2 layers x 2 directions), got 19"),
+    (dict(has_bias=False), ValueError, "expected 12 weight tensors"),
+    (dict(num_layers=0), ValueError, "num_layers must be >= 1, got 0"),
+    (dict(proj_size=-1), ValueError, "proj_size must be >= 0, got -1"),
+    (dict(mode="gru"), ValueError, "proj_size is only for mode 'lstm', not 'gru'"),
+    (dict(weights=with_weight(5, torch.randn(4 * H, D * H))), ValueError,
+     f"input has I = {I} features but weight_ih_l0_reverse expects {D * H}"),
+    (dict(weights=with_weight(10, torch.randn(4 * H, D * H))), ValueError,
+     f"weight_ih_l1 must have D*P = {D * P} columns (layer 0's output), got {D * H}"),
+    (dict(weights=with_weight(11, torch.randn(4 * H, H))), ValueError,
+     f"weight_hh_l1 must have shape [{4 * H}, {P}], got [{4 * H}, {H}]"),
+    (dict(weights=with_weight(19, torch.randn(H, P))), ValueError,
+     f"weight_hr_l1_reverse must have shape [{P}, {H}], got [{H}, {P}]"),
+    (dict(dropout_masks=torch.ones(L - 1, T, B, D * H)), ValueError,
+     f"dropout_masks must have shape [{L - 1}, {T}, {B}, {D * P}]"),
+    (dict(dropout_masks=torch.ones(L - 1, T, B, D * P, dtype=torch.float64)), TypeError,
+     "dropout_masks has dtype Double but input has dtype Float"),
+], ids=["hx_hidden_not_proj", "hx_directions", "cx_proj_not_hidden", "hx_dtype",
+        "weight_missing", "bias_flag", "zero_layers", "negative_proj", "proj_for_gru",
+        "weight_ih_reverse", "weight_ih_layer1", "weight_hh_layer1", "weight_hr_reverse",
+        "dropout_masks_shape", "dropout_masks_dtype"])
+def test_stack_bad_arguments(changes, exception, message):
+    with raises(exception, message):
+        stack(**changes)
+
+
+def test_stack_proj_not_smaller_than_hidden():
+    with raises(ValueError, f"proj_size ({H}) must be smaller than the hidden size ({H})"):
+        stack(proj_size=H)
+
+
+def test_stack_dropout_masks_need_two_layers():
+    module = torch.nn.GRU(I, H)
+    with raises(ValueError, "dropout_masks need num_layers > 1"):
+        fastrnn.functional.rnn_stack("gru", torch.randn(T, B, I), None, None, None,
+                                     [w.detach() for w in module._flat_weights], has_bias=True,
+                                     num_layers=1, bidirectional=False,
+                                     dropout_masks=torch.ones(0, T, B, H))
+
+
+N_PACKED = 5  # batch_sizes [2, 2, 1]
+
+
+@pytest.mark.parametrize("batch_sizes,input_shape,message", [
+    (torch.tensor([2, 1, 2]), (N_PACKED, I), "batch_sizes must be >= 1 and non-increasing"),
+    (torch.tensor([2, 2, 0]), (4, I), "batch_sizes must be >= 1 and non-increasing"),
+    (torch.tensor([2, 2, 1]), (N_PACKED + 1, I),
+     f"packed input has {N_PACKED + 1} rows but batch_sizes sum to {N_PACKED}"),
+    (torch.tensor([2, 2, 1], dtype=torch.int32), (N_PACKED, I),
+     "batch_sizes must be a 1-D int64 CPU tensor"),
+    (torch.tensor([[2, 2, 1]]), (N_PACKED, I), "batch_sizes must be a 1-D int64 CPU tensor"),
+    (torch.tensor([2, 2, 1]), (N_PACKED, 1, I), "packed input must be 2-D [N, I]"),
+], ids=["increasing", "zero", "sum", "int32", "2d", "input_3d"])
+def test_stack_bad_packed_input(batch_sizes, input_shape, message):
+    with raises(ValueError, message):
+        stack(input=torch.randn(input_shape), batch_sizes=batch_sizes,
+              hx=torch.randn(L * D, 2, P), cx=torch.randn(L * D, 2, H))

@@ -1,5 +1,6 @@
-"""torch.compile(fullgraph=True) of code calling fastrnn.functional matches eager, forward and
-backward. Compiling is slow: one case per cell, the default (inductor) backend for the LSTM."""
+"""torch.compile(fullgraph=True) of code calling fastrnn.functional, and of a model holding a
+fastrnn.LSTM (padded and packed input), matches eager, forward and backward. Compiling is slow:
+one case per cell, the default (inductor) backend for the functional LSTM."""
 
 import pytest
 import torch
@@ -64,3 +65,59 @@ def test_compile_dynamic_sequence_length():
             inferred, _ = compiled(*problem.args(), list(upstream.values()))
         for value, expected in zip(inferred, expected_outputs):
             assert_close(value, expected, "output", f"no_grad, T = {T}")
+
+
+class Tagger(torch.nn.Module):
+    """A model around fastrnn.LSTM (two layers, bidirectional, projection, batch first) taking a
+    padded batch and its initial state, or a PackedSequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = fastrnn.LSTM(7, 16, num_layers=2, bidirectional=True, batch_first=True,
+                                 proj_size=5)
+        self.head = torch.nn.Linear(10, 3)
+
+    def forward(self, x, hx=None):
+        output, (h_n, c_n) = self.lstm(x, hx)
+        if isinstance(output, torch.nn.utils.rnn.PackedSequence):
+            output = output.data
+        return self.head(torch.relu(output)), h_n, c_n
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_compile_module_matches_eager(packed):
+    # Dynamo refuses to trace instances of torch.nn.RNN/GRU/LSTM, and fastrnn's modules are
+    # such instances (they subclass them) unless allow_rnn is set; see fastrnn/modules.py.
+    with torch._dynamo.config.patch(allow_rnn=True):
+        _check_compile_module(packed, fullgraph=True)
+
+
+def test_compile_module_graph_breaks_without_allow_rnn():
+    """Without allow_rnn, compiling breaks the graph around the module, as for torch.nn.LSTM,
+    and still gives eager's results."""
+    _check_compile_module(packed=False, fullgraph=False)
+
+
+def _check_compile_module(packed, fullgraph):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = Tagger()
+    x = torch.randn(4, 6, 7, requires_grad=True)
+    h0 = (torch.randn(4, 4, 5, requires_grad=True), torch.randn(4, 4, 16, requires_grad=True))
+    leaves = [x, *model.parameters()] if packed else [x, *h0, *model.parameters()]
+    compiled = torch.compile(model, fullgraph=fullgraph, backend="aot_eager")
+    results = []
+    for fn in (model, compiled):
+        if packed:  # unsorted lengths, 1 and T among them
+            outputs = fn(torch.nn.utils.rnn.pack_padded_sequence(
+                x, torch.tensor([3, 6, 1, 4]), batch_first=True, enforce_sorted=False))
+        else:
+            outputs = fn(x, h0)
+        loss = sum((o * torch.cos(torch.arange(o.numel(), dtype=o.dtype)).view_as(o)).sum()
+                   for o in outputs)
+        results.append(([o.detach() for o in outputs], torch.autograd.grad(loss, leaves)))
+    (expected_outputs, expected_grads), (outputs, grads) = results
+    for k, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected, "output", f"output {k}")
+    for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(grad, expected, "grad", f"gradient {k}")

@@ -1,10 +1,14 @@
-"""torch.library.opcheck of the ops: schema, fake (meta) kernels, autograd registration and
-AOT dispatch, against the real CPU kernels."""
+"""torch.library.opcheck of the ops torch.ops.fastrnn.rnn and rnn_backward: schema, fake (meta)
+kernels, autograd registration and AOT dispatch, against the real CPU kernels, for one layer and
+for stacks (layers, directions, projection, packed input, dropout masks)."""
 
 import pytest
 import torch
 
-from helpers import CELL_NAMES, make_problem, random_upstream, without_grad
+from helpers import CELL_NAMES
+from module_helpers import op_args, stack_args
+
+SIZES = dict(T=3, B=2, I=5, H=4)
 
 
 def opcheck(op, args):
@@ -12,45 +16,69 @@ def opcheck(op, args):
     assert results and all(result == "SUCCESS" for result in results.values()), results
 
 
-def forward_args(mode, bias, h0, training, layout="contiguous"):
-    problem = make_problem(mode, 3, 2, 5, 4, torch.float64, bias=bias, h0=h0, layout=layout,
-                           requires_grad=training)
-    return (mode, *problem.args(), training)
+def rnn_args(mode, training=True, requires_grad=None, num_layers=1, bidirectional=False,
+             **config):
+    """Arguments of torch.ops.fastrnn.rnn (float64), leaves requiring grad (by default) when
+    training. Packed input needs hx (fastrnn.functional.rnn_stack passes zeros for None)."""
+    requires_grad = training if requires_grad is None else requires_grad
+    args, kwargs = stack_args(mode, **SIZES, num_layers=num_layers, bidirectional=bidirectional,
+                              requires_grad=requires_grad, **config)
+    return op_args(args, kwargs, training)
 
 
-@pytest.mark.parametrize("h0", [True, False], ids=["h0", "no_h0"])
+def _stack_cases():
+    for mode in CELL_NAMES:
+        proj = 2 if mode == "lstm" else 0
+        yield mode, dict(num_layers=2, bidirectional=True, proj_size=proj)
+        yield mode, dict(num_layers=3, packed=True, masks=True)
+        yield mode, dict(num_layers=2, bidirectional=True, packed=True, proj_size=proj,
+                         bias=False)
+        yield mode, dict(transposed=True)
+
+
+def _ids(value):
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "one_layer"
+    return str(value)
+
+
+@pytest.mark.parametrize("hx", [True, False], ids=["hx", "no_hx"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
 @pytest.mark.parametrize("mode", CELL_NAMES)
-def test_opcheck_forward(mode, training, bias, h0):
-    opcheck(torch.ops.fastrnn.forward.default, forward_args(mode, bias, h0, training))
+def test_opcheck_rnn_one_layer(mode, training, bias, hx):
+    opcheck(torch.ops.fastrnn.rnn.default,
+            rnn_args(mode, bias=bias, hx=hx, training=training))
 
 
-@pytest.mark.parametrize("mode", CELL_NAMES)
-def test_opcheck_forward_non_contiguous(mode):
-    opcheck(torch.ops.fastrnn.forward.default,
-            forward_args(mode, True, True, True, layout="transposed"))
+@pytest.mark.parametrize("mode,config", list(_stack_cases()), ids=_ids)
+def test_opcheck_rnn_stack(mode, config):
+    opcheck(torch.ops.fastrnn.rnn.default, rnn_args(mode, **config))
 
 
-def backward_args(mode, bias, h0, used):
+def backward_args(mode, used, **config):
     """The arguments forward's autograd passes to the backward op, for the outputs in used."""
-    problem = without_grad(make_problem(mode, 3, 2, 5, 4, torch.float64, bias=bias, h0=h0))
-    output, _, _, saved = torch.ops.fastrnn.forward(mode, *problem.args(), True)
-    upstream = random_upstream(problem, used)
-    grads = [upstream.get(name) for name in ("output", "h_n", "c_n")]
-    return (mode, *grads, problem.input, problem.h0, problem.c0, problem.weight_ih,
-            problem.weight_hh, bias, output, saved)
+    args = rnn_args(mode, requires_grad=False, **config)
+    output, h_n, c_n, reserve = torch.ops.fastrnn.rnn(*args)
+    gen = torch.Generator().manual_seed(1)
+    grads = [torch.randn(t.shape, generator=gen, dtype=t.dtype) if name in used else None
+             for name, t in (("output", output), ("h_n", h_n), ("c_n", c_n))]
+    if mode != "lstm":
+        grads[2] = None
+    return (mode, *grads, *args[1:-1], output, reserve)
 
 
 def _backward_cases():
     for mode in CELL_NAMES:
         outputs = ("output", "h_n", "c_n") if mode == "lstm" else ("output", "h_n")
-        yield mode, True, True, outputs
-        yield mode, False, False, outputs
-        yield mode, True, True, ("h_n",)  # grad_output and grad_c_n None
+        proj = 2 if mode == "lstm" else 0
+        yield mode, outputs, {}
+        yield mode, ("h_n",), dict(bias=False, hx=False)  # grad_output and grad_c_n None
+        yield mode, outputs, dict(num_layers=2, bidirectional=True, proj_size=proj,
+                                  packed=True, masks=True)
 
 
-@pytest.mark.parametrize("mode,bias,h0,used", list(_backward_cases()),
-                         ids=lambda v: "+".join(v) if isinstance(v, tuple) else str(v))
-def test_opcheck_backward(mode, bias, h0, used):
-    opcheck(torch.ops.fastrnn.backward.default, backward_args(mode, bias, h0, used))
+@pytest.mark.parametrize("mode,used,config", list(_backward_cases()),
+                         ids=lambda v: "+".join(v) if isinstance(v, tuple) else _ids(v))
+def test_opcheck_rnn_backward(mode, used, config):
+    opcheck(torch.ops.fastrnn.rnn_backward.default, backward_args(mode, used, **config))

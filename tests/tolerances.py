@@ -14,6 +14,21 @@ test_parity_non_contiguous (helpers.run on every cell, size and layout; CPU, Ope
 The largest gradient errors are those of weight_ih at T = 17, B = 8, H = 129 (sums over T * B
 rows), where fastrnn's error is the size of torch.nn's own. The tolerances leave a margin of 2x
 to 5x over these.
+
+The stacks and modules (test_modules: the full product of options in float64 at tiny sizes and
+the covering subset in float32; test_reference_stack; test_rnn_stack, whose reference runs in
+float64 on the same values), measured the same way:
+
+                     fastrnn vs reference   fastrnn vs torch.nn   reference vs torch.nn
+    float32 outputs        3.2e-7                 3.2e-7                2.2e-7
+    float32 gradients      2.7e-6                 2.8e-6                1.6e-6
+    float64 outputs        3.8e-16                3.2e-16               4.0e-16
+    float64 gradients      2.3e-15                1.9e-15               1.6e-15
+
+(largest: three-layer bidirectional tanh RNNs). fastrnn float32 against the float64 reference:
+outputs 1.4e-7, gradients 8.5e-7; a float32 reference of a ReLU RNN whose outputs reach 16
+errs by 2.1e-6 itself, hence the float64 reference there. convert() (float32): 3.4e-8 and
+2.4e-8; DDP parameters after 4 SGD steps (float64): 4.4e-17.
 """
 
 import torch

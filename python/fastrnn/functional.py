@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import ops  # noqa: F401  (registers the autograd of torch.ops.fastrnn.forward)
+from . import _C
+from . import ops  # noqa: F401  (registers the autograd of torch.ops.fastrnn.rnn)
 
 _RNN_MODES = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
+# G of each mode, from the kernels; a dict rather than calls, which torch.compile cannot trace
+_GATES = {mode: _C.cell_shape(mode)[0] for mode in ("lstm", "gru", "rnn_tanh", "rnn_relu")}
 
 
 def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor | None,
@@ -38,7 +41,9 @@ def _layer(mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     """One layer, one direction: the stack op with L = D = 1 and [B, H] states."""
     if (bias_ih is None) != (bias_hh is None):
         raise ValueError("fastrnn: give both bias_ih and bias_hh or neither")
-    if input.dim() == 3 and weight_hh.dim() == 2:  # else the op names what is wrong
+    # Name h0 and c0 as this API does; anything else (weight_hh too) the op checks and names.
+    if (input.dim() == 3 and weight_hh.dim() == 2
+            and weight_hh.shape[0] == _GATES[mode] * weight_hh.shape[1]):
         expected = (input.shape[1], weight_hh.shape[1])
         for name, state in (("h0", h0), ("c0", c0)):
             if state is not None and tuple(state.shape) != expected:

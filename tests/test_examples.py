@@ -1,0 +1,60 @@
+"""The scripts in examples/ run as scripts (tiny settings), so they cannot rot."""
+
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def run_script(name, args, monkeypatch, capsys):
+    """examples/<name> as `python examples/<name> *args` would run it; returns its stdout."""
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name), *args])
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def losses(out):
+    return [float(v) for v in re.findall(r"loss (\d+\.\d+)", out)]
+
+
+def test_char_lm_default_text(monkeypatch, capsys):
+    """On the Zen of Python (the default text) the loss goes down; a sample follows."""
+    out = run_script("char_lm.py", ["--steps", "40", "--hidden-size", "32", "--seq-len", "16",
+                                    "--batch-size", "8", "--log-every", "10",
+                                    "--sample-length", "30"], monkeypatch, capsys)
+    assert "fastrnn.LSTM hidden 32" in out
+    logged = losses(out)
+    assert len(logged) == 4 and logged[-1] < logged[0], out
+    sample = out.split("sample:\n", 1)[1]
+    assert sample.startswith("The Zen ") and len(sample.rstrip("\n")) == 8 + 30
+
+
+def test_char_lm_text_file(tmp_path, monkeypatch, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("hello world, hello fastrnn. " * 20, encoding="utf-8")
+    out = run_script("char_lm.py", ["--text", str(text), "--steps", "3", "--hidden-size", "8",
+                                    "--num-layers", "2", "--dropout", "0.1", "--seq-len", "8",
+                                    "--batch-size", "2", "--log-every", "1",
+                                    "--sample-length", "5"], monkeypatch, capsys)
+    assert "15 distinct" in out and len(losses(out)) == 3
+    assert out.split("sample:\n", 1)[1].startswith("hello wo")
+
+
+def test_convert_model(monkeypatch, capsys):
+    out = run_script("convert_model.py", [], monkeypatch, capsys)
+    assert "'encoder': 'fastrnn.modules.LSTM'" in out
+    assert "'summary': 'fastrnn.modules.GRUCell'" in out
+    difference = float(re.search(r"logits: (\S+)", out).group(1))
+    assert difference < 1e-5
+    logged = losses(out)
+    assert len(logged) == 5 and logged[-1] < logged[0]
+
+
+@pytest.mark.parametrize("name", ["char_lm.py", "convert_model.py"])
+def test_examples_have_a_docstring_with_usage(name):
+    source = (EXAMPLES / name).read_text()
+    assert source.startswith('"""') and f"python examples/{name}" in source

@@ -1,0 +1,132 @@
+"""fastrnn.functional.rnn_stack (the op torch.ops.fastrnn.rnn) against
+fastrnn.reference.rnn_stack on the contract of docs/stack-op.md: padded and packed input, hx and
+cx in the packed order, dropout masks, every gradient; gradcheck in float64; inference and
+retain_graph."""
+
+import pytest
+import torch
+
+import fastrnn
+from helpers import CELL_NAMES, DTYPES
+from module_helpers import stack_args
+from tolerances import assert_close
+
+def in_float64(args, kwargs):
+    """The same values in float64 (new leaves), for a reference computed in float64."""
+    def up(t):
+        return None if t is None or not t.is_floating_point() else (
+            t.detach().double().requires_grad_(t.requires_grad))
+    mode, input, batch_sizes, h0, c0, weights = args
+    masks = kwargs["dropout_masks"]
+    return ((mode, up(input), batch_sizes, up(h0), up(c0), [up(w) for w in weights]),
+            kwargs | {"dropout_masks": None if masks is None else masks.double()})
+
+
+def leaves(args):
+    _, input, _, h0, c0, weights = args
+    return [t for t in (input, h0, c0, *weights) if t is not None]
+
+
+def outputs_and_grads(fn, args, kwargs, seed=1):
+    output, h_n, c_n = fn(*args, **kwargs)
+    outputs = [output, h_n] + ([c_n] if args[0] == "lstm" else [])
+    gen = torch.Generator().manual_seed(seed)
+    upstream = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype)
+                for o in outputs]
+    grads = torch.autograd.grad(outputs, leaves(args), upstream)
+    return [o.detach() for o in outputs], grads
+
+
+def _cases():
+    for mode in CELL_NAMES:
+        proj = 3 if mode == "lstm" else 0
+        yield mode, dict()
+        yield mode, dict(packed=True, proj_size=proj)
+        yield mode, dict(num_layers=3, packed=True, masks=True, hx=False, bias=False)
+        yield mode, dict(num_layers=3, bidirectional=False, masks=True, proj_size=proj)
+
+
+def _ids(value):
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "default"
+    return str(value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode,config", list(_cases()), ids=_ids)
+def test_rnn_stack_matches_reference(mode, config, dtype):
+    """fastrnn in dtype against the reference computed in float64 from the same values."""
+    args, kwargs = stack_args(mode, dtype=dtype, **config)
+    outputs, grads = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
+    expected_outputs, expected_grads = outputs_and_grads(fastrnn.reference.rnn_stack,
+                                                         *in_float64(args, kwargs))
+    for k, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert value.shape == expected.shape and value.dtype == dtype
+        assert_close(value, expected.to(dtype), "output", f"output {k}")
+    for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(grad, expected.to(dtype), "grad", f"gradient of leaf {k}")
+    if mode != "lstm":
+        assert fastrnn.functional.rnn_stack(*args, **kwargs)[2].shape == (0,)
+
+
+@pytest.mark.parametrize("mode,config", [
+    ("lstm", dict(packed=True, proj_size=2, masks=True)),
+    ("gru", dict(num_layers=3, bidirectional=False, masks=True)),
+    ("rnn_tanh", dict(packed=True, hx=False)),
+    ("rnn_relu", dict(bias=False)),
+], ids=_ids)
+def test_rnn_stack_gradcheck(mode, config):
+    args, kwargs = stack_args(mode, T=4, B=3, I=3, H=4, **config)
+    tensors = leaves(args)
+    has_h0, has_c0 = args[3] is not None, args[4] is not None
+
+    def fn(*ts):
+        ts = list(ts)
+        input = ts.pop(0)
+        h0 = ts.pop(0) if has_h0 else None
+        c0 = ts.pop(0) if has_c0 else None
+        output, h_n, c_n = fastrnn.functional.rnn_stack(mode, input, args[2], h0, c0, ts,
+                                                        **kwargs)
+        return (output, h_n, c_n) if mode == "lstm" else (output, h_n)
+
+    assert torch.autograd.gradcheck(fn, tuple(tensors), check_undefined_grad=True)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode],
+                         ids=["no_grad", "inference_mode"])
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_rnn_stack_inference_matches_training(mode, context):
+    args, kwargs = stack_args(mode, packed=True, masks=True, num_layers=3, dtype=torch.float32)
+    trained = fastrnn.functional.rnn_stack(*args, **kwargs)
+    with context():
+        inferred = fastrnn.functional.rnn_stack(*args, **kwargs)
+    for a, b in zip(inferred, trained):
+        assert a.grad_fn is None and torch.equal(a, b.detach())
+
+
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_rnn_stack_retain_graph_backward_twice(mode):
+    args, kwargs = stack_args(mode, packed=True, masks=True, num_layers=2)
+    output, h_n, c_n = fastrnn.functional.rnn_stack(*args, **kwargs)
+    loss = output.square().sum() + h_n.sum() + (c_n.sum() if mode == "lstm" else 0)
+    first = torch.autograd.grad(loss, leaves(args), retain_graph=True)
+    second = torch.autograd.grad(loss, leaves(args))
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+def test_rnn_stack_packed_final_states_at_each_sequence_end():
+    """Packed input of sorted lengths gives, per sequence, what that sequence alone gives."""
+    args, kwargs = stack_args("lstm", packed=True, proj_size=3)
+    mode, input, batch_sizes, h0, c0, weights = args
+    output, h_n, c_n = fastrnn.functional.rnn_stack(*args, **kwargs)
+    offsets = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), batch_sizes]), 0)
+    for b in range(int(batch_sizes[0])):
+        steps = [t for t in range(len(batch_sizes)) if batch_sizes[t] > b]
+        alone = torch.stack([input[offsets[t] + b] for t in steps]).unsqueeze(1)
+        expected = fastrnn.functional.rnn_stack(
+            mode, alone, None, h0[:, b:b + 1], c0[:, b:b + 1], weights, **kwargs)
+        rows = torch.stack([offsets[t] + b for t in steps])
+        assert_close(output[rows], expected[0][:, 0], "output", f"output of sequence {b}")
+        assert_close(h_n[:, b], expected[1][:, 0], "output", f"h_n of sequence {b}")
+        assert_close(c_n[:, b], expected[2][:, 0], "output", f"c_n of sequence {b}")
