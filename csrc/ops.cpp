@@ -409,6 +409,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("built_with_cuda") = false;
 #endif
+  m.def("cpu_isa", &fastrnn::cpu::isa_name,
+        "Instruction set the CPU kernels run with (avx512, avx2, baseline; FASTRNN_CPU_ISA "
+        "picks a lower one)");
   // True once CUDA sequence drivers are registered; the CUDA build so far has the pointwise kernels.
   m.attr("has_cuda_kernels") = false;
   m.def(

@@ -3,6 +3,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
+
+#include "cells/fast_math.h"
 
 #if defined(__CUDACC__)
 #define FASTRNN_HD __host__ __device__ __forceinline__
@@ -12,29 +15,32 @@
 
 namespace fastrnn {
 
-// std:: overloads on the host keep float math in float; CUDA's math headers overload ::exp and
-// ::tanh for float on the device.
-template <typename T>
-FASTRNN_HD T exp_(T x) {
-#if defined(__CUDA_ARCH__)
-  return ::exp(x);
-#else
-  return std::exp(x);
-#endif
-}
-
+// The activations. On the CPU, float uses the vectorisable fast:: functions (fast_math.h) and
+// double uses libm; on the device, CUDA's math headers overload ::exp and ::tanh for float.
 template <typename T>
 FASTRNN_HD T tanh_(T x) {
 #if defined(__CUDA_ARCH__)
   return ::tanh(x);
 #else
-  return std::tanh(x);
+  if constexpr (std::is_same_v<T, float>) {
+    return fast::tanh(x);
+  } else {
+    return std::tanh(x);
+  }
 #endif
 }
 
 template <typename T>
 FASTRNN_HD T sigmoid(T x) {
-  return T(1) / (T(1) + exp_(-x));
+#if defined(__CUDA_ARCH__)
+  return T(1) / (T(1) + ::exp(-x));
+#else
+  if constexpr (std::is_same_v<T, float>) {
+    return fast::sigmoid(x);
+  } else {
+    return T(1) / (T(1) + std::exp(-x));
+  }
+#endif
 }
 
 // Derivatives written in terms of the activation's output y, which is what forward saves.

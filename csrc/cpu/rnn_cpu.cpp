@@ -7,7 +7,9 @@
 #include "cells/cells.h"
 #include "cpu/blas.h"
 
-namespace fastrnn::cpu {
+// Compiled once per instruction set (CMakeLists.txt), each copy in its own namespace
+// FASTRNN_CPU_ISA; cpu/dispatch.cpp picks one at run time.
+namespace fastrnn::cpu::FASTRNN_CPU_ISA {
 namespace {
 
 // One layer in one direction, as its drivers see it. Rows and steps as in params.h.
@@ -109,6 +111,9 @@ void layer_forward(const Layer<scalar_t>& L) {
           scalar_t* h_row = project ? m.data() + b * H : h.data() + b * P;
           scalar_t* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
           scalar_t* saved_row = kTraining ? L.saved + r * SH : nullptr;
+          // units are independent; in-place rows (saved over gx, c over c_prev) are read before
+          // they are written within each unit, so the loop vectorises
+#pragma GCC ivdep
           for (int64_t j = 0; j < H; ++j) {
             Cell::template forward<kTraining, kHasBias>(j, H, gx + r * ld_gx, gh.data() + b * GH,
                                                         L.w.b_ih, L.w.b_hh, h.data() + b * P,
@@ -176,8 +181,9 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
       }
       const scalar_t* saved_row = L.saved ? L.saved + r * SH : nullptr;
       scalar_t* dc_row = Cell::kHasCellState ? dc.data() + b * H : nullptr;
+      // dh's row doubles as the GRU's dh_prev_direct output: each unit reads its value first
+#pragma GCC ivdep
       for (int64_t j = 0; j < H; ++j) {
-        // dh's row doubles as the GRU's dh_prev_direct output: the cell reads its value first
         Cell::backward(j, H, dh_cell[b * H + j], dc_row, saved_row, h_prev, L.out + r * L.ld_out,
                        c_prev, dgx.data() + r * GH, dgh + r * GH, dh.data() + b * P);
       }
@@ -335,4 +341,4 @@ template void rnn_forward<double>(const RnnParams<double>&);
 template void rnn_backward<float>(const RnnGradParams<float>&);
 template void rnn_backward<double>(const RnnGradParams<double>&);
 
-}  // namespace fastrnn::cpu
+}  // namespace fastrnn::cpu::FASTRNN_CPU_ISA

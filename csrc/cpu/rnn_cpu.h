@@ -13,10 +13,28 @@
 
 namespace fastrnn::cpu {
 
+// Run on the best instruction set of this CPU (dispatch.cpp).
 template <typename scalar_t>
 void rnn_forward(const RnnParams<scalar_t>& p);
 
 template <typename scalar_t>
 void rnn_backward(const RnnGradParams<scalar_t>& p);
+
+// The instruction set the drivers run with: "avx512", "avx2" or "baseline". The best one this CPU
+// has, unless the environment variable FASTRNN_CPU_ISA names another one (for testing).
+const char* isa_name();
+
+// One copy of the drivers per instruction set (rnn_cpu.cpp compiled with different flags).
+#define FASTRNN_DECLARE_ISA(isa)                                \
+  namespace isa {                                               \
+  template <typename scalar_t>                                  \
+  void rnn_forward(const RnnParams<scalar_t>& p);               \
+  template <typename scalar_t>                                  \
+  void rnn_backward(const RnnGradParams<scalar_t>& p);          \
+  }
+FASTRNN_DECLARE_ISA(avx512)
+FASTRNN_DECLARE_ISA(avx2)
+FASTRNN_DECLARE_ISA(baseline)
+#undef FASTRNN_DECLARE_ISA
 
 }  // namespace fastrnn::cpu

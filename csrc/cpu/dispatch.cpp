@@ -1,0 +1,88 @@
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/rnn_cpu.h"
+
+namespace fastrnn::cpu {
+namespace {
+
+enum class Isa { kAvx512, kAvx2, kBaseline };
+
+Isa detect() {
+#if defined(FASTRNN_CPU_MULTI_ISA)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("x86-64-v3")) return Isa::kAvx2;
+#endif
+  return Isa::kBaseline;
+}
+
+Isa choose() {
+  const Isa best = detect();
+  const char* want = std::getenv("FASTRNN_CPU_ISA");
+  if (!want || !*want) return best;
+  const std::string w(want);
+  const Isa asked = w == "avx512" ? Isa::kAvx512
+                    : w == "avx2" ? Isa::kAvx2
+                    : w == "baseline" ? Isa::kBaseline
+                                      : throw std::invalid_argument(
+                                            "FASTRNN_CPU_ISA must be avx512, avx2 or baseline, "
+                                            "got '" + w + "'");
+  if (static_cast<int>(asked) < static_cast<int>(best)) {
+    throw std::invalid_argument("FASTRNN_CPU_ISA=" + w + " is not supported by this CPU or build");
+  }
+  return asked;
+}
+
+Isa isa() {
+  static const Isa chosen = choose();
+  return chosen;
+}
+
+}  // namespace
+
+const char* isa_name() {
+  switch (isa()) {
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kBaseline:
+      break;
+  }
+  return "baseline";
+}
+
+#if defined(FASTRNN_CPU_MULTI_ISA)
+#define FASTRNN_ON_ISA(call)                  \
+  switch (isa()) {                            \
+    case Isa::kAvx512:                        \
+      return avx512::call;                    \
+    case Isa::kAvx2:                          \
+      return avx2::call;                      \
+    case Isa::kBaseline:                      \
+      break;                                  \
+  }                                           \
+  return baseline::call;
+#else
+#define FASTRNN_ON_ISA(call) return baseline::call;
+#endif
+
+template <typename scalar_t>
+void rnn_forward(const RnnParams<scalar_t>& p) {
+  FASTRNN_ON_ISA(rnn_forward(p))
+}
+
+template <typename scalar_t>
+void rnn_backward(const RnnGradParams<scalar_t>& p) {
+  FASTRNN_ON_ISA(rnn_backward(p))
+}
+
+template void rnn_forward<float>(const RnnParams<float>&);
+template void rnn_forward<double>(const RnnParams<double>&);
+template void rnn_backward<float>(const RnnGradParams<float>&);
+template void rnn_backward<double>(const RnnGradParams<double>&);
+
+}  // namespace fastrnn::cpu
