@@ -12,6 +12,7 @@
 // training and [0] otherwise.
 #include <torch/extension.h>
 #include <torch/library.h>
+#include <ATen/Parallel.h>
 
 #include <climits>
 #include <optional>
@@ -221,6 +222,21 @@ scalar_t* mutable_ptr_or_null(at::Tensor& t) {
   return t.defined() && t.numel() ? t.mutable_data_ptr<scalar_t>() : nullptr;
 }
 
+// The kernels' threads: torch's intra-op pool, with as many threads as torch.get_num_threads().
+// The BLAS itself runs single-threaded inside them, so no second pool of threads competes
+// (OpenBLAS's workers spin for a while after each call and slowed torch's next op twofold).
+Threads torch_threads() {
+  cpu::set_blas_threads(1);
+  Threads threads;
+  threads.count = at::get_num_threads();
+  threads.parallel_for = [](int64_t n, const std::function<void(int64_t)>& fn) {
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) fn(i);
+    });
+  };
+  return threads;
+}
+
 // What forward and backward both read, laid out as the kernels want it.
 struct StackInputs {
   at::Tensor x;  // [N, I] rows with a unit stride along I (a view of input where it can be)
@@ -271,6 +287,7 @@ struct StackInputs {
     p.cx = ptr_or_null<scalar_t>(cx);
     p.weights = lw;
     p.dropout_masks = ptr_or_null<scalar_t>(dropout_masks);
+    p.threads = torch_threads();
     return p;
   }
 };
@@ -295,7 +312,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rnn(
                                                   : empty0(input);
   at::Tensor reserve = training ? at::empty({s.N, s.reserve_width()}, opts) : empty0(input);
 
-  cpu::set_blas_threads(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastrnn::rnn", [&] {
     const auto lw = in.layer_weights<scalar_t>(s);
     RnnParams<scalar_t> p = in.params<scalar_t>(s, lw.data());
@@ -346,7 +362,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_back
   std::vector<at::Tensor> grad_weights;
   for (const at::Tensor& w : in.weights) grad_weights.push_back(at::empty_like(w));
 
-  cpu::set_blas_threads(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "fastrnn::rnn_backward", [&] {
     const auto lw = in.layer_weights<scalar_t>(s);
     std::vector<LayerGrads<scalar_t>> lg(s.L * s.D);

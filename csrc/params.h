@@ -13,8 +13,25 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace fastrnn {
+
+// How the drivers spread work over threads: run(n, fn) calls fn(0) .. fn(n - 1), each once, on
+// up to `count` threads, and returns when all have returned. The glue passes torch's intra-op
+// pool as parallel_for; without one the tasks run in turn.
+struct Threads {
+  int64_t count = 1;
+  std::function<void(int64_t, const std::function<void(int64_t)>&)> parallel_for;
+
+  void run(int64_t n, const std::function<void(int64_t)>& fn) const {
+    if (parallel_for && n > 1) {
+      parallel_for(n, fn);
+    } else {
+      for (int64_t i = 0; i < n; ++i) fn(i);
+    }
+  }
+};
 
 enum class CellKind { kLstm, kGru, kRnnTanh, kRnnRelu };
 
@@ -57,8 +74,10 @@ struct RnnParams {
   scalar_t* output = nullptr;  // [N, D*P]: direction d in columns d*P .. d*P + P - 1
   scalar_t* h_n = nullptr;     // [L*D, B, P]
   scalar_t* c_n = nullptr;     // [L*D, B, H], LSTM only
-  // reserve_numel() values that backward needs, written when training; nullptr for inference
+  // reserve_width() * N values that backward needs, written when training; nullptr for inference
   scalar_t* reserve = nullptr;
+
+  Threads threads;
 };
 
 // Backward of a stack: `fwd` holds the forward call's pointers (backward reads output and

@@ -12,7 +12,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, scalar_t 
           const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb, scalar_t beta,
           scalar_t* C, int64_t ldc);
 
-// Threads the BLAS may use; the glue passes torch.get_num_threads().
+// Threads the BLAS may use for one call (the drivers call it from their own threads with 1).
 void set_blas_threads(int threads);
 
 }  // namespace fastrnn::cpu

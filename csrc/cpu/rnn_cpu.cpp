@@ -6,6 +6,7 @@
 
 #include "cells/cells.h"
 #include "cpu/blas.h"
+#include "cpu/gemm.h"
 
 // Compiled once per instruction set (CMakeLists.txt), each copy in its own namespace
 // FASTRNN_CPU_ISA; cpu/dispatch.cpp picks one at run time.
@@ -29,6 +30,7 @@ struct Layer {
   scalar_t* saved;  // [N, S*H] or nullptr (inference, or S == 0)
   scalar_t* h_n;    // [B, P], written by forward
   scalar_t* c_n;    // [B, H] or nullptr
+  const Threads* threads;
 
   // The time step processed s-th: forward walks t = 0 .. T-1, the reverse direction T-1 .. 0.
   int64_t step(int64_t s) const { return reverse ? T - 1 - s : s; }
@@ -90,7 +92,9 @@ void layer_forward(const Layer<scalar_t>& L) {
   std::vector<scalar_t> gx_buffer(training ? 0 : L.N * GH);
   scalar_t* gx = training ? L.saved : gx_buffer.data();
   const int64_t ld_gx = training ? SH : GH;
-  gemm<scalar_t>(false, true, L.N, GH, L.I, 1, L.x, L.ldx, L.w.w_ih, L.I, 0, gx, ld_gx);
+  const Threads& threads = *L.threads;
+  parallel_gemm<scalar_t>(threads, true, false, true, L.N, GH, L.I, L.x, L.ldx, L.w.w_ih, L.I, 0,
+                          gx, ld_gx);
 
   // The running state: row b holds the latest h (and c) of sequence b. Rows of sequences that
   // have ended keep their last state, which is h_n; rows not yet started hold h0.
@@ -98,13 +102,14 @@ void layer_forward(const Layer<scalar_t>& L) {
   std::vector<scalar_t> c;
   if constexpr (Cell::kHasCellState) c.assign(L.c0, L.c0 + B * H);
   std::vector<scalar_t> gh(B * GH);            // W_hh h_{t-1} of the active rows
+  const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P);
   std::vector<scalar_t> m(project ? B * H : 0);  // the cell's output before the projection
 
   bool_switch(training, [&](auto kTraining) {
     bool_switch(L.w.b_ih != nullptr, [&](auto kHasBias) {
       for (int64_t s = 0; s < L.T; ++s) {
         const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
-        gemm<scalar_t>(false, true, Bt, GH, P, 1, h.data(), P, L.w.w_hh, P, 0, gh.data(), GH);
+        recurrent.multiply(threads, Bt, h.data(), P, gh.data(), GH);
         for (int64_t b = 0; b < Bt; ++b) {
           const int64_t r = row0 + b;
           // h and c are updated in place: each unit reads its previous value before writing
@@ -121,7 +126,8 @@ void layer_forward(const Layer<scalar_t>& L) {
           }
         }
         if (project) {
-          gemm<scalar_t>(false, true, Bt, P, H, 1, m.data(), H, L.w.w_hr, H, 0, h.data(), P);
+          parallel_gemm<scalar_t>(threads, false, false, true, Bt, P, H, m.data(), H, L.w.w_hr, H,
+                                  0, h.data(), P);
         }
         copy_rows(h.data(), P, Bt, P, L.out + row0 * L.ld_out, L.ld_out);
       }
@@ -136,6 +142,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   const int64_t B = L.B, N = L.N, H = L.H, P = L.P;
   const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
   const bool project = L.w.w_hr != nullptr;
+  const Threads& threads = *L.threads;
 
   // dL/d(pre-activations) of every row: of W_ih x (dgx) and of W_hh h_{t-1} (dgh), the same
   // buffer except for the GRU.
@@ -166,7 +173,8 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
     const scalar_t* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
     if (project) {
       copy_rows(dh.data(), P, Bt, P, dh_rows.data() + row0 * P, P);
-      gemm<scalar_t>(false, false, Bt, H, P, 1, dh.data(), P, L.w.w_hr, H, 0, dm.data(), H);
+      parallel_gemm<scalar_t>(threads, false, false, false, Bt, H, P, dh.data(), P, L.w.w_hr, H,
+                              0, dm.data(), H);
       dh_cell = dm.data();
     }
     for (int64_t b = 0; b < Bt; ++b) {
@@ -194,21 +202,23 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
       }
     }
     // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh (beta = 1)
-    gemm<scalar_t>(false, false, Bt, P, GH, 1, dgh + row0 * GH, GH, L.w.w_hh, P,
-                   Cell::kSplitHiddenGrad ? 1 : 0, dh.data(), P);
+    parallel_gemm<scalar_t>(threads, false, false, false, Bt, P, GH, dgh + row0 * GH, GH,
+                            L.w.w_hh, P, Cell::kSplitHiddenGrad ? 1 : 0, dh.data(), P);
   }
   std::copy(dh.begin(), dh.end(), g.grad_h0);
   if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
 
-  gemm<scalar_t>(false, false, N, L.I, GH, 1, dgx.data(), GH, L.w.w_ih, L.I,
-                 g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
-  gemm<scalar_t>(true, false, GH, L.I, N, 1, dgx.data(), GH, L.x, L.ldx, 0, g.grads.w_ih, L.I);
-  gemm<scalar_t>(true, false, GH, P, N, 1, dgh, GH, h_prev_rows.data(), P, 0, g.grads.w_hh, P);
+  parallel_gemm<scalar_t>(threads, true, false, false, N, L.I, GH, dgx.data(), GH, L.w.w_ih,
+                          L.I, g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
+  parallel_gemm<scalar_t>(threads, true, true, false, GH, L.I, N, dgx.data(), GH, L.x, L.ldx, 0,
+                          g.grads.w_ih, L.I);
+  parallel_gemm<scalar_t>(threads, true, true, false, GH, P, N, dgh, GH, h_prev_rows.data(), P, 0,
+                          g.grads.w_hh, P);
   if (g.grads.b_ih) column_sums(dgx.data(), N, GH, g.grads.b_ih);
   if (g.grads.b_hh) column_sums(dgh, N, GH, g.grads.b_hh);
   if (project) {
-    gemm<scalar_t>(true, false, P, H, N, 1, dh_rows.data(), P, m_rows.data(), H, 0, g.grads.w_hr,
-                   H);
+    parallel_gemm<scalar_t>(threads, true, true, false, P, H, N, dh_rows.data(), P, m_rows.data(),
+                            H, 0, g.grads.w_hr, H);
   }
 }
 
@@ -247,6 +257,7 @@ Layer<scalar_t> make_layer(const RnnParams<scalar_t>& p, int64_t l, int64_t d, c
   layer.saved = saved;
   layer.h_n = p.h_n ? p.h_n + k * p.B * p.P : nullptr;
   layer.c_n = p.c_n ? p.c_n + k * p.B * p.H : nullptr;
+  layer.threads = &p.threads;
   return layer;
 }
 

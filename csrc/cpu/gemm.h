@@ -1,0 +1,145 @@
+// GEMMs on the kernels' threads: parallel_gemm() for any product, and the recurrent product of a
+// forward step, gh[M, N] = h[M, K] W^T with W [N, K] (W_hh: N = G*H,
+// K = P), taken T times with the same W. Included by rnn_cpu.cpp, once per instruction set.
+//
+// With AVX-512 and float, W^T is packed once per layer call into panels of 64 columns ([K][64]
+// each, zero padded), which a register-blocked kernel (6 rows x 64 columns of accumulators)
+// streams contiguously at every step; the panels are split among the threads, so each core keeps
+// its share of W in its own cache across steps. Elsewhere the BLAS does the product on its own
+// threads (which then spin for a while after it, competing with the next torch op).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "cpu/blas.h"
+#include "params.h"
+
+namespace fastrnn::cpu::FASTRNN_CPU_ISA {
+
+// gemm() on the thread pool: the rows of C (split_rows) or its columns are cut into one block per
+// thread, each a single-threaded BLAS call. Blocks of columns are multiples of 16 (a cache line
+// of floats); small products run as one call.
+template <typename scalar_t>
+inline void parallel_gemm(const Threads& threads, bool split_rows, bool trans_a, bool trans_b, int64_t M,
+                   int64_t N, int64_t K, const scalar_t* A, int64_t lda, const scalar_t* B,
+                   int64_t ldb, scalar_t beta, scalar_t* C, int64_t ldc) {
+  const int64_t extent = split_rows ? M : N, align = split_rows ? 1 : 16;
+  const int64_t units = (extent + align - 1) / align;
+  const bool small = M * N * K < (int64_t{1} << 15);
+  const int64_t tasks = small ? 1 : std::min<int64_t>(threads.count, units);
+  threads.run(tasks, [&](int64_t i) {
+    const int64_t begin = std::min(extent, units * i / tasks * align);
+    const int64_t end = std::min(extent, units * (i + 1) / tasks * align);
+    if (begin == end) return;
+    if (split_rows) {
+      gemm<scalar_t>(trans_a, trans_b, end - begin, N, K, 1, trans_a ? A + begin : A + begin * lda,
+                     lda, B, ldb, beta, C + begin * ldc, ldc);
+    } else {
+      gemm<scalar_t>(trans_a, trans_b, M, end - begin, K, 1, A, lda,
+                     trans_b ? B + begin * ldb : B + begin, ldb, beta, C + begin, ldc);
+    }
+  });
+}
+
+
+#if defined(__AVX512F__)
+constexpr bool kPackedKernel = true;
+#else
+constexpr bool kPackedKernel = false;
+#endif
+
+template <typename scalar_t>
+class RecurrentGemm {
+ public:
+  static constexpr bool kPacked = kPackedKernel && std::is_same_v<scalar_t, float>;
+  static constexpr int64_t kPanel = 64;  // columns per panel: 4 AVX-512 vectors of floats
+
+  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K) : w_(w), N_(N), K_(K) {
+    if constexpr (kPacked) {
+      panels_ = (N + kPanel - 1) / kPanel;
+      packed_.assign(panels_ * K * kPanel, scalar_t(0));
+      for (int64_t n = 0; n < N; ++n) {
+        scalar_t* dst = packed_.data() + (n / kPanel) * K * kPanel + n % kPanel;
+        for (int64_t k = 0; k < K; ++k) dst[k * kPanel] = w[n * K + k];
+      }
+    }
+  }
+
+  // C[M, N] (leading dimension ldc) = A[M, K] (leading dimension lda) W^T
+  void multiply(const Threads& threads, int64_t M, const scalar_t* A, int64_t lda, scalar_t* C,
+                int64_t ldc) const {
+    if constexpr (kPacked) {
+      const int64_t tasks = std::min(threads.count, panels_);
+      threads.run(tasks, [&](int64_t i) {
+        for (int64_t p = panels_ * i / tasks; p < panels_ * (i + 1) / tasks; ++p) panel(p, M, A, lda, C, ldc);
+      });
+    } else {
+      // one BLAS call on the BLAS's own threads: cut into per-thread calls, each would repack W
+      set_blas_threads(static_cast<int>(threads.count));
+      gemm<scalar_t>(false, true, M, N_, K_, 1, A, lda, w_, K_, 0, C, ldc);
+      set_blas_threads(1);
+    }
+  }
+
+ private:
+#if defined(__AVX512F__)
+  // C[0:MR, 64p : 64p + 64) of one panel; the last panel stores only its valid columns
+  template <int MR>
+  void block(int64_t p, const float* A, int64_t lda, float* C, int64_t ldc) const {
+    const float* w = packed_.data() + p * K_ * kPanel;
+    __m512 acc[MR][4];
+    for (int r = 0; r < MR; ++r) {
+      for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < K_; ++k) {
+      const float* wk = w + k * kPanel;
+      const __m512 b0 = _mm512_loadu_ps(wk), b1 = _mm512_loadu_ps(wk + 16),
+                   b2 = _mm512_loadu_ps(wk + 32), b3 = _mm512_loadu_ps(wk + 48);
+      for (int r = 0; r < MR; ++r) {
+        const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+        acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+        acc[r][2] = _mm512_fmadd_ps(a, b2, acc[r][2]);
+        acc[r][3] = _mm512_fmadd_ps(a, b3, acc[r][3]);
+      }
+    }
+    const int64_t n0 = p * kPanel, valid = std::min<int64_t>(kPanel, N_ - n0);
+    for (int v = 0; v < 4; ++v) {
+      const int64_t cols = std::clamp<int64_t>(valid - 16 * v, 0, 16);
+      const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+      for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(C + r * ldc + n0 + 16 * v, mask, acc[r][v]);
+    }
+  }
+#endif
+
+  void panel(int64_t p, int64_t M, const scalar_t* A, int64_t lda, scalar_t* C, int64_t ldc) const {
+#if defined(__AVX512F__)
+    if constexpr (kPacked) {
+      int64_t m = 0;
+      for (; m + 6 <= M; m += 6) block<6>(p, A + m * lda, lda, C + m * ldc, ldc);
+      switch (M - m) {
+        case 5: block<5>(p, A + m * lda, lda, C + m * ldc, ldc); break;
+        case 4: block<4>(p, A + m * lda, lda, C + m * ldc, ldc); break;
+        case 3: block<3>(p, A + m * lda, lda, C + m * ldc, ldc); break;
+        case 2: block<2>(p, A + m * lda, lda, C + m * ldc, ldc); break;
+        case 1: block<1>(p, A + m * lda, lda, C + m * ldc, ldc); break;
+        default: break;
+      }
+    }
+#endif
+  }
+
+  const scalar_t* w_;
+  int64_t N_, K_;
+  int64_t panels_ = 0;
+  std::vector<scalar_t> packed_;
+};
+
+}  // namespace fastrnn::cpu::FASTRNN_CPU_ISA
