@@ -1,6 +1,7 @@
-// GEMMs on the kernels' threads: parallel_gemm() for any product, and the recurrent product of a
-// forward step, gh[M, N] = h[M, K] W^T with W [N, K] (W_hh: N = G*H,
-// K = P), taken T times with the same W. Included by rnn_cpu.cpp, once per instruction set.
+// GEMMs on the kernels' threads: parallel_gemm() for any product, and RecurrentGemm for the
+// product a step takes with the same matrix T times: C[M, N] (+)= A[M, K] W^T with W [N, K]
+// (forward: gh = h W_hh^T, N = G*H, K = P), or W given transposed, [K, N] (backward:
+// dh = dgh W_hh, N = P, K = G*H). Included by rnn_cpu.cpp, once per instruction set.
 //
 // With AVX-512 and float, W^T is packed once per layer call into panels of 64 columns ([K][64]
 // each, zero padded), which a register-blocked kernel (6 rows x 64 columns of accumulators)
@@ -61,29 +62,36 @@ class RecurrentGemm {
   static constexpr bool kPacked = kPackedKernel && std::is_same_v<scalar_t, float>;
   static constexpr int64_t kPanel = 64;  // columns per panel: 4 AVX-512 vectors of floats
 
-  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K) : w_(w), N_(N), K_(K) {
+  // w: [N, K], or [K, N] when w_transposed
+  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed)
+      : w_(w), N_(N), K_(K), w_transposed_(w_transposed) {
     if constexpr (kPacked) {
       panels_ = (N + kPanel - 1) / kPanel;
       packed_.assign(panels_ * K * kPanel, scalar_t(0));
+      const int64_t stride_n = w_transposed ? 1 : K, stride_k = w_transposed ? N : 1;
       for (int64_t n = 0; n < N; ++n) {
         scalar_t* dst = packed_.data() + (n / kPanel) * K * kPanel + n % kPanel;
-        for (int64_t k = 0; k < K; ++k) dst[k * kPanel] = w[n * K + k];
+        for (int64_t k = 0; k < K; ++k) dst[k * kPanel] = w[n * stride_n + k * stride_k];
       }
     }
   }
 
-  // C[M, N] (leading dimension ldc) = A[M, K] (leading dimension lda) W^T
+  // C[M, N] (leading dimension ldc) = A[M, K] (leading dimension lda) W^T, added to C when
+  // accumulate
   void multiply(const Threads& threads, int64_t M, const scalar_t* A, int64_t lda, scalar_t* C,
-                int64_t ldc) const {
+                int64_t ldc, bool accumulate) const {
     if constexpr (kPacked) {
       const int64_t tasks = std::min(threads.count, panels_);
       threads.run(tasks, [&](int64_t i) {
-        for (int64_t p = panels_ * i / tasks; p < panels_ * (i + 1) / tasks; ++p) panel(p, M, A, lda, C, ldc);
+        for (int64_t p = panels_ * i / tasks; p < panels_ * (i + 1) / tasks; ++p) {
+          panel(p, M, A, lda, C, ldc, accumulate);
+        }
       });
     } else {
       // one BLAS call on the BLAS's own threads: cut into per-thread calls, each would repack W
       set_blas_threads(static_cast<int>(threads.count));
-      gemm<scalar_t>(false, true, M, N_, K_, 1, A, lda, w_, K_, 0, C, ldc);
+      gemm<scalar_t>(false, !w_transposed_, M, N_, K_, 1, A, lda, w_, w_transposed_ ? N_ : K_,
+                     accumulate ? 1 : 0, C, ldc);
       set_blas_threads(1);
     }
   }
@@ -92,7 +100,7 @@ class RecurrentGemm {
 #if defined(__AVX512F__)
   // C[0:MR, 64p : 64p + 64) of one panel; the last panel stores only its valid columns
   template <int MR>
-  void block(int64_t p, const float* A, int64_t lda, float* C, int64_t ldc) const {
+  void block(int64_t p, const float* A, int64_t lda, float* C, int64_t ldc, bool accumulate) const {
     const float* w = packed_.data() + p * K_ * kPanel;
     __m512 acc[MR][4];
     for (int r = 0; r < MR; ++r) {
@@ -114,22 +122,30 @@ class RecurrentGemm {
     for (int v = 0; v < 4; ++v) {
       const int64_t cols = std::clamp<int64_t>(valid - 16 * v, 0, 16);
       const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
-      for (int r = 0; r < MR; ++r) _mm512_mask_storeu_ps(C + r * ldc + n0 + 16 * v, mask, acc[r][v]);
+      for (int r = 0; r < MR; ++r) {
+        float* c = C + r * ldc + n0 + 16 * v;
+        const __m512 sum = accumulate ? _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(mask, c))
+                                      : acc[r][v];
+        _mm512_mask_storeu_ps(c, mask, sum);
+      }
     }
   }
 #endif
 
-  void panel(int64_t p, int64_t M, const scalar_t* A, int64_t lda, scalar_t* C, int64_t ldc) const {
+  void panel(int64_t p, int64_t M, const scalar_t* A, int64_t lda, scalar_t* C, int64_t ldc,
+             bool accumulate) const {
 #if defined(__AVX512F__)
     if constexpr (kPacked) {
       int64_t m = 0;
-      for (; m + 6 <= M; m += 6) block<6>(p, A + m * lda, lda, C + m * ldc, ldc);
+      for (; m + 6 <= M; m += 6) block<6>(p, A + m * lda, lda, C + m * ldc, ldc, accumulate);
+      const float* a = A + m * lda;
+      float* c = C + m * ldc;
       switch (M - m) {
-        case 5: block<5>(p, A + m * lda, lda, C + m * ldc, ldc); break;
-        case 4: block<4>(p, A + m * lda, lda, C + m * ldc, ldc); break;
-        case 3: block<3>(p, A + m * lda, lda, C + m * ldc, ldc); break;
-        case 2: block<2>(p, A + m * lda, lda, C + m * ldc, ldc); break;
-        case 1: block<1>(p, A + m * lda, lda, C + m * ldc, ldc); break;
+        case 5: block<5>(p, a, lda, c, ldc, accumulate); break;
+        case 4: block<4>(p, a, lda, c, ldc, accumulate); break;
+        case 3: block<3>(p, a, lda, c, ldc, accumulate); break;
+        case 2: block<2>(p, a, lda, c, ldc, accumulate); break;
+        case 1: block<1>(p, a, lda, c, ldc, accumulate); break;
         default: break;
       }
     }
@@ -138,6 +154,7 @@ class RecurrentGemm {
 
   const scalar_t* w_;
   int64_t N_, K_;
+  bool w_transposed_;
   int64_t panels_ = 0;
   std::vector<scalar_t> packed_;
 };

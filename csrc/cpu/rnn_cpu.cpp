@@ -102,14 +102,14 @@ void layer_forward(const Layer<scalar_t>& L) {
   std::vector<scalar_t> c;
   if constexpr (Cell::kHasCellState) c.assign(L.c0, L.c0 + B * H);
   std::vector<scalar_t> gh(B * GH);            // W_hh h_{t-1} of the active rows
-  const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P);
+  const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P, /*w_transposed=*/false);
   std::vector<scalar_t> m(project ? B * H : 0);  // the cell's output before the projection
 
   bool_switch(training, [&](auto kTraining) {
     bool_switch(L.w.b_ih != nullptr, [&](auto kHasBias) {
       for (int64_t s = 0; s < L.T; ++s) {
         const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
-        recurrent.multiply(threads, Bt, h.data(), P, gh.data(), GH);
+        recurrent.multiply(threads, Bt, h.data(), P, gh.data(), GH, /*accumulate=*/false);
         for (int64_t b = 0; b < Bt; ++b) {
           const int64_t r = row0 + b;
           // h and c are updated in place: each unit reads its previous value before writing
@@ -150,6 +150,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   std::vector<scalar_t> dgh_buffer(Cell::kSplitHiddenGrad ? N * GH : 0);
   scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.data() : dgx.data();
   std::vector<scalar_t> h_prev_rows(N * P);  // h_{t-1} of every row, for the W_hh gradient
+  const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, P, GH, /*w_transposed=*/true);  // dgh W_hh
 
   // dL/dh and dL/dc flowing back through the running state, row b for sequence b
   std::vector<scalar_t> dh(B * P, scalar_t(0));
@@ -202,8 +203,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
       }
     }
     // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh (beta = 1)
-    parallel_gemm<scalar_t>(threads, false, false, false, Bt, P, GH, dgh + row0 * GH, GH,
-                            L.w.w_hh, P, Cell::kSplitHiddenGrad ? 1 : 0, dh.data(), P);
+    recurrent.multiply(threads, Bt, dgh + row0 * GH, GH, dh.data(), P, Cell::kSplitHiddenGrad);
   }
   std::copy(dh.begin(), dh.end(), g.grad_h0);
   if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
