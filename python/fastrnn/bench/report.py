@@ -67,8 +67,8 @@ def format_footer(config: BenchConfig, env: Environment, baseline: str, flop_mod
         "inference = forward under torch.inference_mode; train = forward + backward of a loss on "
         "output and h_n (input and all parameters get gradients; no optimizer step).",
         flop_model + ".",
-        "Runs are separated by idle time because thread pools keep spinning after a call (fastrnn's "
-        "OpenBLAS for about 0.1 s) and slow whatever runs next; --settle-ms 0 shows that effect.",
+        "Runs are separated by idle time because a thread pool still spinning after a call slows "
+        "whatever runs next; --settle-ms 0 leaves it out.",
     ]
     if env.mkldnn and config.dtype == "float32" and "lstm" in config.cells:
         lines.append("torch.nn.LSTM on CPU in float32 runs through oneDNN (aten::mkldnn_rnn_layer); "

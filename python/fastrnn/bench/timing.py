@@ -3,9 +3,11 @@
 A run is ``block`` back-to-back timed calls of one step, after ``settle_s`` seconds of idling.
 Runs alternate between the steps, in an order rotated every round, so drift of the machine (other
 load, clocks, caches) reaches every step alike and no step always goes first. The idle time is there
-because thread pools keep spinning after a call: fastrnn's OpenBLAS workers spin for 2**28 cycles by
-default (about 0.1 s) and take the cores from torch's OpenMP threads if torch runs right after, which
-measured twice torch's time on 2 cores. A run's calls are back to back, as a training loop's are.
+because a thread pool that keeps spinning after a call takes the cores from whatever runs next: when
+fastrnn's GEMMs ran on OpenBLAS's own workers (2**28 cycles of spinning, about 0.1 s), torch right
+after measured twice its time on 2 cores. fastrnn now runs on torch's own pool (OpenBLAS stays
+single-threaded inside it) except on CPUs without AVX-512; the idle time keeps any such effect out of
+the figures. A run's calls are back to back, as a training loop's are.
 """
 
 from __future__ import annotations
