@@ -10,7 +10,7 @@ from .results import Result
 
 
 def format_header(config: BenchConfig, env: Environment) -> str:
-    threads = f"{env.torch_threads} (torch.get_num_threads; fastrnn passes it to its BLAS)"
+    threads = f"{env.torch_threads} (torch.get_num_threads; fastrnn runs on torch's thread pool)"
     lines = [
         "fastrnn benchmark",
         f"  cpu       {env.cpu}, {env.logical_cpus} logical cpus",
