@@ -62,18 +62,34 @@ class RecurrentGemm {
   static constexpr bool kPacked = kPackedKernel && std::is_same_v<scalar_t, float>;
   static constexpr int64_t kPanel = 64;  // columns per panel: 4 AVX-512 vectors of floats
 
-  // w: [N, K], or [K, N] when w_transposed
-  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed)
-      : w_(w), N_(N), K_(K), w_transposed_(w_transposed) {
+  // w: [N, K], or [K, N] when w_transposed. The N columns of C form `groups` equal groups (the
+  // gates); a unit block u is columns [64u, 64u + 64) of every group, and its panels are packed
+  // next to each other, so one thread can compute all gates of its units (multiply_units).
+  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups = 1)
+      : w_(w), N_(N), K_(K), w_transposed_(w_transposed), groups_(groups),
+        width_(N / groups), unit_blocks_((N / groups + kPanel - 1) / kPanel) {
     if constexpr (kPacked) {
-      panels_ = (N + kPanel - 1) / kPanel;
+      panels_ = unit_blocks_ * groups_;
       packed_.assign(panels_ * K * kPanel, scalar_t(0));
       const int64_t stride_n = w_transposed ? 1 : K, stride_k = w_transposed ? N : 1;
-      for (int64_t n = 0; n < N; ++n) {
-        scalar_t* dst = packed_.data() + (n / kPanel) * K * kPanel + n % kPanel;
-        for (int64_t k = 0; k < K; ++k) dst[k * kPanel] = w[n * stride_n + k * stride_k];
+      for (int64_t p = 0; p < panels_; ++p) {
+        scalar_t* dst = packed_.data() + p * K * kPanel;
+        for (int64_t c = 0; c < panel_width(p); ++c) {
+          const int64_t n = panel_column(p) + c;
+          for (int64_t k = 0; k < K; ++k) dst[k * kPanel + c] = w[n * stride_n + k * stride_k];
+        }
       }
     }
+  }
+
+  // Unit blocks of 64 columns per group; multiply_units() takes a range of them.
+  int64_t unit_blocks() const { return unit_blocks_; }
+
+  // The columns of unit blocks [u0, u1) of every group of C = A W^T, on the calling thread.
+  void multiply_units(int64_t u0, int64_t u1, int64_t M, const scalar_t* A, int64_t lda,
+                      scalar_t* C, int64_t ldc) const {
+    static_assert(kPacked, "the BLAS fallback has no per-unit product");
+    for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) panel(p, M, A, lda, C, ldc, false);
   }
 
   // C[M, N] (leading dimension ldc) = A[M, K] (leading dimension lda) W^T, added to C when
@@ -118,7 +134,7 @@ class RecurrentGemm {
         acc[r][3] = _mm512_fmadd_ps(a, b3, acc[r][3]);
       }
     }
-    const int64_t n0 = p * kPanel, valid = std::min<int64_t>(kPanel, N_ - n0);
+    const int64_t n0 = panel_column(p), valid = panel_width(p);
     for (int v = 0; v < 4; ++v) {
       const int64_t cols = std::clamp<int64_t>(valid - 16 * v, 0, 16);
       const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
@@ -152,9 +168,16 @@ class RecurrentGemm {
 #endif
   }
 
+  // Panel p holds unit block p / groups of group p % groups.
+  int64_t panel_column(int64_t p) const { return (p % groups_) * width_ + (p / groups_) * kPanel; }
+  int64_t panel_width(int64_t p) const {
+    return std::min<int64_t>(kPanel, width_ - (p / groups_) * kPanel);
+  }
+
   const scalar_t* w_;
   int64_t N_, K_;
   bool w_transposed_;
+  int64_t groups_, width_, unit_blocks_;
   int64_t panels_ = 0;
   std::vector<scalar_t> packed_;
 };

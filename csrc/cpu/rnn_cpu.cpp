@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cells/cells.h"
@@ -97,39 +98,67 @@ void layer_forward(const Layer<scalar_t>& L) {
                           gx, ld_gx);
 
   // The running state: row b holds the latest h (and c) of sequence b. Rows of sequences that
-  // have ended keep their last state, which is h_n; rows not yet started hold h0.
-  std::vector<scalar_t> h(L.h0, L.h0 + B * P);
+  // have ended keep their last state, which is h_n; rows not yet started hold h0. h is double
+  // buffered (other threads still read h_{t-1} while a thread writes h_t of its units); c is
+  // only ever touched by the thread that owns its unit, so it is updated in place.
+  std::vector<scalar_t> h(L.h0, L.h0 + B * P), h_next(B * P);
   std::vector<scalar_t> c;
   if constexpr (Cell::kHasCellState) c.assign(L.c0, L.c0 + B * H);
-  std::vector<scalar_t> gh(B * GH);            // W_hh h_{t-1} of the active rows
-  const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P, /*w_transposed=*/false);
+  std::vector<scalar_t> gh(B * GH);              // W_hh h_{t-1} of the active rows
   std::vector<scalar_t> m(project ? B * H : 0);  // the cell's output before the projection
+  const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P, /*w_transposed=*/false,
+                                          Cell::kGates);
+  const int64_t blocks = recurrent.unit_blocks();  // of 64 units
+  const int64_t tasks = std::min(threads.count, blocks);
 
   bool_switch(training, [&](auto kTraining) {
     bool_switch(L.w.b_ih != nullptr, [&](auto kHasBias) {
       for (int64_t s = 0; s < L.T; ++s) {
         const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
-        recurrent.multiply(threads, Bt, h.data(), P, gh.data(), GH, /*accumulate=*/false);
-        for (int64_t b = 0; b < Bt; ++b) {
-          const int64_t r = row0 + b;
-          // h and c are updated in place: each unit reads its previous value before writing
-          scalar_t* h_row = project ? m.data() + b * H : h.data() + b * P;
-          scalar_t* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
-          scalar_t* saved_row = kTraining ? L.saved + r * SH : nullptr;
-          // units are independent; in-place rows (saved over gx, c over c_prev) are read before
-          // they are written within each unit, so the loop vectorises
+        // the cell on units [j0, j1) of every active row
+        const auto cell_units = [&](int64_t j0, int64_t j1) {
+          for (int64_t b = 0; b < Bt; ++b) {
+            const int64_t r = row0 + b;
+            scalar_t* h_row = project ? m.data() + b * H : h_next.data() + b * P;
+            scalar_t* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
+            scalar_t* saved_row = kTraining ? L.saved + r * SH : nullptr;
+            // units are independent; in-place rows (saved over gx, c over c_prev) are read
+            // before they are written within each unit, so the loop vectorises
 #pragma GCC ivdep
-          for (int64_t j = 0; j < H; ++j) {
-            Cell::template forward<kTraining, kHasBias>(j, H, gx + r * ld_gx, gh.data() + b * GH,
-                                                        L.w.b_ih, L.w.b_hh, h.data() + b * P,
-                                                        c_row, h_row, c_row, saved_row);
+            for (int64_t j = j0; j < j1; ++j) {
+              Cell::template forward<kTraining, kHasBias>(j, H, gx + r * ld_gx, gh.data() + b * GH,
+                                                          L.w.b_ih, L.w.b_hh, h.data() + b * P,
+                                                          c_row, h_row, c_row, saved_row);
+            }
           }
+        };
+        const auto unit_range = [&](int64_t i) {
+          return std::pair{std::min(H, blocks * i / tasks * 64),
+                           std::min(H, blocks * (i + 1) / tasks * 64)};
+        };
+        if constexpr (RecurrentGemm<scalar_t>::kPacked) {
+          // one pass per step: each thread multiplies its units' panels, then runs their cell
+          threads.run(tasks, [&](int64_t i) {
+            recurrent.multiply_units(blocks * i / tasks, blocks * (i + 1) / tasks, Bt, h.data(), P,
+                                     gh.data(), GH);
+            const auto [j0, j1] = unit_range(i);
+            cell_units(j0, j1);
+          });
+        } else {
+          recurrent.multiply(threads, Bt, h.data(), P, gh.data(), GH, /*accumulate=*/false);
+          threads.run(tasks, [&](int64_t i) {
+            const auto [j0, j1] = unit_range(i);
+            cell_units(j0, j1);
+          });
         }
         if (project) {
           parallel_gemm<scalar_t>(threads, false, false, true, Bt, P, H, m.data(), H, L.w.w_hr, H,
-                                  0, h.data(), P);
+                                  0, h_next.data(), P);
         }
-        copy_rows(h.data(), P, Bt, P, L.out + row0 * L.ld_out, L.ld_out);
+        copy_rows(h_next.data(), P, Bt, P, L.out + row0 * L.ld_out, L.ld_out);
+        // rows no longer (or not yet) active keep their state
+        std::copy(h.begin() + Bt * P, h.end(), h_next.begin() + Bt * P);
+        std::swap(h, h_next);
       }
     });
   });
