@@ -1,12 +1,17 @@
 """The fastrnn benchmark: ``python -m fastrnn.bench`` times fastrnn against torch.nn.
 
+Console script entry point: ``fastrnn.bench.cli:main``.
+
 Modules, in the order a run uses them:
 
-- ``config``: what one run measures (:class:`BenchConfig`) and its presets.
-- ``workloads``: the cells, the implementations under test, the timed steps and the FLOP model.
+- ``config``: what one run measures (:class:`BenchConfig`: a list of cases) and its presets.
+- ``workloads``: the cells, the cases, the implementations under test (torch, fastrnn,
+  torch-native, reference), the timed steps and the FLOP model.
+- ``peak``: the fp32 GEMM peak (OpenBLAS sgemm and torch.mm) the GFLOP/s are judged against.
 - ``check``: the parity check that must pass before any number is reported.
 - ``timing``: the interleaved wall-clock timer.
-- ``results``: one :class:`Result` per (cell, mode, implementation) and the JSON file.
+- ``results``: one :class:`Result` per (thread count, case, mode, implementation) and the JSON
+  and CSV files.
 - ``environment``: the machine and library versions the numbers belong to.
 - ``report``: the header, the table and the footer that are printed.
 - ``cli``: the command line, which ties the above together.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .workloads import Forward, Workload
+from .workloads import Runner, Workload
 
 TOLERANCES = {  # dtype name -> (rtol, atol relative to max|expected|)
     "float32": (1e-4, 1e-4),
@@ -22,7 +22,7 @@ TOLERANCES = {  # dtype name -> (rtol, atol relative to max|expected|)
 
 @dataclass
 class Check:
-    cell: str
+    case: str  # Case.describe()
     mode: str
     impl: str
     tensor: str
@@ -33,18 +33,18 @@ class Check:
     def describe(self) -> str:
         rel = self.max_abs_err / self.scale
         verdict = "ok" if self.ok else "MISMATCH"
-        return (f"{self.cell} {self.mode} {self.impl} {self.tensor}: max abs err "
+        return (f"{self.case} {self.mode} {self.impl} {self.tensor}: max abs err "
                 f"{self.max_abs_err:.3e}, {rel:.3e} of max|expected| {self.scale:.3e}: {verdict}")
 
 
-def _named_outputs(forward: Forward, workload: Workload, mode: str) -> dict[str, Tensor]:
-    x = workload.input
+def _named_outputs(runner: Runner, workload: Workload, mode: str) -> dict[str, Tensor]:
+    x, forward = workload.input, runner.forward
     if mode == "inference":
         with torch.inference_mode():
             output, h_n = forward(x)
         return {"output": output, "h_n": h_n.reshape(workload.grad_h_n.shape)}
     output, h_n = forward(x)
-    leaves = dict(input=x, **dict(workload.module.named_parameters()))
+    leaves = dict(input=x, **runner.params)
     grads = torch.autograd.grad((output, h_n), list(leaves.values()),
                                 (workload.grad_output, workload.grad_h_n.view_as(h_n)))
     named = {"output": output.detach(), "h_n": h_n.detach().reshape(workload.grad_h_n.shape)}
@@ -61,17 +61,17 @@ def _compare(actual: Tensor, expected: Tensor, rtol: float, atol: float) -> tupl
     return max_abs_err, scale, ok
 
 
-def check_parity(workload: Workload, mode: str, forwards: dict[str, Forward], baseline: str,
+def check_parity(workload: Workload, mode: str, runners: dict[str, Runner], baseline: str,
                  dtype: str) -> list[Check]:
-    """Compare every forward in ``forwards`` other than ``baseline`` with it, tensor by tensor."""
+    """Compare every runner in ``runners`` other than ``baseline`` with it, tensor by tensor."""
     rtol, atol = TOLERANCES[dtype]
-    expected = _named_outputs(forwards[baseline], workload, mode)
+    expected = _named_outputs(runners[baseline], workload, mode)
     checks = []
-    for impl, forward in forwards.items():
+    for impl, runner in runners.items():
         if impl == baseline:
             continue
-        actual = _named_outputs(forward, workload, mode)
+        actual = _named_outputs(runner, workload, mode)
         for name, want in expected.items():
             err, scale, ok = _compare(actual[name], want, rtol, atol)
-            checks.append(Check(workload.cell.name, mode, impl, name, err, scale, ok))
+            checks.append(Check(workload.case.describe(), mode, impl, name, err, scale, ok))
     return checks

@@ -1,8 +1,12 @@
-"""The command line: ``python -m fastrnn.bench [--smoke] [--json PATH] [overrides]``."""
+"""The command line: ``python -m fastrnn.bench [--preset NAME] [--json PATH] [--csv PATH] [overrides]``.
+
+Console script: ``fastrnn-bench = "fastrnn.bench.cli:main"``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import torch
@@ -10,37 +14,58 @@ import torch
 from .check import Check, check_parity
 from .config import PRESETS, BenchConfig
 from .environment import Environment, load_average
+from .peak import Peak, measure_peak
 from .report import format_footer, format_header, format_load, format_table
-from .results import Result, add_speedups, write_json
+from .results import Result, add_speedups, write_csv, write_json
 from .timing import time_interleaved
-from .workloads import (BASELINE, CELLS, DTYPES, FLOP_MODEL, IMPLS, MODES, STEPS, Workload,
+from .workloads import (BASELINE, CELLS, DTYPES, FLOP_MODEL, IMPLS, MODES, STEPS, Case, Workload,
                         flop_count, make_workload)
+
+CASE_FIELDS = ("T", "B", "I", "H", "layers")  # flags that override every case of the preset
 
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(n) for n in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default = PRESETS["default"]
     p = argparse.ArgumentParser(
         prog="python -m fastrnn.bench",
-        description="Time fastrnn against torch.nn (1 layer, unidirectional) on the CPU. "
-                    "Flags left out take the preset's value (--smoke, or the default run).")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny shape and 2 repeats: checks the whole path in seconds (CI)")
+        description="Time fastrnn against torch.nn on the CPU. A run is a list of cases (cell, "
+                    "shape, layers) from a preset; flags left out take the preset's value.")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="default",
+                   help="default: every cell at T=100 B=32 I=H=256; smoke: a tiny shape, 2 repeats "
+                        "(CI); readme: the cases of the performance table (default: default)")
+    p.add_argument("--smoke", action="store_true", help="same as --preset smoke")
     p.add_argument("--json", metavar="PATH", help="also write config, machine and results here")
-    p.add_argument("--T", type=int, help=f"sequence length (default {default.T})")
-    p.add_argument("--B", type=int, help=f"batch size (default {default.B})")
-    p.add_argument("--I", type=int, help=f"input size (default {default.I})")
-    p.add_argument("--H", type=int, help=f"hidden size (default {default.H})")
+    p.add_argument("--csv", metavar="PATH",
+                   help="also write one row per case, mode, thread count and implementation here")
+    p.add_argument("--impls", type=_names,
+                   help=f"comma-separated, from {','.join(IMPLS)}; must include {BASELINE}; "
+                        f"reference is slow, for small shapes only (default "
+                        f"{','.join(default.impls)})")
+    p.add_argument("--T", type=int, help="sequence length, in every case")
+    p.add_argument("--B", type=int, help="batch size, in every case")
+    p.add_argument("--I", type=int, help="input size, in every case")
+    p.add_argument("--H", type=int, help="hidden size, in every case")
+    p.add_argument("--layers", type=int, help="num_layers, in every case")
+    p.add_argument("--bidirectional", action="store_true", help="bidirectional, in every case")
     p.add_argument("--dtype", choices=tuple(DTYPES), help=f"(default {default.dtype})")
     p.add_argument("--cells", type=_names,
-                   help=f"comma-separated, from {','.join(CELLS)} (default all)")
+                   help=f"comma-separated, from {','.join(CELLS)}: keep only the preset's cases "
+                        f"of these cells (default all)")
     p.add_argument("--modes", type=_names,
                    help=f"comma-separated, from {','.join(MODES)} (default both)")
     p.add_argument("--repeats", type=int,
-                   help=f"timed calls per cell, mode and implementation (default {default.repeats})")
+                   help=f"timed calls per case, mode and implementation (default {default.repeats})")
     p.add_argument("--warmup", type=int,
                    help=f"untimed calls of each first (default {default.warmup})")
     p.add_argument("--block", type=int,
@@ -49,47 +74,129 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settle-ms", type=float,
                    help=f"idle time before each run, for the thread pools of the previous run to "
                         f"go to sleep (default {default.settle_ms:g})")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    p.add_argument("--threads", type=_ints,
+                   help="comma-separated thread counts, each timed in turn with "
+                        "torch.set_num_threads (default: torch's own)")
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip the GEMM peak (OpenBLAS sgemm and torch.mm) measured first")
     p.add_argument("--seed", type=int, help=f"(default {default.seed})")
     return p.parse_args(argv)
 
 
+def _cases(base: tuple[Case, ...], args: argparse.Namespace) -> tuple[Case, ...]:
+    """The preset's cases, filtered by --cells, with the shape flags applied, duplicates dropped."""
+    cases = base
+    if args.cells is not None:
+        unknown = [c for c in args.cells if c not in CELLS]
+        if unknown:
+            raise ValueError(f"unknown cells {', '.join(unknown)}; known: {', '.join(CELLS)}")
+        cases = tuple(c for c in cases if c.cell in args.cells)
+        if not cases:
+            raise ValueError(f"the preset has no case of cells {', '.join(args.cells)}")
+    changes = {name: getattr(args, name) for name in CASE_FIELDS if getattr(args, name) is not None}
+    if args.bidirectional:
+        changes["bidirectional"] = True
+    return tuple(dict.fromkeys(dataclasses.replace(c, **changes) for c in cases))
+
+
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    base = PRESETS["smoke" if args.smoke else "default"]
+    if args.smoke and args.preset not in ("default", "smoke"):
+        raise ValueError(f"--smoke is --preset smoke; it does not combine with --preset {args.preset}")
+    base = PRESETS["smoke" if args.smoke else args.preset]
     overrides = {name: getattr(args, name)
-                 for name in ("T", "B", "I", "H", "dtype", "cells", "modes", "repeats", "warmup",
-                              "block", "settle_ms", "threads", "seed")
+                 for name in ("dtype", "modes", "impls", "repeats", "warmup", "block", "settle_ms",
+                              "threads", "seed")
                  if getattr(args, name) is not None}
-    return base.replace(**overrides)
+    if args.no_peak:
+        overrides["peak"] = False
+    return base.replace(cases=_cases(base.cases, args), **overrides)
 
 
 def _workloads(config: BenchConfig) -> list[Workload]:
-    dtype = DTYPES[config.dtype]
-    return [make_workload(CELLS[name], config.T, config.B, config.I, config.H, dtype, config.seed)
-            for name in config.cells]
+    return [make_workload(case, DTYPES[config.dtype], config.seed) for case in config.cases]
 
 
 def run_checks(config: BenchConfig, workloads: list[Workload]) -> list[Check]:
     checks = []
     for workload in workloads:
-        forwards = {impl: make(workload) for impl, make in IMPLS.items()}
+        runners = {impl: IMPLS[impl](workload) for impl in config.impls}
         for mode in config.modes:
-            checks += check_parity(workload, mode, forwards, BASELINE, config.dtype)
+            checks += check_parity(workload, mode, runners, BASELINE, config.dtype)
     return checks
 
 
-def time_workload(config: BenchConfig, workload: Workload, mode: str) -> list[Result]:
-    steps = {impl: STEPS[mode](make(workload), workload) for impl, make in IMPLS.items()}
+def time_workload(config: BenchConfig, workload: Workload, mode: str,
+                  peak: Peak | None) -> list[Result]:
+    steps = {impl: STEPS[mode](IMPLS[impl](workload), workload) for impl in config.impls}
     times = time_interleaved(steps, config.repeats, config.warmup, config.block,
                              config.settle_ms / 1e3)
-    flop = flop_count(workload.cell, mode, config.T, config.B, config.I, config.H)
-    return [Result.from_times(workload.cell.name, mode, impl, t, flop) for impl, t in times.items()]
+    flop = flop_count(workload.case, mode)
+    threads = torch.get_num_threads()
+    # The peak is an fp32 GEMM's: a float64 run gets no % peak.
+    peak_gflops = peak.openblas_gflops if peak is not None and config.dtype == "float32" else None
+    return [Result.from_times(threads, workload.case, mode, impl, t, flop, peak_gflops)
+            for impl, t in times.items()]
 
 
-def _progress(results: list[Result]) -> str:
+class Progress:
+    """``[k/n] what`` on stderr: rewritten in place on a terminal, one line per item elsewhere."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.done, self.stream = total, 0, stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._width = 0
+
+    def start(self, what: str) -> None:
+        if self.tty:
+            text = f"[{self.done + 1}/{self.total}] {what}"
+            self.stream.write("\r" + text.ljust(self._width))
+            self._width = len(text)
+            self.stream.flush()
+
+    def finish(self, summary: str) -> None:
+        self.done += 1
+        if not self.tty:
+            print(f"  [{self.done}/{self.total}] {summary}", file=self.stream, flush=True)
+        elif self.done == self.total:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+
+
+def _summary(results: list[Result]) -> str:
     first = results[0]
     timed = ", ".join(f"{r.impl} {r.median_ms:.3f} ms" for r in results)
-    return f"  {first.cell} {first.mode}: {timed}"
+    return f"thr {first.threads} {first.cell} {first.shape} L{first.layers} {first.mode}: {timed}"
+
+
+def _report_checks(checks: list[Check]) -> bool:
+    """Print the parity verdict; False when some tensor differs (details on stderr)."""
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        print(f"\nparity check FAILED: {len(failed)} of {len(checks)} tensors differ from "
+              f"{BASELINE}; no timings reported.", file=sys.stderr)
+        for c in failed:
+            print("  " + c.describe(), file=sys.stderr)
+        return False
+    if not checks:
+        print(f"  check     only {BASELINE} runs: nothing to compare", flush=True)
+        return True
+    worst = max(checks, key=lambda c: c.max_abs_err / c.scale if c.scale else 0.0)
+    print(f"  check     {len(checks)} tensors (outputs; gradients in train) agree with {BASELINE}")
+    print(f"            worst: {worst.describe()}", flush=True)
+    return True
+
+
+def _thread_counts(config: BenchConfig) -> tuple[int, ...]:
+    return config.threads if config.threads is not None else (torch.get_num_threads(),)
+
+
+def _peaks(config: BenchConfig) -> dict[int, Peak]:
+    peaks = {}
+    for threads in _thread_counts(config):
+        torch.set_num_threads(threads)
+        peaks[threads] = measure_peak(config.peak_size, config.peak_repeats,
+                                      config.settle_ms / 1e3)
+    return peaks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,29 +207,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastrnn.bench: {e}", file=sys.stderr)
         return 2
     if config.threads is not None:
-        torch.set_num_threads(config.threads)
+        torch.set_num_threads(config.threads[0])
     env = Environment.collect()
-    print(format_header(config, env), flush=True)
+    peaks = _peaks(config) if config.peak else {}
+    print(format_header(config, env, list(peaks.values())), flush=True)
 
     workloads = _workloads(config)
     checks = run_checks(config, workloads)
-    failed = [c for c in checks if not c.ok]
-    if failed:
-        print(f"\nparity check FAILED: {len(failed)} of {len(checks)} tensors differ from "
-              f"{BASELINE}; no timings reported.", file=sys.stderr)
-        for c in failed:
-            print("  " + c.describe(), file=sys.stderr)
+    if not _report_checks(checks):
         return 1
-    worst = max(checks, key=lambda c: c.max_abs_err / c.scale if c.scale else 0.0)
-    print(f"  check     {len(checks)} tensors (outputs; gradients in train) agree with {BASELINE}")
-    print(f"            worst: {worst.describe()}", flush=True)
 
     results = []
-    for workload in workloads:
-        for mode in config.modes:
-            timed = time_workload(config, workload, mode)
-            print(_progress(timed), file=sys.stderr, flush=True)
-            results += timed
+    thread_counts = _thread_counts(config)
+    progress = Progress(len(thread_counts) * len(workloads) * len(config.modes))
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for workload in workloads:
+            for mode in config.modes:
+                progress.start(f"thr {threads} {workload.case.describe()} {mode}")
+                timed = time_workload(config, workload, mode, peaks.get(threads))
+                progress.finish(_summary(timed))
+                results += timed
     add_speedups(results, BASELINE)
 
     print()
@@ -132,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load averages at end: {format_load(load_at_end)} (at start: "
           f"{format_load(env.load_average)}); other load on the machine widens min..max.")
     if args.json:
-        write_json(args.json, config=config, environment=env, load_average_end=load_at_end,
-                   baseline=BASELINE, flop_model=FLOP_MODEL, checks=checks, results=results)
+        write_json(args.json, config=config, environment=env, peaks=list(peaks.values()),
+                   load_average_end=load_at_end, baseline=BASELINE, flop_model=FLOP_MODEL,
+                   checks=checks, results=results)
         print(f"results written to {args.json}")
+    if args.csv:
+        write_csv(args.csv, results)
+        print(f"results written to {args.csv}")
     return 0

@@ -1,44 +1,58 @@
-"""What one benchmark run measures: shape, dtype, cells, modes, and how it is timed."""
+"""What one benchmark run measures: the cases, dtype, modes, implementations, and how it is timed."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-from .workloads import CELLS, DTYPES, MODES
+from .workloads import BASELINE, CELLS, DEFAULT_IMPLS, DTYPES, IMPLS, MODES, Case
+
+
+def grid(cells: tuple[str, ...], T: int, B: int, I: int, H: int,  # noqa: E741
+         layers: int = 1) -> tuple[Case, ...]:
+    """Every cell in ``cells`` at one shape."""
+    return tuple(Case(cell, T, B, I, H, layers) for cell in cells)
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """One run. Shapes follow torch.nn: input ``[T, B, I]``, hidden size ``H``, 1 layer, 1 direction."""
+    """One run: every case x mode x thread count x implementation."""
 
-    T: int = 100
-    B: int = 32
-    I: int = 256  # noqa: E741  (the input size, named as everywhere in fastrnn)
-    H: int = 256
+    cases: tuple[Case, ...] = grid(tuple(CELLS), T=100, B=32, I=256, H=256)
     dtype: str = "float32"
-    cells: tuple[str, ...] = tuple(CELLS)
     modes: tuple[str, ...] = MODES
-    repeats: int = 20  # timed calls per (cell, mode, implementation)
+    impls: tuple[str, ...] = DEFAULT_IMPLS
+    repeats: int = 20  # timed calls per (case, mode, implementation)
     warmup: int = 3  # untimed calls of each first
     block: int = 5  # timed calls per run; runs alternate between the implementations
     settle_ms: float = 250.0  # idle time before each run, for the previous one's threads to stop
-    threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+    threads: tuple[int, ...] | None = None  # torch.set_num_threads, each in turn; None: torch's default
     seed: int = 0
+    peak: bool = True  # measure the GEMM peak first
+    peak_size: int = 2048  # M = N = K of the peak GEMM
+    peak_repeats: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("T", "B", "I", "H", "repeats", "block"):
+        if not self.cases:
+            raise ValueError("no case to run")
+        for name in ("repeats", "block", "peak_size", "peak_repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("warmup", "settle_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.threads is not None:
+            if not self.threads:
+                raise ValueError("threads must name at least one thread count")
+            if min(self.threads) < 1:
+                raise ValueError(f"threads must be at least 1, got {min(self.threads)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        _check_names("cells", self.cells, tuple(CELLS))
         _check_names("modes", self.modes, MODES)
+        _check_names("impls", self.impls, tuple(IMPLS))
+        if BASELINE not in self.impls:
+            raise ValueError(f"impls must include {BASELINE}, the baseline every other "
+                             f"implementation is checked and compared against")
 
     def replace(self, **changes) -> BenchConfig:
         return dataclasses.replace(self, **changes)
@@ -53,8 +67,19 @@ def _check_names(field: str, names: tuple[str, ...], known: tuple[str, ...]) -> 
 
 
 PRESETS = {
-    # The default run: under a minute on 2 idle cores.
+    # The default run: every cell at one shape, under a minute on 2 idle cores.
     "default": BenchConfig(),
     # CI: a tiny shape that checks the whole path end to end in a few seconds; its times mean little.
-    "smoke": BenchConfig(T=5, B=3, I=8, H=8, repeats=2, warmup=1, block=1, settle_ms=0.0),
+    "smoke": BenchConfig(cases=grid(tuple(CELLS), T=5, B=3, I=8, H=8), repeats=2, warmup=1,
+                         block=1, settle_ms=0.0, peak_size=256, peak_repeats=1),
+    # The table of the performance issue: (T, B, I=H) per cell, 1 layer unless stated.
+    "readme": BenchConfig(cases=(
+        Case("lstm", 100, 32, 256, 256),
+        Case("lstm", 100, 1, 256, 256),
+        Case("gru", 100, 32, 256, 256),
+        Case("gru", 100, 1, 256, 256),
+        Case("rnn_tanh", 100, 32, 256, 256),
+        Case("lstm", 20, 256, 1024, 1024),
+        Case("lstm", 50, 64, 512, 512, layers=2),
+    )),
 }

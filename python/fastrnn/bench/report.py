@@ -6,11 +6,17 @@ import textwrap
 
 from .config import BenchConfig
 from .environment import Environment
+from .peak import Peak, format_peak
 from .results import Result
 
 
-def format_header(config: BenchConfig, env: Environment) -> str:
-    threads = f"{env.torch_threads} (torch.get_num_threads; fastrnn runs on torch's thread pool)"
+def format_header(config: BenchConfig, env: Environment, peaks: list[Peak]) -> str:
+    if config.threads is None:
+        threads = f"{env.torch_threads} (torch.get_num_threads; fastrnn runs on torch's thread pool)"
+    else:
+        threads = (f"{', '.join(map(str, config.threads))} (torch.set_num_threads, each in turn; "
+                   f"fastrnn runs on torch's thread pool)")
+    cells = sorted({c.cell for c in config.cases}, key=[c.cell for c in config.cases].index)
     lines = [
         "fastrnn benchmark",
         f"  cpu       {env.cpu}, {env.logical_cpus} logical cpus",
@@ -18,9 +24,10 @@ def format_header(config: BenchConfig, env: Environment) -> str:
         f"  versions  fastrnn {env.fastrnn}, torch {env.torch}, python {env.python}",
         f"  platform  {env.platform}",
         f"  load      {format_load(env.load_average)} (1, 5, 15 min averages, at start)",
-        f"  shape     T={config.T} B={config.B} I={config.I} H={config.H}, {config.dtype}, "
-        f"1 layer, unidirectional, h0 = zeros",
-        f"  cells     {', '.join(config.cells)}; modes {', '.join(config.modes)}",
+        f"  cases     {len(config.cases)} ({', '.join(cells)}), {config.dtype}, h0 = zeros; "
+        f"modes {', '.join(config.modes)}",
+        f"  impls     {', '.join(config.impls)}",
+        *(f"  peak      {format_peak(p)}" for p in peaks),
         f"  timing    {config.warmup} warmup + {config.repeats} timed calls each, in runs of "
         f"{config.block} back-to-back calls",
         f"            alternating between implementations, {config.settle_ms:g} ms idle before "
@@ -35,16 +42,19 @@ def format_load(load: tuple[float, float, float] | None) -> str:
 
 def _row(result: Result) -> list[str]:
     speedup = "" if result.speedup is None else f"{result.speedup:.2f}x"
-    return [result.cell, result.mode, result.impl, f"{result.median_ms:.3f}",
-            f"{result.min_ms:.3f}", f"{result.max_ms:.3f}", f"{result.gflops:.2f}", speedup]
+    pct_peak = "" if result.pct_peak is None else f"{result.pct_peak:.1f}"
+    return [str(result.threads), result.cell, result.shape, str(result.layers),
+            "2" if result.bidirectional else "1", result.mode, result.impl,
+            f"{result.median_ms:.3f}", f"{result.min_ms:.3f}", f"{result.max_ms:.3f}",
+            f"{result.gflops:.2f}", pct_peak, speedup]
 
 
 def format_table(results: list[Result], baseline: str) -> str:
-    header = ["cell", "mode", "impl", "median ms", "min ms", "max ms", "GFLOP/s",
-              f"vs {baseline}"]
+    header = ["thr", "cell", "TxBxIxH", "L", "D", "mode", "impl", "median ms", "min ms", "max ms",
+              "GFLOP/s", "% peak", f"vs {baseline}"]
     rows = [_row(r) for r in results]
     widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
-    numeric_from = 3  # the columns from here on are right-aligned
+    numeric_from = 7  # the columns from here on are right-aligned
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < numeric_from else c.rjust(w)
@@ -53,10 +63,10 @@ def format_table(results: list[Result], baseline: str) -> str:
     rule = "-" * len(line(header))
     body, previous = [], None
     for result, cells in zip(results, rows):
-        if previous is not None and (result.cell, result.mode) != previous:
+        if previous is not None and result.group != previous:
             body.append("")
         body.append(line(cells))
-        previous = (result.cell, result.mode)
+        previous = result.group
     return "\n".join([line(header), rule, *body, rule])
 
 
@@ -66,11 +76,21 @@ def format_footer(config: BenchConfig, env: Environment, baseline: str, flop_mod
         f"vs {baseline} = {baseline} median / this median (above 1: faster than {baseline}).",
         "inference = forward under torch.inference_mode; train = forward + backward of a loss on "
         "output and h_n (input and all parameters get gradients; no optimizer step).",
+        "thr = torch threads; TxBxIxH = sequence length x batch x input size x hidden size; "
+        "L = layers; D = directions.",
         flop_model + ".",
+        "% peak = GFLOP/s / the OpenBLAS sgemm GFLOP/s of the header at the same thread count "
+        "(the BLAS fastrnn calls); empty with --no-peak and in float64.",
         "Runs are separated by idle time because a thread pool still spinning after a call slows "
         "whatever runs next; --settle-ms 0 leaves it out.",
     ]
-    if env.mkldnn and config.dtype == "float32" and "lstm" in config.cells:
+    if env.mkldnn and config.dtype == "float32" and any(c.cell == "lstm" for c in config.cases):
         lines.append("torch.nn.LSTM on CPU in float32 runs through oneDNN (aten::mkldnn_rnn_layer); "
                      "torch.nn.GRU and RNN run step by step through ATen ops.")
+    if "torch-native" in config.impls:
+        lines.append("torch-native = torch.nn under torch.backends.mkldnn.flags(enabled=False): "
+                     "ATen's own kernels, no oneDNN.")
+    if "reference" in config.impls:
+        lines.append("reference = fastrnn.reference.rnn_stack, plain PyTorch step by step (the "
+                     "ground truth of the tests; slow).")
     return "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)

@@ -1,17 +1,27 @@
-"""One Result per (cell, mode, implementation), and the JSON file of a run."""
+"""One Result per (thread count, case, mode, implementation), and the JSON and CSV files of a run."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
 import statistics
 from dataclasses import dataclass
 
+from .workloads import Case
+
 
 @dataclass
 class Result:
+    threads: int  # torch.get_num_threads while timed
     cell: str
+    T: int
+    B: int
+    I: int  # noqa: E741
+    H: int
+    layers: int
+    bidirectional: bool
     mode: str
     impl: str
     times_ms: list[float]  # every timed run, in the order run
@@ -20,23 +30,43 @@ class Result:
     max_ms: float
     gflop: float  # per step, by the FLOP model
     gflops: float  # GFLOP/s at the median
+    pct_peak: float | None = None  # gflops / the OpenBLAS sgemm peak at this thread count, in %
     speedup: float | None = None  # baseline median / this median; None until compared
 
     @classmethod
-    def from_times(cls, cell: str, mode: str, impl: str, times_s: list[float],
-                   flop: float) -> Result:
+    def from_times(cls, threads: int, case: Case, mode: str, impl: str, times_s: list[float],
+                   flop: float, peak_gflops: float | None) -> Result:
         times_ms = [t * 1e3 for t in times_s]
         median_ms = statistics.median(times_ms)
-        return cls(cell, mode, impl, times_ms, median_ms, min(times_ms), max(times_ms),
-                   gflop=flop / 1e9, gflops=flop / 1e9 / (median_ms / 1e3))
+        gflops = flop / 1e9 / (median_ms / 1e3)
+        pct_peak = None if not peak_gflops else 100.0 * gflops / peak_gflops
+        return cls(threads, case.cell, case.T, case.B, case.I, case.H, case.layers,
+                   case.bidirectional, mode, impl, times_ms, median_ms, min(times_ms),
+                   max(times_ms), gflop=flop / 1e9, gflops=gflops, pct_peak=pct_peak)
+
+    @property
+    def group(self) -> tuple:
+        """What results compared with each other share: all but the implementation."""
+        return (self.threads, self.cell, self.T, self.B, self.I, self.H, self.layers,
+                self.bidirectional, self.mode)
+
+    @property
+    def shape(self) -> str:
+        return f"{self.T}x{self.B}x{self.I}x{self.H}"
 
 
 def add_speedups(results: list[Result], baseline: str) -> None:
-    """Set each result's speedup against the baseline's result of the same cell and mode."""
-    base = {(r.cell, r.mode): r.median_ms for r in results if r.impl == baseline}
+    """Set each result's speedup against the baseline's result of the same group."""
+    base = {r.group: r.median_ms for r in results if r.impl == baseline}
     for r in results:
-        if (r.cell, r.mode) in base:
-            r.speedup = base[(r.cell, r.mode)] / r.median_ms
+        if r.group in base:
+            r.speedup = base[r.group] / r.median_ms
+
+
+def _make_parent(path: str) -> None:
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
 
 
 def write_json(path: str, **sections) -> None:
@@ -48,9 +78,21 @@ def write_json(path: str, **sections) -> None:
             return [plain(v) for v in value]
         return value
 
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
+    _make_parent(path)
     with open(path, "w") as f:
         json.dump({name: plain(value) for name, value in sections.items()}, f, indent=2)
         f.write("\n")
+
+
+CSV_COLUMNS = ("threads", "cell", "T", "B", "I", "H", "layers", "bidirectional", "mode", "impl",
+               "median_ms", "min_ms", "max_ms", "gflop", "gflops", "pct_peak", "speedup")
+
+
+def write_csv(path: str, results: list[Result]) -> None:
+    """One row per result, CSV_COLUMNS; empty cells where a value is None (speedup: no baseline)."""
+    _make_parent(path)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in results:
+            writer.writerow(["" if getattr(r, c) is None else getattr(r, c) for c in CSV_COLUMNS])

@@ -1,20 +1,23 @@
-"""The cells, the implementations under test, and the steps the timer calls.
+"""The cases, the implementations under test, and the steps the timer calls.
 
-A workload is one cell at the run's shape: a 1-layer torch.nn module, whose parameters every
-implementation uses, an input and fixed output gradients. An implementation turns it into a forward
-``input -> (output, h_n)``, with ``h_n`` in that implementation's own shape (``[1, B, H]`` for torch.nn,
-``[B, H]`` for fastrnn); a mode turns a forward into a step, a call with no arguments that the timer runs.
+A case is one cell at one shape (``T, B, I, H``, layers, directions). A workload is a case made
+concrete: a torch.nn module, whose parameters every implementation starts from, an input and fixed
+output gradients. An implementation turns a workload into a :class:`Runner`: a forward
+``input -> (output, h_n)``, ``h_n`` of shape ``[layers * directions, B, H]``, and the named
+parameters it trains; a mode turns a runner into a step, a call with no arguments that the timer runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .. import functional as F
+from .. import modules as fastrnn_modules
+from .. import reference
 from .timing import Step
 
 Forward = Callable[[Tensor], "tuple[Tensor, Tensor]"]
@@ -23,93 +26,172 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MODES = ("inference", "train")
 
 
-def _weights(module: nn.RNNBase) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, module.bias_hh_l0
-
-
-def _fastrnn_lstm(x: Tensor, module: nn.RNNBase) -> tuple[Tensor, Tensor]:
-    output, h_n, _ = F.lstm(x, None, None, *_weights(module))
-    return output, h_n
-
-
-def _fastrnn_gru(x: Tensor, module: nn.RNNBase) -> tuple[Tensor, Tensor]:
-    return F.gru(x, None, *_weights(module))
-
-
-def _fastrnn_rnn(nonlinearity: str) -> Callable[[Tensor, nn.RNNBase], tuple[Tensor, Tensor]]:
-    def run(x: Tensor, module: nn.RNNBase) -> tuple[Tensor, Tensor]:
-        return F.rnn(x, None, *_weights(module), nonlinearity=nonlinearity)
-    return run
-
-
 @dataclass(frozen=True)
 class Cell:
-    name: str
+    name: str  # also the mode name of fastrnn's ops and of reference.rnn_stack
     gates: int  # G: rows of weight_ih are G*H
-    make_module: Callable[[int, int], nn.RNNBase]  # (I, H) -> a 1-layer unidirectional module
-    fastrnn: Callable[[Tensor, nn.RNNBase], tuple[Tensor, Tensor]]  # (input, module) -> (output, h_n)
+    torch_class: type[nn.RNNBase]
+    fastrnn_class: type[nn.RNNBase]  # the drop-in module: same constructor and parameters
+    options: dict = field(default_factory=dict)  # extra constructor arguments (nonlinearity)
 
 
 CELLS = {
-    "lstm": Cell("lstm", 4, lambda i, h: nn.LSTM(i, h), _fastrnn_lstm),
-    "gru": Cell("gru", 3, lambda i, h: nn.GRU(i, h), _fastrnn_gru),
-    "rnn_tanh": Cell("rnn_tanh", 1, lambda i, h: nn.RNN(i, h, nonlinearity="tanh"),
-                     _fastrnn_rnn("tanh")),
-    "rnn_relu": Cell("rnn_relu", 1, lambda i, h: nn.RNN(i, h, nonlinearity="relu"),
-                     _fastrnn_rnn("relu")),
+    "lstm": Cell("lstm", 4, nn.LSTM, fastrnn_modules.LSTM),
+    "gru": Cell("gru", 3, nn.GRU, fastrnn_modules.GRU),
+    "rnn_tanh": Cell("rnn_tanh", 1, nn.RNN, fastrnn_modules.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": Cell("rnn_relu", 1, nn.RNN, fastrnn_modules.RNN, {"nonlinearity": "relu"}),
 }
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cell at one shape: input ``[T, B, I]``, hidden size ``H``, h0 = zeros."""
+
+    cell: str
+    T: int
+    B: int
+    I: int  # noqa: E741  (the input size, named as everywhere in fastrnn)
+    H: int
+    layers: int = 1
+    bidirectional: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}; known: {', '.join(CELLS)}")
+        for name in ("T", "B", "I", "H", "layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def shape(self) -> str:
+        return f"{self.T}x{self.B}x{self.I}x{self.H}"
+
+    def describe(self) -> str:
+        return (f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H} L={self.layers}"
+                f"{' bidirectional' if self.bidirectional else ''}")
+
+
+def make_module(cls: type[nn.RNNBase], cell: Cell, case: Case) -> nn.RNNBase:
+    return cls(case.I, case.H, num_layers=case.layers, bidirectional=case.bidirectional,
+               **cell.options)
 
 
 @dataclass
 class Workload:
+    case: Case
     cell: Cell
-    module: nn.RNNBase
+    module: nn.RNNBase  # the torch.nn module; every implementation starts from its parameters
     input: Tensor  # [T, B, I], requires grad: train mode computes the input gradient too
-    grad_output: Tensor  # [T, B, H], the gradient of the loss with respect to output
-    grad_h_n: Tensor  # [B, H], the gradient of the loss with respect to h_n
-
-    def leaves(self) -> list[Tensor]:
-        """The tensors a train step computes gradients for: the input, then the parameters."""
-        return [self.input, *self.module.parameters()]
+    grad_output: Tensor  # [T, B, D*H], the gradient of the loss with respect to output
+    grad_h_n: Tensor  # [L*D, B, H], the gradient of the loss with respect to h_n
 
 
-def make_workload(cell: Cell, T: int, B: int, I: int, H: int, dtype: torch.dtype,  # noqa: E741
-                  seed: int) -> Workload:
-    """Seeded per cell, so a cell's numbers do not depend on which other cells run."""
+def make_workload(case: Case, dtype: torch.dtype, seed: int) -> Workload:
+    """Seeded per case, so a case's numbers do not depend on which other cases run."""
     torch.manual_seed(seed)
-    module = cell.make_module(I, H).to(dtype)
+    cell = CELLS[case.cell]
+    module = make_module(cell.torch_class, cell, case).to(dtype)
+    D = case.directions
     return Workload(
+        case=case,
         cell=cell,
         module=module,
-        input=torch.randn(T, B, I, dtype=dtype, requires_grad=True),
-        grad_output=torch.randn(T, B, H, dtype=dtype),
-        grad_h_n=torch.randn(B, H, dtype=dtype),
+        input=torch.randn(case.T, case.B, case.I, dtype=dtype, requires_grad=True),
+        grad_output=torch.randn(case.T, case.B, D * case.H, dtype=dtype),
+        grad_h_n=torch.randn(case.layers * D, case.B, case.H, dtype=dtype),
     )
 
 
-def _torch_forward(workload: Workload) -> Forward:
+@dataclass
+class Runner:
+    """One implementation's forward over a workload, and the parameters train mode differentiates."""
+
+    forward: Forward
+    params: dict[str, Tensor]  # named as torch.nn names them, so gradients compare by name
+
+    def leaves(self, workload: Workload) -> list[Tensor]:
+        """The tensors a train step computes gradients for: the input, then the parameters."""
+        return [workload.input, *self.params.values()]
+
+
+def _h_n(state) -> Tensor:
+    return state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
+
+
+def _torch(workload: Workload) -> Runner:
+    """torch.nn as the user gets it (float32 LSTM on CPU: oneDNN)."""
     module = workload.module
 
     def forward(x: Tensor) -> tuple[Tensor, Tensor]:
         output, state = module(x)
-        return output, state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
-    return forward
+        return output, _h_n(state)
+    return Runner(forward, dict(module.named_parameters()))
 
 
-def _fastrnn_forward(workload: Workload) -> Forward:
-    cell, module = workload.cell, workload.module
-    return lambda x: cell.fastrnn(x, module)
+@contextmanager
+def _mkldnn_disabled():
+    """``torch.backends.mkldnn.flags(enabled=False)`` without its TF32 setting (and warning)."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
-IMPLS: dict[str, Callable[[Workload], Forward]] = {
-    "torch": _torch_forward,
-    "fastrnn": _fastrnn_forward,
+def _torch_native(workload: Workload) -> Runner:
+    """torch.nn with oneDNN switched off: ATen's own RNN kernels."""
+    module = workload.module
+
+    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
+        with _mkldnn_disabled():
+            output, state = module(x)
+        return output, _h_n(state)
+    return Runner(forward, dict(module.named_parameters()))
+
+
+def _fastrnn(workload: Workload) -> Runner:
+    """The drop-in module fastrnn.LSTM/GRU/RNN, loaded with the torch.nn module's state_dict."""
+    cell, torch_module = workload.cell, workload.module
+    module = make_module(cell.fastrnn_class, cell, workload.case).to(workload.input.dtype)
+    module.load_state_dict(torch_module.state_dict())
+
+    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
+        output, state = module(x)
+        return output, _h_n(state)
+    return Runner(forward, dict(module.named_parameters()))
+
+
+def _reference(workload: Workload) -> Runner:
+    """fastrnn.reference.rnn_stack: plain PyTorch step by step; slow, for small shapes."""
+    case, module = workload.case, workload.module
+    params = dict(module.named_parameters())
+    weights = [params[name] for layer in module._all_weights for name in layer]
+
+    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
+        output, h_n, _ = reference.rnn_stack(workload.cell.name, x, None, None, None, weights,
+                                             has_bias=module.bias, num_layers=case.layers,
+                                             bidirectional=case.bidirectional)
+        return output, h_n
+    return Runner(forward, params)
+
+
+IMPLS: dict[str, Callable[[Workload], Runner]] = {
+    "torch": _torch,
+    "fastrnn": _fastrnn,
+    "torch-native": _torch_native,
+    "reference": _reference,
 }
+DEFAULT_IMPLS = ("torch", "fastrnn")
 BASELINE = "torch"  # the implementation the others are checked and compared against
 
 
-def inference_step(forward: Forward, workload: Workload) -> Step:
-    x = workload.input
+def inference_step(runner: Runner, workload: Workload) -> Step:
+    x, forward = workload.input, runner.forward
 
     def step() -> None:
         with torch.inference_mode():
@@ -117,9 +199,9 @@ def inference_step(forward: Forward, workload: Workload) -> Step:
     return step
 
 
-def train_step(forward: Forward, workload: Workload) -> Step:
+def train_step(runner: Runner, workload: Workload) -> Step:
     """Forward, then backward of a loss on output and h_n; gradients reset as zero_grad(set_to_none)."""
-    x, leaves = workload.input, workload.leaves()
+    x, forward, leaves = workload.input, runner.forward, runner.leaves(workload)
     grad_output, grad_h_n = workload.grad_output, workload.grad_h_n
 
     def step() -> None:
@@ -130,19 +212,22 @@ def train_step(forward: Forward, workload: Workload) -> Step:
     return step
 
 
-STEPS: dict[str, Callable[[Forward, Workload], Step]] = {
+STEPS: dict[str, Callable[[Runner, Workload], Step]] = {
     "inference": inference_step,
     "train": train_step,
 }
 
 FLOP_MODEL = (
-    "GFLOP/s counts the GEMMs only: forward = 2*T*B*G*H*(I+H) with G = 4 (lstm), 3 (gru), "
-    "1 (rnn); train = 3 x forward (forward, then the input/state gradient GEMMs and the "
-    "weight gradient GEMMs); pointwise math is not counted"
+    "GFLOP/s counts the GEMMs only: forward = sum over layers l of D*2*T*B*G*H*(I_l+H), with "
+    "D = 2 if bidirectional else 1, G = 4 (lstm), 3 (gru), 1 (rnn), I_0 = I and I_l = D*H for "
+    "l > 0; train = 3 x forward (forward, then the input/state gradient GEMMs and the weight "
+    "gradient GEMMs); pointwise math is not counted"
 )
 
 
-def flop_count(cell: Cell, mode: str, T: int, B: int, I: int, H: int) -> float:  # noqa: E741
+def flop_count(case: Case, mode: str) -> float:
     """FLOPs of one step by FLOP_MODEL."""
-    forward = 2.0 * T * B * cell.gates * H * (I + H)
+    G, D = CELLS[case.cell].gates, case.directions
+    forward = sum(D * 2.0 * case.T * case.B * G * case.H * ((case.I if l == 0 else D * case.H) + case.H)
+                  for l in range(case.layers))
     return forward if mode == "inference" else 3.0 * forward

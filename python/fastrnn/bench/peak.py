@@ -1,0 +1,85 @@
+"""The fp32 GEMM peak a run's GFLOP/s are judged against.
+
+One square GEMM (``size`` cubed, median of ``repeats`` calls after one untimed call), through the
+BLAS fastrnn's kernels use (OpenBLAS from the scipy_openblas32 wheel, called through ctypes as
+``scipy_cblas_sgemm``, with as many OpenBLAS threads as torch has) and through ``torch.mm``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .timing import time_call
+
+
+@dataclass
+class Peak:
+    threads: int  # torch.get_num_threads, and OpenBLAS's threads, while measured
+    size: int  # M = N = K
+    openblas_gflops: float | None  # None when OpenBLAS could not be loaded (see error)
+    torch_mm_gflops: float
+    error: str | None = None
+
+
+def _load_openblas() -> ctypes.CDLL:
+    import scipy_openblas32  # the wheel fastrnn's extension links against
+
+    paths = glob.glob(os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas*.so*"))
+    if not paths:
+        raise OSError(f"no libscipy_openblas.so in {scipy_openblas32.get_lib_dir()}")
+    return ctypes.CDLL(sorted(paths)[0])
+
+
+def _median_gflops(call, flop: float, repeats: int) -> float:
+    call()  # untimed: first-touch, thread start-up
+    return flop / statistics.median(time_call(call) for _ in range(repeats)) / 1e9
+
+
+def _openblas_gflops(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, threads: int,
+                     repeats: int) -> float:
+    lib = _load_openblas()
+    n = a.shape[0]
+    ptr = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
+    one, zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
+    # 101 = CblasRowMajor, 111 = CblasNoTrans
+    call = lambda: lib.scipy_cblas_sgemm(101, 111, 111, n, n, n, one, ptr(a), n,  # noqa: E731
+                                         ptr(b), n, zero, ptr(c), n)
+    before = lib.scipy_openblas_get_num_threads()
+    lib.scipy_openblas_set_num_threads(threads)
+    try:
+        return _median_gflops(call, 2.0 * n ** 3, repeats)
+    finally:
+        lib.scipy_openblas_set_num_threads(before)  # as fastrnn's kernels expect it
+
+
+def measure_peak(size: int, repeats: int, settle_s: float = 0.0) -> Peak:
+    """The peak at torch's current thread count; ``settle_s`` idle before each engine, for the
+    thread pool of whatever ran before to stop spinning (see timing)."""
+    threads = torch.get_num_threads()
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen)
+    b = torch.randn(size, size, generator=gen)
+    c = torch.empty(size, size)
+    flop = 2.0 * size ** 3
+    time.sleep(settle_s)
+    try:
+        openblas, error = _openblas_gflops(a, b, c, threads, repeats), None
+    except (ImportError, OSError, AttributeError) as e:
+        openblas, error = None, f"{type(e).__name__}: {e}"
+    time.sleep(settle_s)
+    torch_mm = _median_gflops(lambda: torch.mm(a, b, out=c), flop, repeats)
+    return Peak(threads, size, openblas, torch_mm, error)
+
+
+def format_peak(peak: Peak) -> str:
+    openblas = (f"OpenBLAS sgemm {peak.openblas_gflops:.1f} GFLOP/s"
+                if peak.openblas_gflops is not None else f"OpenBLAS unavailable ({peak.error})")
+    return (f"{openblas}, torch.mm {peak.torch_mm_gflops:.1f} GFLOP/s "
+            f"({peak.size}^3 fp32, {peak.threads} thread{'s' * (peak.threads != 1)})")

@@ -1,0 +1,97 @@
+"""The benchmark CLI, ``python -m fastrnn.bench``, run end to end in a subprocess (tiny shapes)."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+IMPLS = ("torch", "fastrnn", "torch-native", "reference")
+CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "fastrnn.bench", *args], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    """The rows of the results table: the lines between the two rules under its header."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("thr "))
+    assert set(lines[start + 1]) == {"-"}
+    end = next(i for i in range(start + 2, len(lines)) if lines[i] and set(lines[i]) == {"-"})
+    return [line.split() for line in lines[start + 2:end] if line.strip()]
+
+
+def test_smoke_prints_the_table_and_writes_json_and_csv(tmp_path):
+    out = bench("--smoke", "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"))
+    assert "fastrnn benchmark" in out.stdout
+    assert "agree with torch" in out.stdout
+    assert "peak      OpenBLAS" in out.stdout or "OpenBLAS unavailable" in out.stdout
+    rows = table_rows(out.stdout)
+    # thr cell TxBxIxH L D mode impl median min max GFLOP/s %peak vs-torch
+    assert {(r[1], r[5], r[6]) for r in rows} == {
+        (cell, mode, impl) for cell in CELLS for mode in ("inference", "train")
+        for impl in ("torch", "fastrnn")}
+    assert all(len(r) == 13 and r[2] == "5x3x8x8" for r in rows)
+    assert all(r[-1] == "1.00x" for r in rows if r[6] == "torch")
+
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert len(data["results"]) == len(rows) == 16
+    assert data["peaks"] and data["checks"] and all(c["ok"] for c in data["checks"])
+    assert all(len(r["times_ms"]) == 2 for r in data["results"])
+
+    with open(tmp_path / "r.csv", newline="") as f:
+        records = list(csv.DictReader(f))
+    assert len(records) == 16
+    for rec in records:
+        assert float(rec["median_ms"]) > 0 and float(rec["gflops"]) > 0
+        assert float(rec["min_ms"]) <= float(rec["median_ms"]) <= float(rec["max_ms"])
+        assert float(rec["speedup"]) > 0 and rec["threads"].isdigit()
+        assert rec["pct_peak"] == "" or float(rec["pct_peak"]) > 0
+
+
+def test_every_impl_layers_bidirectional_threads(tmp_path):
+    out = bench("--preset", "smoke", "--impls", ",".join(IMPLS), "--cells", "lstm,gru",
+                "--T", "3", "--B", "2", "--I", "4", "--H", "5", "--layers", "2",
+                "--bidirectional", "--threads", "1,2", "--no-peak", "--csv",
+                str(tmp_path / "r.csv"))
+    assert "peak      " not in out.stdout
+    rows = table_rows(out.stdout)
+    assert {(r[0], r[1], r[5], r[6]) for r in rows} == {
+        (thr, cell, mode, impl) for thr in ("1", "2") for cell in ("lstm", "gru")
+        for mode in ("inference", "train") for impl in IMPLS}
+    assert all(r[2:5] == ["3x2x4x5", "2", "2"] for r in rows)
+    with open(tmp_path / "r.csv", newline="") as f:
+        records = list(csv.DictReader(f))
+    assert len(records) == 2 * 2 * 2 * len(IMPLS)
+    assert all(rec["layers"] == "2" and rec["bidirectional"] == "True" for rec in records)
+    assert all(rec["pct_peak"] == "" for rec in records)
+    # FLOP model: per layer D*2*T*B*G*H*(I_l+H), I_0 = I, I_1 = D*H; train = 3x inference.
+    lstm = next(r for r in records if r["cell"] == "lstm" and r["mode"] == "inference")
+    want = sum(2 * 2 * 3 * 2 * 4 * 5 * (i + 5) for i in (4, 10))
+    assert float(lstm["gflop"]) * 1e9 == pytest.approx(want)
+
+
+def test_readme_preset_with_its_shapes_overridden():
+    # The readme cases at a tiny shape: duplicates drop out, leaving one case per (cell, layers).
+    out = bench("--preset", "readme", "--T", "2", "--B", "2", "--I", "4", "--H", "4",
+                "--repeats", "1", "--warmup", "0", "--settle-ms", "0", "--no-peak")
+    rows = table_rows(out.stdout)
+    assert {(r[1], r[3]) for r in rows} == {("lstm", "1"), ("gru", "1"), ("rnn_tanh", "1"),
+                                           ("lstm", "2")}
+    assert len(rows) == 4 * 2 * 2
+
+
+@pytest.mark.parametrize("args", [["--impls", "fastrnn"], ["--impls", "torch,nope"],
+                                  ["--preset", "readme", "--cells", "rnn_relu"],
+                                  ["--smoke", "--preset", "readme"]])
+def test_bad_arguments_exit_2(args):
+    proc = subprocess.run([sys.executable, "-m", "fastrnn.bench", *args], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "fastrnn.bench:" in proc.stderr
