@@ -263,9 +263,10 @@ struct ReserveLayout {
   }
 };
 
+// dst[i] = src[i] * mask[i] (dst may be src)
 template <typename scalar_t>
-void multiply(scalar_t* a, const scalar_t* mask, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) a[i] *= mask[i];
+void apply_mask(const scalar_t* src, const scalar_t* mask, int64_t n, scalar_t* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i] * mask[i];
 }
 
 // Layer l, direction d of the stack, reading x ([N, I] with leading dimension ldx) and writing
@@ -313,8 +314,7 @@ void stack_forward(const RnnParams<scalar_t>& p) {
     x = out;
     if (l < p.L - 1 && p.dropout_masks) {
       scalar_t* dst = training ? masked.data() : out;  // inference may overwrite its own buffer
-      if (training) std::copy(out, out + N * DP, dst);
-      multiply(dst, p.dropout_masks + l * N * DP, N * DP);
+      apply_mask(out, p.dropout_masks + l * N * DP, N * DP, dst);
       x = dst;
     }
     I = ldx = DP;
@@ -339,8 +339,7 @@ void stack_backward(const RnnGradParams<scalar_t>& g) {
       x = reserve.layer_output(l - 1);
       I = ldx = DP;
       if (p.dropout_masks) {
-        std::copy(x, x + N * DP, masked.begin());
-        multiply(masked.data(), p.dropout_masks + (l - 1) * N * DP, N * DP);
+        apply_mask(x, p.dropout_masks + (l - 1) * N * DP, N * DP, masked.data());
         x = masked.data();
       }
     }
@@ -359,7 +358,9 @@ void stack_backward(const RnnGradParams<scalar_t>& g) {
       io.grads = g.grads[k];
       layer_backward<Cell>(make_layer(p, l, d, x, I, ldx, out, reserve.saved(l, d)), io);
     }
-    if (l > 0 && p.dropout_masks) multiply(grad_x, p.dropout_masks + (l - 1) * N * DP, N * DP);
+    if (l > 0 && p.dropout_masks) {
+      apply_mask(grad_x, p.dropout_masks + (l - 1) * N * DP, N * DP, grad_x);
+    }
     grad_out = grad_x;
   }
 }
