@@ -19,7 +19,7 @@ def _check_one_device(*tensors) -> None:
         raise RuntimeError(f"fastrnn: all tensors must be on one device, got {names}")
 
 
-def _sizes(mode, input, batch_sizes, weights, bidirectional, proj_size):
+def _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size):
     """(rows of the output shape, N, B, H, P, D) of a call; B from hx for packed input."""
     gates, _ = _C.cell_shape(mode)
     H = weights[1].shape[0] // gates
@@ -31,17 +31,17 @@ def _sizes(mode, input, batch_sizes, weights, bidirectional, proj_size):
     else:
         rows = (input.shape[0], input.shape[1])
         N = input.shape[0] * input.shape[1]
-    return rows, N, H, P, D
+    B = hx.shape[1] if hx is not None else input.shape[1]
+    return rows, N, B, H, P, D
 
 
 @torch.library.register_fake("fastrnn::rnn")
 def _rnn_fake(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional,
               proj_size, dropout_masks, training):
     _check_one_device(input, hx, cx, dropout_masks, *weights)
-    rows, N, H, P, D = _sizes(mode, input, batch_sizes, weights, bidirectional, proj_size)
     if batch_sizes is not None and hx is None:
         raise ValueError("fastrnn: packed input needs hx (zeros if none)")
-    B = hx.shape[1] if hx is not None else input.shape[1]
+    rows, N, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size)
     output = input.new_empty((*rows, D * P))
     h_n = input.new_empty((num_layers * D, B, P))
     c_n = input.new_empty((num_layers * D, B, H)) if mode == "lstm" else input.new_empty((0,))
@@ -57,8 +57,7 @@ def _rnn_backward_fake(mode, grad_output, grad_h_n, grad_c_n, input, batch_sizes
                        has_bias, num_layers, bidirectional, proj_size, dropout_masks, output,
                        reserve):
     _check_one_device(input, hx, cx, dropout_masks, output, reserve, *weights)
-    rows, N, H, P, D = _sizes(mode, input, batch_sizes, weights, bidirectional, proj_size)
-    B = hx.shape[1] if hx is not None else input.shape[1]
+    _, _, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size)
     return (
         input.new_empty(input.shape),
         input.new_empty((num_layers * D, B, P)),
