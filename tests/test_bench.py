@@ -6,6 +6,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+import fastrnn
+from fastrnn.bench.memory import saved_for_backward
+from fastrnn.bench.workloads import IMPLS as RUNNERS
+from fastrnn.bench.workloads import Case, Runner, make_workload
 
 IMPLS = ("torch", "fastrnn", "torch-native", "reference")
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
@@ -33,17 +39,22 @@ def test_smoke_prints_the_table_and_writes_json_and_csv(tmp_path):
     assert "agree with torch" in out.stdout
     assert "peak      OpenBLAS" in out.stdout or "OpenBLAS unavailable" in out.stdout
     rows = table_rows(out.stdout)
-    # thr cell TxBxIxH L D mode impl median min max GFLOP/s %peak vs-torch
+    # thr cell TxBxIxH L D mode impl median min max GFLOP/s %peak vs-torch saved-MiB (train only)
     assert {(r[1], r[5], r[6]) for r in rows} == {
         (cell, mode, impl) for cell in CELLS for mode in ("inference", "train")
         for impl in ("torch", "fastrnn")}
-    assert all(len(r) == 13 and r[2] == "5x3x8x8" for r in rows)
-    assert all(r[-1] == "1.00x" for r in rows if r[6] == "torch")
+    assert all(len(r) == (14 if r[5] == "train" else 13) and r[2] == "5x3x8x8" for r in rows)
+    assert all(r[12] == "1.00x" for r in rows if r[6] == "torch")
 
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["results"]) == len(rows) == 16
     assert data["peaks"] and data["checks"] and all(c["ok"] for c in data["checks"])
     assert all(len(r["times_ms"]) == 2 for r in data["results"])
+    for r in data["results"]:
+        if r["mode"] == "train":
+            assert 0 < r["saved_bytes"] < r["saved_bytes_all"]
+        else:
+            assert r["saved_bytes"] is None and r["saved_bytes_all"] is None
 
     with open(tmp_path / "r.csv", newline="") as f:
         records = list(csv.DictReader(f))
@@ -53,6 +64,10 @@ def test_smoke_prints_the_table_and_writes_json_and_csv(tmp_path):
         assert float(rec["min_ms"]) <= float(rec["median_ms"]) <= float(rec["max_ms"])
         assert float(rec["speedup"]) > 0 and rec["threads"].isdigit()
         assert rec["pct_peak"] == "" or float(rec["pct_peak"]) > 0
+        if rec["mode"] == "train":
+            assert 0 < int(rec["saved_bytes"]) < int(rec["saved_bytes_all"])
+        else:
+            assert rec["saved_bytes"] == rec["saved_bytes_all"] == ""
 
 
 def test_every_impl_layers_bidirectional_threads(tmp_path):
@@ -95,3 +110,48 @@ def test_bad_arguments_exit_2(args):
                           text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "fastrnn.bench:" in proc.stderr
+
+
+def nbytes(*tensors: torch.Tensor) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def test_saved_bytes_count_each_storage_once_and_leave_out_input_and_parameters():
+    workload = make_workload(Case("rnn_tanh", 3, 2, 4, 5), torch.float32, seed=0)
+    x, weight = workload.input, torch.randn(3, 2, 4, requires_grad=True)
+    kept = []
+
+    def forward(x):
+        y = x * weight  # saves x and weight (both leaves)
+        z = y.sin()  # saves y
+        out = z * z  # saves z twice: counted once
+        kept[:] = [y, z]
+        return out, out.exp()  # exp saves its result
+    saved = saved_for_backward(Runner(forward, {"weight": weight}), workload)
+    y, z = kept
+    assert saved.extra == nbytes(y, z, x)  # y, z and exp's result, each the size of x
+    assert saved.all == saved.extra + nbytes(x, weight)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_saved_bytes_of_fastrnn_are_output_and_reserve(cell):
+    """fastrnn's op saves the output and the reserve (docs/stack-op.md; fastrnn._C.reserve_width)
+    besides the input and the weights; h0 = zeros is not passed, so not saved."""
+    L, D, T, B, I, H = 2, 2, 3, 2, 4, 5
+    workload = make_workload(Case(cell, T, B, I, H, layers=L, bidirectional=True), torch.float32,
+                             seed=0)
+    saved = saved_for_backward(RUNNERS["fastrnn"](workload), workload)
+    reserve = T * B * fastrnn._C.reserve_width(cell, L, D, H, 0)
+    output = T * B * D * H
+    assert saved.extra == 4 * (output + reserve)
+    params = nbytes(*workload.module.parameters())
+    assert saved.all == saved.extra + nbytes(workload.input) + params
+
+
+@pytest.mark.parametrize("impl", ["torch", "torch-native", "reference"])
+def test_saved_bytes_of_torch(impl):
+    workload = make_workload(Case("lstm", 3, 2, 4, 5), torch.float32, seed=0)
+    saved = saved_for_backward(RUNNERS[impl](workload), workload)
+    # torch.nn keeps at least the gates of every step (4*H per row) for backward.
+    assert saved.extra >= 4 * 3 * 2 * 4 * 5
+    assert saved.all > saved.extra

@@ -9,6 +9,7 @@ Modules, in the order a run uses them:
   torch-native, reference), the timed steps and the FLOP model.
 - ``peak``: the fp32 GEMM peak (OpenBLAS sgemm and torch.mm) the GFLOP/s are judged against.
 - ``check``: the parity check that must pass before any number is reported.
+- ``memory``: the bytes a train step's forward saves for backward, per implementation.
 - ``timing``: the interleaved wall-clock timer.
 - ``results``: one :class:`Result` per (thread count, case, mode, implementation) and the JSON
   and CSV files.

@@ -14,6 +14,7 @@ import torch
 from .check import Check, check_parity
 from .config import PRESETS, BenchConfig
 from .environment import Environment, load_average
+from .memory import SavedBytes, saved_for_backward
 from .peak import Peak, measure_peak
 from .report import format_footer, format_header, format_load, format_table
 from .results import Result, add_speedups, write_csv, write_json
@@ -125,8 +126,17 @@ def run_checks(config: BenchConfig, workloads: list[Workload]) -> list[Check]:
     return checks
 
 
-def time_workload(config: BenchConfig, workload: Workload, mode: str,
-                  peak: Peak | None) -> list[Result]:
+def measure_saved(config: BenchConfig, workload: Workload) -> dict[str, SavedBytes]:
+    """Bytes saved for backward per implementation, once per case (outside the timed loop);
+    empty without train mode."""
+    if "train" not in config.modes:
+        return {}
+    return {impl: saved_for_backward(IMPLS[impl](workload), workload) for impl in config.impls}
+
+
+def time_workload(config: BenchConfig, workload: Workload, mode: str, peak: Peak | None,
+                  saved: dict[str, SavedBytes]) -> list[Result]:
+    """Time ``mode`` of every implementation; train results carry ``saved`` (measure_saved)."""
     steps = {impl: STEPS[mode](IMPLS[impl](workload), workload) for impl in config.impls}
     times = time_interleaved(steps, config.repeats, config.warmup, config.block,
                              config.settle_ms / 1e3)
@@ -134,7 +144,8 @@ def time_workload(config: BenchConfig, workload: Workload, mode: str,
     threads = torch.get_num_threads()
     # The peak is an fp32 GEMM's: a float64 run gets no % peak.
     peak_gflops = peak.openblas_gflops if peak is not None and config.dtype == "float32" else None
-    return [Result.from_times(threads, workload.case, mode, impl, t, flop, peak_gflops)
+    return [Result.from_times(threads, workload.case, mode, impl, t, flop, peak_gflops,
+                              saved.get(impl) if mode == "train" else None)
             for impl, t in times.items()]
 
 
@@ -217,15 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     if not _report_checks(checks):
         return 1
 
+    saved = [measure_saved(config, workload) for workload in workloads]
     results = []
     thread_counts = _thread_counts(config)
     progress = Progress(len(thread_counts) * len(workloads) * len(config.modes))
     for threads in thread_counts:
         torch.set_num_threads(threads)
-        for workload in workloads:
+        for workload, saved_by_impl in zip(workloads, saved):
             for mode in config.modes:
                 progress.start(f"thr {threads} {workload.case.describe()} {mode}")
-                timed = time_workload(config, workload, mode, peaks.get(threads))
+                timed = time_workload(config, workload, mode, peaks.get(threads), saved_by_impl)
                 progress.finish(_summary(timed))
                 results += timed
     add_speedups(results, BASELINE)

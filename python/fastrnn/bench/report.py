@@ -43,15 +43,16 @@ def format_load(load: tuple[float, float, float] | None) -> str:
 def _row(result: Result) -> list[str]:
     speedup = "" if result.speedup is None else f"{result.speedup:.2f}x"
     pct_peak = "" if result.pct_peak is None else f"{result.pct_peak:.1f}"
+    saved = "" if result.saved_bytes is None else f"{result.saved_bytes / 2**20:.3f}"
     return [str(result.threads), result.cell, result.shape, str(result.layers),
             "2" if result.bidirectional else "1", result.mode, result.impl,
             f"{result.median_ms:.3f}", f"{result.min_ms:.3f}", f"{result.max_ms:.3f}",
-            f"{result.gflops:.2f}", pct_peak, speedup]
+            f"{result.gflops:.2f}", pct_peak, speedup, saved]
 
 
 def format_table(results: list[Result], baseline: str) -> str:
     header = ["thr", "cell", "TxBxIxH", "L", "D", "mode", "impl", "median ms", "min ms", "max ms",
-              "GFLOP/s", "% peak", f"vs {baseline}"]
+              "GFLOP/s", "% peak", f"vs {baseline}", "saved MiB"]
     rows = [_row(r) for r in results]
     widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
     numeric_from = 7  # the columns from here on are right-aligned
@@ -84,6 +85,11 @@ def format_footer(config: BenchConfig, env: Environment, baseline: str, flop_mod
         "Runs are separated by idle time because a thread pool still spinning after a call slows "
         "whatever runs next; --settle-ms 0 leaves it out.",
     ]
+    if "train" in config.modes:
+        lines.append("saved MiB (train) = what one forward saves for backward (distinct storages "
+                     "seen by torch.autograd.graph.saved_tensors_hooks), not counting the input and "
+                     "the parameters, which exist anyway; the json and csv also give the count "
+                     "with them.")
     if env.mkldnn and config.dtype == "float32" and any(c.cell == "lstm" for c in config.cases):
         lines.append("torch.nn.LSTM on CPU in float32 runs through oneDNN (aten::mkldnn_rnn_layer); "
                      "torch.nn.GRU and RNN run step by step through ATen ops.")

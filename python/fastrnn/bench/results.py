@@ -9,6 +9,7 @@ import os
 import statistics
 from dataclasses import dataclass
 
+from .memory import SavedBytes
 from .workloads import Case
 
 
@@ -32,17 +33,24 @@ class Result:
     gflops: float  # GFLOP/s at the median
     pct_peak: float | None = None  # gflops / the OpenBLAS sgemm peak at this thread count, in %
     speedup: float | None = None  # baseline median / this median; None until compared
+    # train only (None in inference, which saves nothing): bytes autograd saved for backward in
+    # one forward, without and with the input and the parameters (see memory)
+    saved_bytes: int | None = None
+    saved_bytes_all: int | None = None
 
     @classmethod
     def from_times(cls, threads: int, case: Case, mode: str, impl: str, times_s: list[float],
-                   flop: float, peak_gflops: float | None) -> Result:
+                   flop: float, peak_gflops: float | None,
+                   saved: SavedBytes | None = None) -> Result:
         times_ms = [t * 1e3 for t in times_s]
         median_ms = statistics.median(times_ms)
         gflops = flop / 1e9 / (median_ms / 1e3)
         pct_peak = None if not peak_gflops else 100.0 * gflops / peak_gflops
         return cls(threads, case.cell, case.T, case.B, case.I, case.H, case.layers,
                    case.bidirectional, mode, impl, times_ms, median_ms, min(times_ms),
-                   max(times_ms), gflop=flop / 1e9, gflops=gflops, pct_peak=pct_peak)
+                   max(times_ms), gflop=flop / 1e9, gflops=gflops, pct_peak=pct_peak,
+                   saved_bytes=None if saved is None else saved.extra,
+                   saved_bytes_all=None if saved is None else saved.all)
 
     @property
     def group(self) -> tuple:
@@ -85,11 +93,13 @@ def write_json(path: str, **sections) -> None:
 
 
 CSV_COLUMNS = ("threads", "cell", "T", "B", "I", "H", "layers", "bidirectional", "mode", "impl",
-               "median_ms", "min_ms", "max_ms", "gflop", "gflops", "pct_peak", "speedup")
+               "median_ms", "min_ms", "max_ms", "gflop", "gflops", "pct_peak", "speedup",
+               "saved_bytes", "saved_bytes_all")
 
 
 def write_csv(path: str, results: list[Result]) -> None:
-    """One row per result, CSV_COLUMNS; empty cells where a value is None (speedup: no baseline)."""
+    """One row per result, CSV_COLUMNS; empty cells where a value is None (speedup: no baseline;
+    saved bytes: inference)."""
     _make_parent(path)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
