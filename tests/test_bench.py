@@ -9,18 +9,19 @@ import pytest
 import torch
 
 import fastrnn
+from fastrnn.bench.cli import config_from_args, parse_args
 from fastrnn.bench.memory import saved_for_backward
 from fastrnn.bench.workloads import IMPLS as RUNNERS
-from fastrnn.bench.workloads import Case, Runner, make_workload
+from fastrnn.bench.workloads import Case, Runner, exact_fp32, make_workload
 
 IMPLS = ("torch", "fastrnn", "torch-native", "reference")
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 
 
-def bench(*args: str) -> subprocess.CompletedProcess:
+def bench(*args: str, returncode: int = 0) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "fastrnn.bench", *args], capture_output=True,
                           text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == returncode, proc.stdout + proc.stderr
     return proc
 
 
@@ -106,10 +107,65 @@ def test_readme_preset_with_its_shapes_overridden():
                                   ["--preset", "readme", "--cells", "rnn_relu"],
                                   ["--smoke", "--preset", "readme"]])
 def test_bad_arguments_exit_2(args):
-    proc = subprocess.run([sys.executable, "-m", "fastrnn.bench", *args], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    proc = bench(*args, returncode=2)
     assert "fastrnn.bench:" in proc.stderr
+
+
+def test_device_cuda_runs_only_where_it_can():
+    """Without a GPU, or with one but no fastrnn CUDA kernels, one line on stderr says why."""
+    if not torch.cuda.is_available():
+        proc = bench("--smoke", "--device", "cuda", returncode=2)
+        assert proc.stderr == ("fastrnn.bench: --device cuda: torch.cuda.is_available() is False "
+                               "(no GPU, or a torch without CUDA)\n")
+    elif not fastrnn._C.has_cuda_kernels:
+        proc = bench("--smoke", "--device", "cuda", returncode=2)
+        assert proc.stderr.count("\n") == 1 and "pass --impls torch,torch-native" in proc.stderr
+    else:
+        assert "agree with torch" in bench("--smoke", "--device", "cuda").stdout
+
+
+def test_device_cuda_arguments(monkeypatch):
+    """With a GPU (faked here: only the arguments are checked), fastrnn is refused until it has
+    CUDA kernels, and torch,torch-native are accepted."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(fastrnn._C, "has_cuda_kernels", False)
+    with pytest.raises(ValueError, match=r"fastrnn has no CUDA kernels yet .*"
+                                         r"pass --impls torch,torch-native$"):
+        config_from_args(parse_args(["--smoke", "--device", "cuda"]))
+    config = config_from_args(parse_args(["--smoke", "--device", "cuda",
+                                          "--impls", "torch,torch-native,reference"]))
+    assert config.device == "cuda" and config.impls == ("torch", "torch-native", "reference")
+    assert config_from_args(parse_args(["--smoke"])).device == "cpu"
+    monkeypatch.setattr(fastrnn._C, "has_cuda_kernels", True)
+    assert config_from_args(parse_args(["--smoke", "--device", "cuda"])).impls == (
+        "torch", "fastrnn")
+
+
+def test_exact_fp32_turns_tf32_off_on_cuda_only():
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = cudnn.allow_tf32, matmul.allow_tf32
+    try:
+        cudnn.allow_tf32 = matmul.allow_tf32 = True
+        with exact_fp32("cpu"):
+            assert cudnn.allow_tf32 and matmul.allow_tf32
+        with exact_fp32("cuda"):
+            assert not cudnn.allow_tf32 and not matmul.allow_tf32
+        assert cudnn.allow_tf32 and matmul.allow_tf32
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_smoke_with_torch_baselines(tmp_path):
+    out = bench("--smoke", "--device", "cuda", "--impls", "torch,torch-native,reference",
+                "--json", str(tmp_path / "r.json"))
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["config"]["device"] == "cuda" and data["environment"]["gpu"]
+    assert data["peaks"] and all(p["device"] == "cuda" and p["torch_mm_gflops"] > 0
+                                 for p in data["peaks"])
+    assert {r["impl"] for r in data["results"]} == {"torch", "torch-native", "reference"}
+    assert all(r["median_ms"] > 0 for r in data["results"])
+    assert "cuDNN" in out.stdout
 
 
 def nbytes(*tensors: torch.Tensor) -> int:

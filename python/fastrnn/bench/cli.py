@@ -18,9 +18,9 @@ from .memory import SavedBytes, saved_for_backward
 from .peak import Peak, measure_peak
 from .report import format_footer, format_header, format_load, format_table
 from .results import Result, add_speedups, write_csv, write_json
-from .timing import time_interleaved
-from .workloads import (BASELINE, CELLS, DTYPES, FLOP_MODEL, IMPLS, MODES, STEPS, Case, Workload,
-                        flop_count, make_workload)
+from .timing import TIMERS, time_interleaved
+from .workloads import (BASELINE, CELLS, DEVICES, DTYPES, FLOP_MODEL, IMPLS, MODES, STEPS, Case,
+                        Workload, check_device, exact_fp32, flop_count, make_workload)
 
 CASE_FIELDS = ("T", "B", "I", "H", "layers")  # flags that override every case of the preset
 
@@ -40,8 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default = PRESETS["default"]
     p = argparse.ArgumentParser(
         prog="python -m fastrnn.bench",
-        description="Time fastrnn against torch.nn on the CPU. A run is a list of cases (cell, "
-                    "shape, layers) from a preset; flags left out take the preset's value.")
+        description="Time fastrnn against torch.nn on the CPU (or, with --device cuda, the GPU). "
+                    "A run is a list of cases (cell, shape, layers) from a preset; flags left out "
+                    "take the preset's value.")
     p.add_argument("--preset", choices=tuple(PRESETS), default="default",
                    help="default: every cell at T=100 B=32 I=H=256; smoke: a tiny shape, 2 repeats "
                         "(CI); readme: the cases of the performance table (default: default)")
@@ -60,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, help="num_layers, in every case")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional, in every case")
     p.add_argument("--dtype", choices=tuple(DTYPES), help=f"(default {default.dtype})")
+    p.add_argument("--device", choices=DEVICES,
+                   help=f"where the cases run; on cuda torch is cuDNN, torch-native is torch.nn "
+                        f"without cuDNN, times come from CUDA events, float32 runs without TF32, "
+                        f"and fastrnn needs CUDA kernels (default {default.device})")
     p.add_argument("--cells", type=_names,
                    help=f"comma-separated, from {','.join(CELLS)}: keep only the preset's cases "
                         f"of these cells (default all)")
@@ -79,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated thread counts, each timed in turn with "
                         "torch.set_num_threads (default: torch's own)")
     p.add_argument("--no-peak", action="store_true",
-                   help="skip the GEMM peak (OpenBLAS sgemm and torch.mm) measured first")
+                   help="skip the GEMM peak measured first (OpenBLAS sgemm and torch.mm; on cuda "
+                        "torch.mm)")
     p.add_argument("--seed", type=int, help=f"(default {default.seed})")
     return p.parse_args(argv)
 
@@ -105,16 +111,19 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise ValueError(f"--smoke is --preset smoke; it does not combine with --preset {args.preset}")
     base = PRESETS["smoke" if args.smoke else args.preset]
     overrides = {name: getattr(args, name)
-                 for name in ("dtype", "modes", "impls", "repeats", "warmup", "block", "settle_ms",
-                              "threads", "seed")
+                 for name in ("dtype", "device", "modes", "impls", "repeats", "warmup", "block",
+                              "settle_ms", "threads", "seed")
                  if getattr(args, name) is not None}
     if args.no_peak:
         overrides["peak"] = False
-    return base.replace(cases=_cases(base.cases, args), **overrides)
+    config = base.replace(cases=_cases(base.cases, args), **overrides)
+    check_device(config.device, config.impls)
+    return config
 
 
 def _workloads(config: BenchConfig) -> list[Workload]:
-    return [make_workload(case, DTYPES[config.dtype], config.seed) for case in config.cases]
+    return [make_workload(case, DTYPES[config.dtype], config.seed, config.device)
+            for case in config.cases]
 
 
 def run_checks(config: BenchConfig, workloads: list[Workload]) -> list[Check]:
@@ -139,11 +148,11 @@ def time_workload(config: BenchConfig, workload: Workload, mode: str, peak: Peak
     """Time ``mode`` of every implementation; train results carry ``saved`` (measure_saved)."""
     steps = {impl: STEPS[mode](IMPLS[impl](workload), workload) for impl in config.impls}
     times = time_interleaved(steps, config.repeats, config.warmup, config.block,
-                             config.settle_ms / 1e3)
+                             config.settle_ms / 1e3, TIMERS[config.device])
     flop = flop_count(workload.case, mode)
     threads = torch.get_num_threads()
     # The peak is an fp32 GEMM's: a float64 run gets no % peak.
-    peak_gflops = peak.openblas_gflops if peak is not None and config.dtype == "float32" else None
+    peak_gflops = peak.gflops if peak is not None and config.dtype == "float32" else None
     return [Result.from_times(threads, workload.case, mode, impl, t, flop, peak_gflops,
                               saved.get(impl) if mode == "train" else None)
             for impl, t in times.items()]
@@ -206,7 +215,7 @@ def _peaks(config: BenchConfig) -> dict[int, Peak]:
     for threads in _thread_counts(config):
         torch.set_num_threads(threads)
         peaks[threads] = measure_peak(config.peak_size, config.peak_repeats,
-                                      config.settle_ms / 1e3)
+                                      config.settle_ms / 1e3, config.device)
     return peaks
 
 
@@ -219,7 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if config.threads is not None:
         torch.set_num_threads(config.threads[0])
-    env = Environment.collect()
+    with exact_fp32(config.device):
+        return run(config, args)
+
+
+def run(config: BenchConfig, args: argparse.Namespace) -> int:
+    """The run itself: header, parity check, timing, table and footer, then the files that
+    ``args`` ask for."""
+    env = Environment.collect(config.device)
     peaks = _peaks(config) if config.peak else {}
     print(format_header(config, env, list(peaks.values())), flush=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .workloads import BASELINE, CELLS, DEFAULT_IMPLS, DTYPES, IMPLS, MODES, Case
+from .workloads import BASELINE, CELLS, DEFAULT_IMPLS, DEVICES, DTYPES, IMPLS, MODES, Case
 
 
 def grid(cells: tuple[str, ...], T: int, B: int, I: int, H: int,  # noqa: E741
@@ -20,6 +20,7 @@ class BenchConfig:
 
     cases: tuple[Case, ...] = grid(tuple(CELLS), T=100, B=32, I=256, H=256)
     dtype: str = "float32"
+    device: str = "cpu"  # "cuda": whether it can run here is workloads.check_device's to say
     modes: tuple[str, ...] = MODES
     impls: tuple[str, ...] = DEFAULT_IMPLS
     repeats: int = 20  # timed calls per (case, mode, implementation)
@@ -48,6 +49,8 @@ class BenchConfig:
                 raise ValueError(f"threads must be at least 1, got {min(self.threads)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         _check_names("modes", self.modes, MODES)
         _check_names("impls", self.impls, tuple(IMPLS))
         if BASELINE not in self.impls:

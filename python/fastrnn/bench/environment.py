@@ -42,9 +42,15 @@ class Environment:
     platform: str
     mkldnn: bool  # torch.nn may run its CPU LSTM through oneDNN when this is on
     load_average: tuple[float, float, float] | None  # 1, 5, 15 min, when collected: other load adds noise
+    device: str = "cpu"  # where the cases run
+    gpu: str | None = None  # on cuda: the GPU's name, CUDA and cuDNN versions
 
     @classmethod
-    def collect(cls) -> Environment:
+    def collect(cls, device: str = "cpu") -> Environment:
+        gpu = None
+        if device == "cuda":
+            gpu = (f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, "
+                   f"cuDNN {torch.backends.cudnn.version()}")
         return cls(
             cpu=cpu_model(),
             logical_cpus=os.cpu_count(),
@@ -55,4 +61,6 @@ class Environment:
             platform=platform.platform(),
             mkldnn=torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
             load_average=load_average(),
+            device=device,
+            gpu=gpu,
         )

@@ -1,8 +1,10 @@
 """The fp32 GEMM peak a run's GFLOP/s are judged against.
 
-One square GEMM (``size`` cubed, median of ``repeats`` calls after one untimed call), through the
-BLAS fastrnn's kernels use (OpenBLAS from the scipy_openblas32 wheel, called through ctypes as
-``scipy_cblas_sgemm``, with as many OpenBLAS threads as torch has) and through ``torch.mm``.
+One square GEMM (``size`` cubed, median of ``repeats`` calls after one untimed call). On the CPU,
+through the BLAS fastrnn's kernels use (OpenBLAS from the scipy_openblas32 wheel, called through
+ctypes as ``scipy_cblas_sgemm``, with as many OpenBLAS threads as torch has), the one % peak is
+judged against, and through ``torch.mm``. On CUDA, through ``torch.mm`` on the GPU (cuBLAS, no
+TF32: see workloads.exact_fp32), timed by CUDA events.
 """
 
 from __future__ import annotations
@@ -16,16 +18,22 @@ from dataclasses import dataclass
 
 import torch
 
-from .timing import time_call
+from .timing import TIMERS, Timer
 
 
 @dataclass
 class Peak:
     threads: int  # torch.get_num_threads, and OpenBLAS's threads, while measured
     size: int  # M = N = K
-    openblas_gflops: float | None  # None when OpenBLAS could not be loaded (see error)
+    openblas_gflops: float | None  # None when OpenBLAS could not be loaded (see error) or on cuda
     torch_mm_gflops: float
     error: str | None = None
+    device: str = "cpu"
+
+    @property
+    def gflops(self) -> float | None:
+        """What % peak divides by: OpenBLAS sgemm on cpu (fastrnn's BLAS), torch.mm on cuda."""
+        return self.torch_mm_gflops if self.device == "cuda" else self.openblas_gflops
 
 
 def _load_openblas() -> ctypes.CDLL:
@@ -37,9 +45,9 @@ def _load_openblas() -> ctypes.CDLL:
     return ctypes.CDLL(sorted(paths)[0])
 
 
-def _median_gflops(call, flop: float, repeats: int) -> float:
-    call()  # untimed: first-touch, thread start-up
-    return flop / statistics.median(time_call(call) for _ in range(repeats)) / 1e9
+def _median_gflops(call, flop: float, repeats: int, timer: Timer = TIMERS["cpu"]) -> float:
+    call()  # untimed: first-touch, thread start-up (cuBLAS's handle on cuda)
+    return flop / statistics.median(timer(call) for _ in range(repeats)) / 1e9
 
 
 def _openblas_gflops(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, threads: int,
@@ -59,27 +67,32 @@ def _openblas_gflops(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, threads:
         lib.scipy_openblas_set_num_threads(before)  # as fastrnn's kernels expect it
 
 
-def measure_peak(size: int, repeats: int, settle_s: float = 0.0) -> Peak:
-    """The peak at torch's current thread count; ``settle_s`` idle before each engine, for the
-    thread pool of whatever ran before to stop spinning (see timing)."""
+def measure_peak(size: int, repeats: int, settle_s: float = 0.0, device: str = "cpu") -> Peak:
+    """The peak on ``device`` at torch's current thread count; ``settle_s`` idle before each
+    engine, for the thread pool of whatever ran before to stop spinning (see timing)."""
     threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen)
-    b = torch.randn(size, size, generator=gen)
-    c = torch.empty(size, size)
+    a = torch.randn(size, size, generator=gen).to(device)
+    b = torch.randn(size, size, generator=gen).to(device)
+    c = torch.empty(size, size, device=device)
     flop = 2.0 * size ** 3
+    openblas, error = None, None
+    if device == "cpu":
+        time.sleep(settle_s)
+        try:
+            openblas = _openblas_gflops(a, b, c, threads, repeats)
+        except (ImportError, OSError, AttributeError) as e:
+            error = f"{type(e).__name__}: {e}"
     time.sleep(settle_s)
-    try:
-        openblas, error = _openblas_gflops(a, b, c, threads, repeats), None
-    except (ImportError, OSError, AttributeError) as e:
-        openblas, error = None, f"{type(e).__name__}: {e}"
-    time.sleep(settle_s)
-    torch_mm = _median_gflops(lambda: torch.mm(a, b, out=c), flop, repeats)
-    return Peak(threads, size, openblas, torch_mm, error)
+    torch_mm = _median_gflops(lambda: torch.mm(a, b, out=c), flop, repeats, TIMERS[device])
+    return Peak(threads, size, openblas, torch_mm, error, device)
 
 
 def format_peak(peak: Peak) -> str:
+    shape = f"{peak.size}^3 fp32"
+    if peak.device == "cuda":
+        return f"torch.mm {peak.torch_mm_gflops:.1f} GFLOP/s ({shape} on the GPU, no TF32)"
     openblas = (f"OpenBLAS sgemm {peak.openblas_gflops:.1f} GFLOP/s"
                 if peak.openblas_gflops is not None else f"OpenBLAS unavailable ({peak.error})")
     return (f"{openblas}, torch.mm {peak.torch_mm_gflops:.1f} GFLOP/s "
-            f"({peak.size}^3 fp32, {peak.threads} thread{'s' * (peak.threads != 1)})")
+            f"({shape}, {peak.threads} thread{'s' * (peak.threads != 1)})")

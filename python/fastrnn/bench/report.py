@@ -20,6 +20,7 @@ def format_header(config: BenchConfig, env: Environment, peaks: list[Peak]) -> s
     lines = [
         "fastrnn benchmark",
         f"  cpu       {env.cpu}, {env.logical_cpus} logical cpus",
+        *([f"  gpu       {env.gpu} (the cases run here)"] if env.gpu else []),
         f"  threads   {threads}",
         f"  versions  fastrnn {env.fastrnn}, torch {env.torch}, python {env.python}",
         f"  platform  {env.platform}",
@@ -80,22 +81,33 @@ def format_footer(config: BenchConfig, env: Environment, baseline: str, flop_mod
         "thr = torch threads; TxBxIxH = sequence length x batch x input size x hidden size; "
         "L = layers; D = directions.",
         flop_model + ".",
-        "% peak = GFLOP/s / the OpenBLAS sgemm GFLOP/s of the header at the same thread count "
-        "(the BLAS fastrnn calls); empty with --no-peak and in float64.",
         "Runs are separated by idle time because a thread pool still spinning after a call slows "
         "whatever runs next; --settle-ms 0 leaves it out.",
     ]
+    if config.device == "cuda":
+        lines += [
+            "% peak = GFLOP/s / the torch.mm GFLOP/s of the header (cuBLAS, fp32 without TF32); "
+            "empty with --no-peak and in float64.",
+            "On cuda each call is timed by CUDA events, the GPU idle before it; torch = torch.nn "
+            "through cuDNN; float32 runs without TF32 (torch.backends.cudnn.allow_tf32 and "
+            "cuda.matmul.allow_tf32 off), as the other implementations compute.",
+        ]
+    else:
+        lines.append("% peak = GFLOP/s / the OpenBLAS sgemm GFLOP/s of the header at the same "
+                     "thread count (the BLAS fastrnn calls); empty with --no-peak and in float64.")
     if "train" in config.modes:
-        lines.append("saved MiB (train) = what one forward saves for backward (distinct storages "
-                     "seen by torch.autograd.graph.saved_tensors_hooks), not counting the input and "
-                     "the parameters, which exist anyway; the json and csv also give the count "
-                     "with them.")
-    if env.mkldnn and config.dtype == "float32" and any(c.cell == "lstm" for c in config.cases):
+        lines.append("saved MiB (train) = what one forward saves for backward (distinct "
+                     "storages seen by torch.autograd.graph.saved_tensors_hooks), not counting the "
+                     "input and the parameters, which exist anyway; the json and csv also give the "
+                     "count with them.")
+    if (config.device == "cpu" and env.mkldnn and config.dtype == "float32"
+            and any(c.cell == "lstm" for c in config.cases)):
         lines.append("torch.nn.LSTM on CPU in float32 runs through oneDNN (aten::mkldnn_rnn_layer); "
                      "torch.nn.GRU and RNN run step by step through ATen ops.")
     if "torch-native" in config.impls:
-        lines.append("torch-native = torch.nn under torch.backends.mkldnn.flags(enabled=False): "
-                     "ATen's own kernels, no oneDNN.")
+        module, name = {"cpu": ("mkldnn", "oneDNN"), "cuda": ("cudnn", "cuDNN")}[config.device]
+        lines.append(f"torch-native = torch.nn under torch.backends.{module}.flags(enabled=False): "
+                     f"ATen's own kernels, no {name}.")
     if "reference" in config.impls:
         lines.append("reference = fastrnn.reference.rnn_stack, plain PyTorch step by step (the "
                      "ground truth of the tests; slow).")

@@ -8,6 +8,10 @@ fastrnn's GEMMs ran on OpenBLAS's own workers (2**28 cycles of spinning, about 0
 after measured twice its time on 2 cores. fastrnn now runs on torch's own pool (OpenBLAS stays
 single-threaded inside it) except on CPUs without AVX-512; the idle time keeps any such effect out of
 the figures. A run's calls are back to back, as a training loop's are.
+
+On CUDA a call is timed with CUDA events around it: the GPU's time from the first kernel launched
+to the end of the last, with the queue drained before and after, so no call is charged another's
+work.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import gc
 import time
 from typing import Callable, Mapping
 
+import torch
+
 Step = Callable[[], None]
+Timer = Callable[[Step], float]  # seconds one call of a step takes
 
 
 def time_call(step: Step) -> float:
@@ -26,14 +33,29 @@ def time_call(step: Step) -> float:
     return time.perf_counter() - start
 
 
+def time_call_cuda(step: Step) -> float:
+    """Seconds one call of ``step`` takes on the current CUDA stream, by CUDA events."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()  # what earlier calls queued is not this call's
+    start.record()
+    step()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3  # elapsed_time is in ms
+
+
+TIMERS: dict[str, Timer] = {"cpu": time_call, "cuda": time_call_cuda}
+
+
 def _rotated(names: list[str], by: int) -> list[str]:
     by %= len(names)
     return names[by:] + names[:by]
 
 
 def time_interleaved(steps: Mapping[str, Step], repeats: int, warmup: int, block: int = 1,
-                     settle_s: float = 0.0) -> dict[str, list[float]]:
-    """Seconds per call of each step, ``repeats`` calls each, in runs of up to ``block`` calls.
+                     settle_s: float = 0.0, timer: Timer = time_call) -> dict[str, list[float]]:
+    """Seconds per call of each step by ``timer``, ``repeats`` calls each, in runs of up to
+    ``block`` calls.
 
     ``warmup`` untimed calls of each step come first, interleaved call by call. The garbage
     collector is paused while timing, so a collection triggered by one step is not charged to it.
@@ -52,7 +74,7 @@ def time_interleaved(steps: Mapping[str, Step], repeats: int, warmup: int, block
                 if settle_s > 0:
                     time.sleep(settle_s)
                 for _ in range(min(block, repeats - len(times[name]))):
-                    times[name].append(time_call(steps[name]))
+                    times[name].append(timer(steps[name]))
     finally:
         if gc_was_enabled:
             gc.enable()

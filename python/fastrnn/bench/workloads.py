@@ -1,10 +1,11 @@
 """The cases, the implementations under test, and the steps the timer calls.
 
 A case is one cell at one shape (``T, B, I, H``, layers, directions). A workload is a case made
-concrete: a torch.nn module, whose parameters every implementation starts from, an input and fixed
-output gradients. An implementation turns a workload into a :class:`Runner`: a forward
-``input -> (output, h_n)``, ``h_n`` of shape ``[layers * directions, B, H]``, and the named
-parameters it trains; a mode turns a runner into a step, a call with no arguments that the timer runs.
+concrete on a device (cpu or cuda): a torch.nn module, whose parameters every implementation
+starts from, an input and fixed output gradients. An implementation turns a workload into a
+:class:`Runner`: a forward ``input -> (output, h_n)``, ``h_n`` of shape
+``[layers * directions, B, H]``, and the named parameters it trains; a mode turns a runner into a
+step, a call with no arguments that the timer runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from .. import _C
 from .. import modules as fastrnn_modules
 from .. import reference
 from .timing import Step
@@ -24,6 +26,7 @@ Forward = Callable[[Tensor], "tuple[Tensor, Tensor]"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MODES = ("inference", "train")
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -90,20 +93,56 @@ class Workload:
     grad_h_n: Tensor  # [L*D, B, H], the gradient of the loss with respect to h_n
 
 
-def make_workload(case: Case, dtype: torch.dtype, seed: int) -> Workload:
-    """Seeded per case, so a case's numbers do not depend on which other cases run."""
+def make_workload(case: Case, dtype: torch.dtype, seed: int, device: str = "cpu") -> Workload:
+    """Seeded per case, so a case's numbers do not depend on which other cases run; made on the
+    CPU and then moved, so every device gets the same numbers."""
     torch.manual_seed(seed)
     cell = CELLS[case.cell]
-    module = make_module(cell.torch_class, cell, case).to(dtype)
+    module = make_module(cell.torch_class, cell, case).to(device=device, dtype=dtype)
     D = case.directions
+    x = torch.randn(case.T, case.B, case.I, dtype=dtype)
     return Workload(
         case=case,
         cell=cell,
         module=module,
-        input=torch.randn(case.T, case.B, case.I, dtype=dtype, requires_grad=True),
-        grad_output=torch.randn(case.T, case.B, D * case.H, dtype=dtype),
-        grad_h_n=torch.randn(case.layers * D, case.B, case.H, dtype=dtype),
+        input=x.to(device).requires_grad_(),
+        grad_output=torch.randn(case.T, case.B, D * case.H, dtype=dtype).to(device),
+        grad_h_n=torch.randn(case.layers * D, case.B, case.H, dtype=dtype).to(device),
     )
+
+
+def check_device(device: str, impls: tuple[str, ...]) -> None:
+    """Raise ValueError (one line, for the command line) when ``impls`` cannot run on ``device``
+    on this machine."""
+    if device != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch.cuda.is_available() is False (no GPU, or a torch "
+                         "without CUDA)")
+    if "fastrnn" in impls and not _C.has_cuda_kernels:
+        # fastrnn's modules would quietly run torch.nn's implementation instead: refuse
+        raise ValueError("--device cuda: fastrnn has no CUDA kernels yet "
+                         "(fastrnn._C.has_cuda_kernels is False); pass --impls torch,torch-native")
+
+
+@contextmanager
+def exact_fp32(device: str):
+    """On cuda, float32 without TF32 in cuDNN and cuBLAS while the run lasts.
+
+    torch lets cuDNN (its RNNs included) run float32 as TF32 by default
+    (torch.backends.cudnn.allow_tf32); the baseline would then compute with a 10-bit mantissa
+    while torch-native, the reference and the peak's torch.mm do not, fail the parity check and
+    count GFLOP/s of a different arithmetic. Nothing to do on cpu.
+    """
+    if device != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 @dataclass
@@ -123,7 +162,7 @@ def _h_n(state) -> Tensor:
 
 
 def _torch(workload: Workload) -> Runner:
-    """torch.nn as the user gets it (float32 LSTM on CPU: oneDNN)."""
+    """torch.nn as the user gets it (float32 LSTM on CPU: oneDNN; on CUDA: cuDNN)."""
     module = workload.module
 
     def forward(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -133,22 +172,28 @@ def _torch(workload: Workload) -> Runner:
 
 
 @contextmanager
-def _mkldnn_disabled():
-    """``torch.backends.mkldnn.flags(enabled=False)`` without its TF32 setting (and warning)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+def _disabled(backend):
+    """``backend.flags(enabled=False)`` (torch.backends.mkldnn or cudnn) without its other
+    settings: those flags() set TF32 too (and mkldnn's warns)."""
+    before = backend.enabled
+    backend.enabled = False
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = before
+        backend.enabled = before
+
+
+# The library torch.nn's RNNs call on each device, which torch-native switches off.
+VENDOR_BACKENDS = {"cpu": torch.backends.mkldnn, "cuda": torch.backends.cudnn}
 
 
 def _torch_native(workload: Workload) -> Runner:
-    """torch.nn with oneDNN switched off: ATen's own RNN kernels."""
+    """torch.nn with oneDNN (CPU) or cuDNN (CUDA) switched off: ATen's own RNN kernels."""
     module = workload.module
+    backend = VENDOR_BACKENDS[workload.input.device.type]
 
     def forward(x: Tensor) -> tuple[Tensor, Tensor]:
-        with _mkldnn_disabled():
+        with _disabled(backend):
             output, state = module(x)
         return output, _h_n(state)
     return Runner(forward, dict(module.named_parameters()))
@@ -157,7 +202,7 @@ def _torch_native(workload: Workload) -> Runner:
 def _fastrnn(workload: Workload) -> Runner:
     """The drop-in module fastrnn.LSTM/GRU/RNN, loaded with the torch.nn module's state_dict."""
     cell, torch_module = workload.cell, workload.module
-    module = make_module(cell.fastrnn_class, cell, workload.case).to(workload.input.dtype)
+    module = make_module(cell.fastrnn_class, cell, workload.case).to(workload.input)
     module.load_state_dict(torch_module.state_dict())
 
     def forward(x: Tensor) -> tuple[Tensor, Tensor]:
