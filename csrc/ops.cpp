@@ -15,6 +15,9 @@
 #include <ATen/Parallel.h>
 
 #include <climits>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 #include <optional>
 #include <string>
 #include <tuple>
@@ -233,6 +236,18 @@ Threads torch_threads() {
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) fn(i);
     });
+  };
+  // A team is an OpenMP parallel region of its own on the same pool (at::parallel_for may run
+  // several tasks on one thread, which a team must not). Inside another region it is one thread.
+  threads.parallel_team = [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+#if defined(_OPENMP)
+    if (!at::in_parallel_region()) {
+#pragma omp parallel num_threads(static_cast<int>(n))
+      fn(omp_get_thread_num(), omp_get_num_threads());
+      return;
+    }
+#endif
+    fn(0, 1);
   };
   return threads;
 }

@@ -17,18 +17,32 @@
 
 namespace fastrnn {
 
-// How the drivers spread work over threads: run(n, fn) calls fn(0) .. fn(n - 1), each once, on
-// up to `count` threads, and returns when all have returned. The glue passes torch's intra-op
-// pool as parallel_for; without one the tasks run in turn.
+// How the drivers spread work over threads, two ways:
+// - run(n, fn) calls fn(0) .. fn(n - 1), each once, on up to `count` threads, and returns when
+//   all have returned;
+// - team(n, fn) calls fn(rank, size) on `size` threads at once (1 <= size <= n, rank 0 .. size-1;
+//   size may be less than asked, e.g. inside another parallel region), so the calls may wait for
+//   each other (cpu/barrier.h): the per-step loops of a layer run as one team.
+// The glue passes torch's intra-op pool; without one, run's tasks run in turn and a team has one
+// thread.
 struct Threads {
   int64_t count = 1;
   std::function<void(int64_t, const std::function<void(int64_t)>&)> parallel_for;
+  std::function<void(int64_t, const std::function<void(int64_t, int64_t)>&)> parallel_team;
 
   void run(int64_t n, const std::function<void(int64_t)>& fn) const {
     if (parallel_for && n > 1) {
       parallel_for(n, fn);
     } else {
       for (int64_t i = 0; i < n; ++i) fn(i);
+    }
+  }
+
+  void team(int64_t n, const std::function<void(int64_t, int64_t)>& fn) const {
+    if (parallel_team && n > 1) {
+      parallel_team(n, fn);
+    } else {
+      fn(0, 1);
     }
   }
 };

@@ -3,15 +3,18 @@
 // (forward: gh = h W_hh^T, N = G*H, K = P), or W given transposed, [K, N] (backward:
 // dh = dgh W_hh, N = P, K = G*H). Included by rnn_cpu.cpp, once per instruction set.
 //
-// With AVX-512 and float, W^T is packed once per layer call into panels of 64 columns ([K][64]
-// each, zero padded), which a register-blocked kernel (6 rows x 64 columns of accumulators)
-// streams contiguously at every step; the panels are split among the threads, so each core keeps
-// its share of W in its own cache across steps. Elsewhere the BLAS does the product on its own
-// threads (which then spin for a while after it, competing with the next torch op).
+// RecurrentGemm computes a range of "unit blocks" (64 columns of every gate) on the calling
+// thread, so each thread of a team can multiply and then run the cell on its own units. With
+// AVX-512 and float, W^T is packed once per layer call into panels of 64 columns ([K][64] each,
+// zero padded) that a register-blocked kernel (6 rows x 64 columns of accumulators) streams
+// contiguously at every step; a thread touches only its own panels, so its share of W stays in
+// its core's L2 across steps. Elsewhere each thread makes single-threaded BLAS calls on its
+// columns.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -61,22 +64,29 @@ class RecurrentGemm {
  public:
   static constexpr bool kPacked = kPackedKernel && std::is_same_v<scalar_t, float>;
   static constexpr int64_t kPanel = 64;  // columns per panel: 4 AVX-512 vectors of floats
+  static constexpr int64_t kKc = 128;    // rows of W^T per L1-resident slice of a panel
 
   // w: [N, K], or [K, N] when w_transposed. The N columns of C form `groups` equal groups (the
   // gates); a unit block u is columns [64u, 64u + 64) of every group, and its panels are packed
   // next to each other, so one thread can compute all gates of its units (multiply_units).
+  // Each thread packs the unit blocks it multiplies (pack_units) before it multiplies them.
   RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups = 1)
       : w_(w), N_(N), K_(K), w_transposed_(w_transposed), groups_(groups),
         width_(N / groups), unit_blocks_((N / groups + kPanel - 1) / kPanel) {
+    if constexpr (kPacked) packed_.reset(new scalar_t[unit_blocks_ * groups_ * K * kPanel]);
+  }
+
+  // Packs the panels of unit blocks [u0, u1), on the calling thread (whose cache then holds them).
+  void pack_units(int64_t u0, int64_t u1) const {
     if constexpr (kPacked) {
-      panels_ = unit_blocks_ * groups_;
-      packed_.assign(panels_ * K * kPanel, scalar_t(0));
-      const int64_t stride_n = w_transposed ? 1 : K, stride_k = w_transposed ? N : 1;
-      for (int64_t p = 0; p < panels_; ++p) {
-        scalar_t* dst = packed_.data() + p * K * kPanel;
-        for (int64_t c = 0; c < panel_width(p); ++c) {
-          const int64_t n = panel_column(p) + c;
-          for (int64_t k = 0; k < K; ++k) dst[k * kPanel + c] = w[n * stride_n + k * stride_k];
+      const int64_t stride_n = w_transposed_ ? 1 : K_, stride_k = w_transposed_ ? N_ : 1;
+      for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
+        scalar_t* dst = packed_.get() + p * K_ * kPanel;
+        const scalar_t* src = w_ + panel_column(p) * stride_n;
+        const int64_t width = panel_width(p);
+        for (int64_t k = 0; k < K_; ++k, dst += kPanel) {
+          for (int64_t c = 0; c < width; ++c) dst[c] = src[c * stride_n + k * stride_k];
+          std::fill(dst + width, dst + kPanel, scalar_t(0));
         }
       }
     }
@@ -85,30 +95,33 @@ class RecurrentGemm {
   // Unit blocks of 64 columns per group; multiply_units() takes a range of them.
   int64_t unit_blocks() const { return unit_blocks_; }
 
-  // The columns of unit blocks [u0, u1) of every group of C = A W^T, on the calling thread.
+  // The columns of unit blocks [u0, u1) of every group of C[M, N] (leading dimension ldc) =
+  // A[M, K] (leading dimension lda) W^T, added to C when accumulate; on the calling thread.
   void multiply_units(int64_t u0, int64_t u1, int64_t M, const scalar_t* A, int64_t lda,
-                      scalar_t* C, int64_t ldc) const {
-    static_assert(kPacked, "the BLAS fallback has no per-unit product");
-    for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) panel(p, M, A, lda, C, ldc, false);
-  }
-
-  // C[M, N] (leading dimension ldc) = A[M, K] (leading dimension lda) W^T, added to C when
-  // accumulate
-  void multiply(const Threads& threads, int64_t M, const scalar_t* A, int64_t lda, scalar_t* C,
-                int64_t ldc, bool accumulate) const {
+                      scalar_t* C, int64_t ldc, bool accumulate) const {
+    if (u0 >= u1 || M == 0) return;
     if constexpr (kPacked) {
-      const int64_t tasks = std::min(threads.count, panels_);
-      threads.run(tasks, [&](int64_t i) {
-        for (int64_t p = panels_ * i / tasks; p < panels_ * (i + 1) / tasks; ++p) {
-          panel(p, M, A, lda, C, ldc, accumulate);
+      // With more rows than one register block, W is read once per block of rows: cut K so a
+      // panel's slice (kc x 64 floats, 32 KiB) stays in L1 meanwhile.
+      const int64_t k_blocks = M > 6 ? (K_ + kKc - 1) / kKc : 1;
+      for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
+        for (int64_t kb = 0; kb < k_blocks; ++kb) {
+          const int64_t k0 = K_ * kb / k_blocks, k1 = K_ * (kb + 1) / k_blocks;
+          panel(p, k0, k1, M, A, lda, C, ldc, accumulate || kb > 0);
         }
-      });
+      }
     } else {
-      // one BLAS call on the BLAS's own threads: cut into per-thread calls, each would repack W
-      set_blas_threads(static_cast<int>(threads.count));
-      gemm<scalar_t>(false, !w_transposed_, M, N_, K_, 1, A, lda, w_, w_transposed_ ? N_ : K_,
-                     accumulate ? 1 : 0, C, ldc);
-      set_blas_threads(1);
+      const int64_t j0 = u0 * kPanel, cols = std::min(width_, u1 * kPanel) - j0;
+      const scalar_t beta = accumulate ? 1 : 0;
+      for (int64_t g = 0; g < groups_; ++g) {
+        const int64_t n0 = g * width_ + j0;
+        if (w_transposed_) {
+          gemm<scalar_t>(false, false, M, cols, K_, 1, A, lda, w_ + n0, N_, beta, C + n0, ldc);
+        } else {
+          gemm<scalar_t>(false, true, M, cols, K_, 1, A, lda, w_ + n0 * K_, K_, beta, C + n0,
+                         ldc);
+        }
+      }
     }
   }
 
@@ -116,13 +129,14 @@ class RecurrentGemm {
 #if defined(__AVX512F__)
   // C[0:MR, 64p : 64p + 64) of one panel; the last panel stores only its valid columns
   template <int MR>
-  void block(int64_t p, const float* A, int64_t lda, float* C, int64_t ldc, bool accumulate) const {
-    const float* w = packed_.data() + p * K_ * kPanel;
+  void block(int64_t p, int64_t k0, int64_t k1, const float* A, int64_t lda, float* C,
+             int64_t ldc, bool accumulate) const {
+    const float* w = packed_.get() + p * K_ * kPanel;
     __m512 acc[MR][4];
     for (int r = 0; r < MR; ++r) {
       for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_ps();
     }
-    for (int64_t k = 0; k < K_; ++k) {
+    for (int64_t k = k0; k < k1; ++k) {
       const float* wk = w + k * kPanel;
       const __m512 b0 = _mm512_loadu_ps(wk), b1 = _mm512_loadu_ps(wk + 16),
                    b2 = _mm512_loadu_ps(wk + 32), b3 = _mm512_loadu_ps(wk + 48);
@@ -148,20 +162,21 @@ class RecurrentGemm {
   }
 #endif
 
-  void panel(int64_t p, int64_t M, const scalar_t* A, int64_t lda, scalar_t* C, int64_t ldc,
-             bool accumulate) const {
+  // C[0:M, columns of panel p] (+)= A[0:M, k0:k1) W^T[k0:k1, columns of panel p]
+  void panel(int64_t p, int64_t k0, int64_t k1, int64_t M, const scalar_t* A, int64_t lda,
+             scalar_t* C, int64_t ldc, bool accumulate) const {
 #if defined(__AVX512F__)
     if constexpr (kPacked) {
       int64_t m = 0;
-      for (; m + 6 <= M; m += 6) block<6>(p, A + m * lda, lda, C + m * ldc, ldc, accumulate);
+      for (; m + 6 <= M; m += 6) block<6>(p, k0, k1, A + m * lda, lda, C + m * ldc, ldc, accumulate);
       const float* a = A + m * lda;
       float* c = C + m * ldc;
       switch (M - m) {
-        case 5: block<5>(p, a, lda, c, ldc, accumulate); break;
-        case 4: block<4>(p, a, lda, c, ldc, accumulate); break;
-        case 3: block<3>(p, a, lda, c, ldc, accumulate); break;
-        case 2: block<2>(p, a, lda, c, ldc, accumulate); break;
-        case 1: block<1>(p, a, lda, c, ldc, accumulate); break;
+        case 5: block<5>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 4: block<4>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 3: block<3>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 2: block<2>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 1: block<1>(p, k0, k1, a, lda, c, ldc, accumulate); break;
         default: break;
       }
     }
@@ -178,8 +193,7 @@ class RecurrentGemm {
   int64_t N_, K_;
   bool w_transposed_;
   int64_t groups_, width_, unit_blocks_;
-  int64_t panels_ = 0;
-  std::vector<scalar_t> packed_;
+  std::unique_ptr<scalar_t[]> packed_;  // written by pack_units
 };
 
 }  // namespace fastrnn::cpu::FASTRNN_CPU_ISA

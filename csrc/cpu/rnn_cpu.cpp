@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cells/cells.h"
+#include "cpu/barrier.h"
 #include "cpu/blas.h"
 #include "cpu/gemm.h"
 
@@ -60,27 +61,45 @@ struct LayerGradIO {
   LayerGrads<scalar_t> grads;
 };
 
-// out[n] = sum over rows of d[rows, n].
+// out[n] = sum over rows of d[rows, n], columns split among the threads.
 template <typename scalar_t>
-void column_sums(const scalar_t* d, int64_t rows, int64_t n, scalar_t* out) {
-  std::fill(out, out + n, scalar_t(0));
+void column_sums(const Threads& threads, const scalar_t* d, int64_t rows, int64_t n,
+                 scalar_t* out) {
+  const int64_t chunks = (n + 15) / 16, tasks = std::min(threads.count, chunks);
+  threads.run(tasks, [&](int64_t i) {
+    const int64_t k0 = std::min(n, chunks * i / tasks * 16);
+    const int64_t k1 = std::min(n, chunks * (i + 1) / tasks * 16);
+    std::fill(out + k0, out + k1, scalar_t(0));
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* dr = d + r * n;
+      for (int64_t k = k0; k < k1; ++k) out[k] += dr[k];
+    }
+  });
+}
+
+// Columns [c0, c1) of `rows` rows.
+template <typename scalar_t>
+void copy_columns(const scalar_t* src, int64_t ld_src, int64_t rows, int64_t c0, int64_t c1,
+                  scalar_t* dst, int64_t ld_dst) {
   for (int64_t r = 0; r < rows; ++r) {
-    const scalar_t* dr = d + r * n;
-    for (int64_t k = 0; k < n; ++k) out[k] += dr[k];
+    std::copy(src + r * ld_src + c0, src + r * ld_src + c1, dst + r * ld_dst + c0);
   }
 }
 
-template <typename scalar_t>
-void copy_rows(const scalar_t* src, int64_t ld_src, int64_t rows, int64_t cols, scalar_t* dst,
-               int64_t ld_dst) {
-  for (int64_t r = 0; r < rows; ++r) {
-    std::copy(src + r * ld_src, src + r * ld_src + cols, dst + r * ld_dst);
-  }
+// The part `rank` of [0, n) cut into `size` near-equal parts of whole blocks of `block`.
+inline std::pair<int64_t, int64_t> share(int64_t n, int64_t block, int64_t rank, int64_t size) {
+  const int64_t blocks = (n + block - 1) / block;
+  return {std::min(n, blocks * rank / size * block), std::min(n, blocks * (rank + 1) / size * block)};
 }
 
 template <class Cell>
 constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>;
 
+// The steps of a layer run on a team of threads (Threads::team). Each thread owns a share of
+// the hidden units, in blocks of 64 (RecurrentGemm's unit blocks): per step it multiplies its
+// units' columns of the recurrent product, runs the cell on them, and waits for the others once
+// (the next product reads all of h). With a projection, h = W_hr m needs all of m first: a
+// second wait, and each thread owns a share of h's columns too.
 template <class Cell, typename scalar_t>
 void layer_forward(const Layer<scalar_t>& L) {
   const int64_t B = L.B, H = L.H, P = L.P;
@@ -99,8 +118,8 @@ void layer_forward(const Layer<scalar_t>& L) {
 
   // The running state: row b holds the latest h (and c) of sequence b. Rows of sequences that
   // have ended keep their last state, which is h_n; rows not yet started hold h0. h is double
-  // buffered (other threads still read h_{t-1} while a thread writes h_t of its units); c is
-  // only ever touched by the thread that owns its unit, so it is updated in place.
+  // buffered (the others still read h_{t-1} while a thread writes its columns of h_t); c, gh and
+  // m are only touched by the thread owning the unit, in place.
   std::vector<scalar_t> h(L.h0, L.h0 + B * P), h_next(B * P);
   std::vector<scalar_t> c;
   if constexpr (Cell::kHasCellState) c.assign(L.c0, L.c0 + B * H);
@@ -108,18 +127,24 @@ void layer_forward(const Layer<scalar_t>& L) {
   std::vector<scalar_t> m(project ? B * H : 0);  // the cell's output before the projection
   const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P, /*w_transposed=*/false,
                                           Cell::kGates);
-  const int64_t blocks = recurrent.unit_blocks();  // of 64 units
-  const int64_t tasks = std::min(threads.count, blocks);
+  const int64_t blocks = recurrent.unit_blocks();
+  SpinBarrier barrier;
 
   bool_switch(training, [&](auto kTraining) {
     bool_switch(L.w.b_ih != nullptr, [&](auto kHasBias) {
-      for (int64_t s = 0; s < L.T; ++s) {
-        const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
-        // the cell on units [j0, j1) of every active row
-        const auto cell_units = [&](int64_t j0, int64_t j1) {
+      threads.team(std::min(threads.count, blocks), [&](int64_t rank, int64_t size) {
+        const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
+        const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
+        const auto [p0, p1] = project ? share(P, 16, rank, size) : std::pair{j0, j1};  // of h
+        recurrent.pack_units(u0, u1);
+        scalar_t* h_prev = h.data();
+        scalar_t* h_cur = h_next.data();
+        for (int64_t s = 0; s < L.T; ++s) {
+          const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
+          recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.data(), GH, /*accumulate=*/false);
           for (int64_t b = 0; b < Bt; ++b) {
             const int64_t r = row0 + b;
-            scalar_t* h_row = project ? m.data() + b * H : h_next.data() + b * P;
+            scalar_t* h_row = project ? m.data() + b * H : h_cur + b * P;
             scalar_t* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
             scalar_t* saved_row = kTraining ? L.saved + r * SH : nullptr;
             // units are independent; in-place rows (saved over gx, c over c_prev) are read
@@ -127,45 +152,35 @@ void layer_forward(const Layer<scalar_t>& L) {
 #pragma GCC ivdep
             for (int64_t j = j0; j < j1; ++j) {
               Cell::template forward<kTraining, kHasBias>(j, H, gx + r * ld_gx, gh.data() + b * GH,
-                                                          L.w.b_ih, L.w.b_hh, h.data() + b * P,
+                                                          L.w.b_ih, L.w.b_hh, h_prev + b * P,
                                                           c_row, h_row, c_row, saved_row);
             }
           }
-        };
-        const auto unit_range = [&](int64_t i) {
-          return std::pair{std::min(H, blocks * i / tasks * 64),
-                           std::min(H, blocks * (i + 1) / tasks * 64)};
-        };
-        if constexpr (RecurrentGemm<scalar_t>::kPacked) {
-          // one pass per step: each thread multiplies its units' panels, then runs their cell
-          threads.run(tasks, [&](int64_t i) {
-            recurrent.multiply_units(blocks * i / tasks, blocks * (i + 1) / tasks, Bt, h.data(), P,
-                                     gh.data(), GH);
-            const auto [j0, j1] = unit_range(i);
-            cell_units(j0, j1);
-          });
-        } else {
-          recurrent.multiply(threads, Bt, h.data(), P, gh.data(), GH, /*accumulate=*/false);
-          threads.run(tasks, [&](int64_t i) {
-            const auto [j0, j1] = unit_range(i);
-            cell_units(j0, j1);
-          });
+          if (project) {
+            barrier.wait(size);  // m of every unit
+            if (p1 > p0) {
+              gemm<scalar_t>(false, true, Bt, p1 - p0, H, 1, m.data(), H, L.w.w_hr + p0 * H, H, 0,
+                             h_cur + p0, P);
+            }
+          }
+          copy_columns(h_cur, P, Bt, p0, p1, L.out + row0 * L.ld_out, L.ld_out);
+          // rows no longer (or not yet) active keep their state
+          copy_columns(h_prev + Bt * P, P, B - Bt, p0, p1, h_cur + Bt * P, P);
+          barrier.wait(size);  // h_t whole before the next product reads it
+          std::swap(h_prev, h_cur);
         }
-        if (project) {
-          parallel_gemm<scalar_t>(threads, false, false, true, Bt, P, H, m.data(), H, L.w.w_hr, H,
-                                  0, h_next.data(), P);
-        }
-        copy_rows(h_next.data(), P, Bt, P, L.out + row0 * L.ld_out, L.ld_out);
-        // rows no longer (or not yet) active keep their state
-        std::copy(h.begin() + Bt * P, h.end(), h_next.begin() + Bt * P);
-        std::swap(h, h_next);
-      }
+      });
     });
   });
-  std::copy(h.begin(), h.end(), L.h_n);
+  const std::vector<scalar_t>& h_last = L.T % 2 == 0 ? h : h_next;
+  std::copy(h_last.begin(), h_last.end(), L.h_n);
   if constexpr (Cell::kHasCellState) std::copy(c.begin(), c.end(), L.c_n);
 }
 
+// Backward walks the steps in reverse on a team, like forward: each thread owns a share of the
+// units, runs the cell's backward on them, waits once for the others (the product reads dgh of
+// every unit), then computes its columns of dL/dh_{t-1} = dgh_t W_hh, which are its own units'
+// (with a projection its share of h's columns, and a second wait before dL/dm = dh W_hr).
 template <class Cell, typename scalar_t>
 void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   const int64_t B = L.B, N = L.N, H = L.H, P = L.P;
@@ -191,49 +206,65 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   // m of every row.
   std::vector<scalar_t> dm(project ? B * H : 0), dh_rows(project ? N * P : 0),
       m_rows(project ? N * H : 0);
+  SpinBarrier barrier;
 
-  for (int64_t s = L.T - 1; s >= 0; --s) {
-    const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
-    if (g.grad_out) {
-      for (int64_t b = 0; b < Bt; ++b) {
-        const scalar_t* go = g.grad_out + (row0 + b) * g.ld_grad_out;
-        for (int64_t k = 0; k < P; ++k) dh[b * P + k] += go[k];
-      }
-    }
-    const scalar_t* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
-    if (project) {
-      copy_rows(dh.data(), P, Bt, P, dh_rows.data() + row0 * P, P);
-      parallel_gemm<scalar_t>(threads, false, false, false, Bt, H, P, dh.data(), P, L.w.w_hr, H,
-                              0, dm.data(), H);
-      dh_cell = dm.data();
-    }
-    for (int64_t b = 0; b < Bt; ++b) {
-      const int64_t r = row0 + b;
-      const int64_t prev = L.prev_step(t, b);
-      const int64_t prev_row = prev >= 0 ? L.offsets[prev] + b : -1;
-      const scalar_t* h_prev = prev >= 0 ? L.out + prev_row * L.ld_out : L.h0 + b * P;
-      std::copy(h_prev, h_prev + P, h_prev_rows.data() + r * P);
-      const scalar_t* c_prev = nullptr;
-      if constexpr (Cell::kHasCellState) {
-        c_prev = prev >= 0 ? L.saved + prev_row * SH + Cell::kSavedCellSlot * H : L.c0 + b * H;
-      }
-      const scalar_t* saved_row = L.saved ? L.saved + r * SH : nullptr;
-      scalar_t* dc_row = Cell::kHasCellState ? dc.data() + b * H : nullptr;
-      // dh's row doubles as the GRU's dh_prev_direct output: each unit reads its value first
-#pragma GCC ivdep
-      for (int64_t j = 0; j < H; ++j) {
-        Cell::backward(j, H, dh_cell[b * H + j], dc_row, saved_row, h_prev, L.out + r * L.ld_out,
-                       c_prev, dgx.data() + r * GH, dgh + r * GH, dh.data() + b * P);
-      }
-      if constexpr (kIsLstm<Cell>) {
-        if (project) {
-          for (int64_t j = 0; j < H; ++j) m_rows[r * H + j] = Cell::unprojected_h(j, H, saved_row);
+  threads.team(std::min(threads.count, (H + 63) / 64), [&](int64_t rank, int64_t size) {
+    const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
+    // and its columns of dh: its units, or with a projection a share of P
+    const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
+    const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
+    recurrent.pack_units(q0, q1);
+    for (int64_t s = L.T - 1; s >= 0; --s) {
+      const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
+      if (g.grad_out) {
+        for (int64_t b = 0; b < Bt; ++b) {
+          const scalar_t* go = g.grad_out + (row0 + b) * g.ld_grad_out;
+          for (int64_t k = p0; k < p1; ++k) dh[b * P + k] += go[k];
         }
       }
+      const scalar_t* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
+      if (project) {
+        copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.data() + row0 * P, P);
+        barrier.wait(size);  // dh of every column
+        if (j1 > j0) {
+          gemm<scalar_t>(false, false, Bt, j1 - j0, P, 1, dh.data(), P, L.w.w_hr + j0, H, 0,
+                         dm.data() + j0, H);
+        }
+        dh_cell = dm.data();
+      }
+      for (int64_t b = 0; b < Bt; ++b) {
+        const int64_t r = row0 + b;
+        const int64_t prev = L.prev_step(t, b);
+        const int64_t prev_row = prev >= 0 ? L.offsets[prev] + b : -1;
+        const scalar_t* h_prev = prev >= 0 ? L.out + prev_row * L.ld_out : L.h0 + b * P;
+        std::copy(h_prev + p0, h_prev + p1, h_prev_rows.data() + r * P + p0);
+        const scalar_t* c_prev = nullptr;
+        if constexpr (Cell::kHasCellState) {
+          c_prev = prev >= 0 ? L.saved + prev_row * SH + Cell::kSavedCellSlot * H : L.c0 + b * H;
+        }
+        const scalar_t* saved_row = L.saved ? L.saved + r * SH : nullptr;
+        scalar_t* dc_row = Cell::kHasCellState ? dc.data() + b * H : nullptr;
+        // dh's row doubles as the GRU's dh_prev_direct output: each unit reads its value first
+#pragma GCC ivdep
+        for (int64_t j = j0; j < j1; ++j) {
+          Cell::backward(j, H, dh_cell[b * H + j], dc_row, saved_row, h_prev,
+                         L.out + r * L.ld_out, c_prev, dgx.data() + r * GH, dgh + r * GH,
+                         dh.data() + b * P);
+        }
+        if constexpr (kIsLstm<Cell>) {
+          if (project) {
+            for (int64_t j = j0; j < j1; ++j) {
+              m_rows[r * H + j] = Cell::unprojected_h(j, H, saved_row);
+            }
+          }
+        }
+      }
+      barrier.wait(size);  // dgh of every unit
+      // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh
+      recurrent.multiply_units(q0, q1, Bt, dgh + row0 * GH, GH, dh.data(), P,
+                               /*accumulate=*/Cell::kSplitHiddenGrad);
     }
-    // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh (beta = 1)
-    recurrent.multiply(threads, Bt, dgh + row0 * GH, GH, dh.data(), P, Cell::kSplitHiddenGrad);
-  }
+  });
   std::copy(dh.begin(), dh.end(), g.grad_h0);
   if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
 
@@ -243,8 +274,8 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
                           g.grads.w_ih, L.I);
   parallel_gemm<scalar_t>(threads, true, true, false, GH, P, N, dgh, GH, h_prev_rows.data(), P, 0,
                           g.grads.w_hh, P);
-  if (g.grads.b_ih) column_sums(dgx.data(), N, GH, g.grads.b_ih);
-  if (g.grads.b_hh) column_sums(dgh, N, GH, g.grads.b_hh);
+  if (g.grads.b_ih) column_sums(threads, dgx.data(), N, GH, g.grads.b_ih);
+  if (g.grads.b_hh) column_sums(threads, dgh, N, GH, g.grads.b_hh);
   if (project) {
     parallel_gemm<scalar_t>(threads, true, true, false, P, H, N, dh_rows.data(), P, m_rows.data(),
                             H, 0, g.grads.w_hr, H);

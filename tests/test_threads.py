@@ -1,0 +1,67 @@
+"""The kernels' thread teams: each thread owns blocks of 64 hidden units (and, with a projection,
+a share of h's columns) and the threads wait for each other once or twice per step. Sizes here
+give every thread units and columns of its own, with uneven shares (H = 129: blocks of 64, 64
+and 1), packed sequences of different lengths in both directions, and projections split across
+threads; thread counts from 1 to more than the machine's cores (the barrier must yield)."""
+
+import pytest
+import torch
+
+import fastrnn
+from helpers import CELL_NAMES, DTYPES
+from module_helpers import stack_args
+from test_rnn_stack import in_float64, leaves, outputs_and_grads
+from tolerances import assert_close
+
+
+@pytest.fixture
+def num_threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+def _cases():
+    for mode in CELL_NAMES:
+        yield mode, dict(H=129)
+        yield mode, dict(H=200, packed=True)
+    yield "lstm", dict(H=129, proj_size=70, packed=True)
+    yield "lstm", dict(H=150, proj_size=20)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3], indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode,config", list(_cases()),
+                         ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items())
+                         if isinstance(v, dict) else str(v))
+def test_teams_match_reference(mode, config, dtype, num_threads):
+    args, kwargs = stack_args(mode, T=7, B=5, I=9, num_layers=2, bidirectional=True,
+                              dtype=dtype, **config)
+    outputs, grads = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
+    expected_outputs, expected_grads = outputs_and_grads(fastrnn.reference.rnn_stack,
+                                                         *in_float64(args, kwargs))
+    for k, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected.to(dtype), "output", f"{num_threads} threads: output {k}")
+    for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(grad, expected.to(dtype), "grad", f"{num_threads} threads: grad of leaf {k}")
+
+
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_thread_count_does_not_change_the_recurrence(mode):
+    """The recurrent product and the cell compute each unit the same way whoever owns it, so
+    forward outputs are bitwise equal for every thread count."""
+    args, kwargs = stack_args(mode, T=9, B=3, I=6, H=200, num_layers=1, bidirectional=True,
+                              dtype=torch.float32, requires_grad=False,
+                              proj_size=70 if mode == "lstm" else 0)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results.append(fastrnn.functional.rnn_stack(*args, **kwargs))
+    finally:
+        torch.set_num_threads(before)
+    for n, result in zip((2, 3), results[1:]):
+        for value, expected in zip(result, results[0]):
+            assert torch.equal(value, expected), f"{n} threads differ from 1"
