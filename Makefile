@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BUILD_DEPS ?= scikit-build-core==1.1.2 pybind11==3.1.0 ninja==1.13.2 cmake==4.4.4 \
-              scipy-openblas32==0.3.34.481.3 numpy pytest
+              scipy-openblas32==0.3.34.481.3 numpy pytest matplotlib
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 

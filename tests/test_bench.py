@@ -2,6 +2,7 @@
 
 import csv
 import json
+import struct
 import subprocess
 import sys
 
@@ -9,8 +10,10 @@ import pytest
 import torch
 
 import fastrnn
-from fastrnn.bench.cli import config_from_args, parse_args
+from fastrnn.bench.cli import config_from_args, main, parse_args
 from fastrnn.bench.memory import saved_for_backward
+from fastrnn.bench.plot import MISSING, speedup_figure
+from fastrnn.bench.results import Result, add_speedups
 from fastrnn.bench.workloads import IMPLS as RUNNERS
 from fastrnn.bench.workloads import Case, Runner, exact_fp32, make_workload
 
@@ -75,7 +78,7 @@ def test_every_impl_layers_bidirectional_threads(tmp_path):
     out = bench("--preset", "smoke", "--impls", ",".join(IMPLS), "--cells", "lstm,gru",
                 "--T", "3", "--B", "2", "--I", "4", "--H", "5", "--layers", "2",
                 "--bidirectional", "--threads", "1,2", "--no-peak", "--csv",
-                str(tmp_path / "r.csv"))
+                str(tmp_path / "r.csv"), "--plot", str(tmp_path / "plots" / "speedup.png"))
     assert "peak      " not in out.stdout
     rows = table_rows(out.stdout)
     assert {(r[0], r[1], r[5], r[6]) for r in rows} == {
@@ -91,6 +94,11 @@ def test_every_impl_layers_bidirectional_threads(tmp_path):
     lstm = next(r for r in records if r["cell"] == "lstm" and r["mode"] == "inference")
     want = sum(2 * 2 * 3 * 2 * 4 * 5 * (i + 5) for i in (4, 10))
     assert float(lstm["gflop"]) * 1e9 == pytest.approx(want)
+    # The plot: a PNG (signature, then the IHDR chunk: width, height) of a real figure.
+    png = (tmp_path / "plots" / "speedup.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width >= 600 and height >= 600 and len(png) > 20_000
 
 
 def test_readme_preset_with_its_shapes_overridden():
@@ -105,7 +113,8 @@ def test_readme_preset_with_its_shapes_overridden():
 
 @pytest.mark.parametrize("args", [["--impls", "fastrnn"], ["--impls", "torch,nope"],
                                   ["--preset", "readme", "--cells", "rnn_relu"],
-                                  ["--smoke", "--preset", "readme"]])
+                                  ["--smoke", "--preset", "readme"],
+                                  ["--smoke", "--impls", "torch", "--plot", "p.png"]])
 def test_bad_arguments_exit_2(args):
     proc = bench(*args, returncode=2)
     assert "fastrnn.bench:" in proc.stderr
@@ -211,3 +220,56 @@ def test_saved_bytes_of_torch(impl):
     # torch.nn keeps at least the gates of every step (4*H per row) for backward.
     assert saved.extra >= 4 * 3 * 2 * 4 * 5
     assert saved.all > saved.extra
+
+
+def fake_results(threads=(1, 2), impls=("torch", "fastrnn", "torch-native")) -> list[Result]:
+    """Results with known speedups: impl k of n runs in (k + 1) / n of torch's time in inference,
+    n / (k + 1) times it in train."""
+    cases = (Case("lstm", 5, 3, 8, 8), Case("gru", 5, 3, 8, 8, layers=2, bidirectional=True))
+    results = []
+    for t in threads:
+        for case in cases:
+            for mode in ("inference", "train"):
+                for k, impl in enumerate(impls):
+                    ms = (k + 1) / len(impls) if mode == "inference" else len(impls) / (k + 1)
+                    results.append(Result.from_times(t, case, mode, impl, [ms / 1e3], 1e9, None))
+    add_speedups(results, "torch")
+    return results
+
+
+def test_plot_bars_per_case_mode_and_impl_one_panel_per_thread_count():
+    results = fake_results()
+    fig = speedup_figure(results, "torch", "the title")
+    assert fig.get_suptitle() == "the title"
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["1 thread", "2 threads"]
+    [legend] = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["fastrnn", "torch-native"]
+    want = sorted(r.speedup for r in results if r.impl != "torch" and r.threads == 1)
+    for ax in axes:
+        assert ax.get_yscale() == "log"
+        assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.get_lines())
+        # 4 groups (2 cases x 2 modes) x 2 implementations, each bar from 1.0 to its speedup
+        bars = ax.patches
+        assert len(bars) == 8
+        ends = sorted(b.get_y() + b.get_height() for b in bars)
+        assert ends == pytest.approx(want)
+        assert all(b.get_y() == 1.0 for b in bars)
+    labels = [t.get_text() for t in axes[-1].get_xticklabels()]
+    assert labels == ["lstm 5x3x8x8\ninference", "lstm 5x3x8x8\ntrain",
+                      "gru 5x3x8x8 L2 bi\ninference", "gru 5x3x8x8 L2 bi\ntrain"]
+
+
+def test_plot_without_another_implementation_is_an_error():
+    with pytest.raises(ValueError, match="nothing to plot"):
+        speedup_figure(fake_results(impls=("torch",)), "torch", "")
+
+
+def test_plot_without_matplotlib_exits_2_before_running(monkeypatch, capsys, tmp_path):
+    for name in [n for n in sys.modules if n == "matplotlib" or n.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert main(["--smoke", "--plot", str(tmp_path / "p.png")]) == 2
+    out = capsys.readouterr()
+    assert out.err == f"fastrnn.bench: {MISSING}\n" and out.out == ""
+    assert not (tmp_path / "p.png").exists()

@@ -15,6 +15,7 @@ Modules, in the order a run uses them:
   and CSV files.
 - ``environment``: the machine and library versions the numbers belong to.
 - ``report``: the header, the table and the footer that are printed.
+- ``plot``: the ``--plot`` figure of the speedups (matplotlib, optional).
 - ``cli``: the command line, which ties the above together.
 """
 

@@ -1,4 +1,5 @@
-"""The command line: ``python -m fastrnn.bench [--preset NAME] [--json PATH] [--csv PATH] [overrides]``.
+"""The command line: ``python -m fastrnn.bench [--preset NAME] [overrides] [--json PATH]
+[--csv PATH] [--plot PATH]``.
 
 Console script: ``fastrnn-bench = "fastrnn.bench.cli:main"``.
 """
@@ -16,7 +17,8 @@ from .config import PRESETS, BenchConfig
 from .environment import Environment, load_average
 from .memory import SavedBytes, saved_for_backward
 from .peak import Peak, measure_peak
-from .report import format_footer, format_header, format_load, format_table
+from .plot import require_matplotlib, write_plot
+from .report import format_footer, format_header, format_load, format_table, plot_title
 from .results import Result, add_speedups, write_csv, write_json
 from .timing import TIMERS, time_interleaved
 from .workloads import (BASELINE, CELLS, DEVICES, DTYPES, FLOP_MODEL, IMPLS, MODES, STEPS, Case,
@@ -50,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", help="also write config, machine and results here")
     p.add_argument("--csv", metavar="PATH",
                    help="also write one row per case, mode, thread count and implementation here")
+    p.add_argument("--plot", metavar="PATH",
+                   help=f"also draw the speedups over {BASELINE} here (bars per case and mode, one "
+                        f"per other implementation; a panel per thread count); the format follows "
+                        f"the extension (.png, .svg, .pdf); needs matplotlib")
     p.add_argument("--impls", type=_names,
                    help=f"comma-separated, from {','.join(IMPLS)}; must include {BASELINE}; "
                         f"reference is slow, for small shapes only (default "
@@ -223,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = config_from_args(args)
-    except ValueError as e:
+        if args.plot:
+            if config.impls == (BASELINE,):
+                raise ValueError(f"--plot draws speedups over {BASELINE}: --impls must name "
+                                 f"another implementation too")
+            require_matplotlib()
+    except (ValueError, ImportError) as e:
         print(f"fastrnn.bench: {e}", file=sys.stderr)
         return 2
     if config.threads is not None:
@@ -272,4 +283,7 @@ def run(config: BenchConfig, args: argparse.Namespace) -> int:
     if args.csv:
         write_csv(args.csv, results)
         print(f"results written to {args.csv}")
+    if args.plot:
+        write_plot(args.plot, results, BASELINE, plot_title(config, env, BASELINE))
+        print(f"plot written to {args.plot}")
     return 0

@@ -37,6 +37,15 @@ def format_header(config: BenchConfig, env: Environment, peaks: list[Peak]) -> s
     return "\n".join(lines)
 
 
+def plot_title(config: BenchConfig, env: Environment, baseline: str) -> str:
+    """The --plot figure's title: what was compared, on which machine, threads and dtype."""
+    machine = f"{env.gpu} (cuda)" if env.gpu else f"{env.cpu} ({env.logical_cpus} logical cpus)"
+    threads = config.threads if config.threads is not None else (env.torch_threads,)
+    thread_text = f"{', '.join(map(str, threads))} thread{'s' * (threads != (1,))}"
+    return (f"fastrnn benchmark: speedup over {baseline} ({baseline} median / median)\n"
+            f"{machine}, {thread_text}, {config.dtype}, fastrnn {env.fastrnn}, torch {env.torch}")
+
+
 def format_load(load: tuple[float, float, float] | None) -> str:
     return "unknown" if load is None else " ".join(f"{x:.2f}" for x in load)
 

@@ -71,7 +71,7 @@ def add_speedups(results: list[Result], baseline: str) -> None:
             r.speedup = base[r.group] / r.median_ms
 
 
-def _make_parent(path: str) -> None:
+def make_parent_dir(path: str) -> None:
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -86,7 +86,7 @@ def write_json(path: str, **sections) -> None:
             return [plain(v) for v in value]
         return value
 
-    _make_parent(path)
+    make_parent_dir(path)
     with open(path, "w") as f:
         json.dump({name: plain(value) for name, value in sections.items()}, f, indent=2)
         f.write("\n")
@@ -100,7 +100,7 @@ CSV_COLUMNS = ("threads", "cell", "T", "B", "I", "H", "layers", "bidirectional",
 def write_csv(path: str, results: list[Result]) -> None:
     """One row per result, CSV_COLUMNS; empty cells where a value is None (speedup: no baseline;
     saved bytes: inference)."""
-    _make_parent(path)
+    make_parent_dir(path)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
