@@ -214,7 +214,7 @@ def test_saved_bytes_of_fastrnn_are_output_and_reserve(cell):
 
 
 @pytest.mark.parametrize("impl", ["torch", "torch-native", "reference"])
-def test_saved_bytes_of_torch(impl):
+def test_saved_bytes_of_the_baselines(impl):
     workload = make_workload(Case("lstm", 3, 2, 4, 5), torch.float32, seed=0)
     saved = saved_for_backward(RUNNERS[impl](workload), workload)
     # torch.nn keeps at least the gates of every step (4*H per row) for backward.

@@ -7,10 +7,11 @@ Modules, in the order a run uses them:
 - ``config``: what one run measures (:class:`BenchConfig`: a list of cases) and its presets.
 - ``workloads``: the cells, the cases, the implementations under test (torch, fastrnn,
   torch-native, reference), the timed steps and the FLOP model.
-- ``peak``: the fp32 GEMM peak (OpenBLAS sgemm and torch.mm) the GFLOP/s are judged against.
+- ``peak``: the fp32 GEMM peak (OpenBLAS sgemm and torch.mm; torch.mm on cuda) the GFLOP/s are
+  judged against.
 - ``check``: the parity check that must pass before any number is reported.
 - ``memory``: the bytes a train step's forward saves for backward, per implementation.
-- ``timing``: the interleaved wall-clock timer.
+- ``timing``: the interleaved timer (wall clock; CUDA events on cuda).
 - ``results``: one :class:`Result` per (thread count, case, mode, implementation) and the JSON
   and CSV files.
 - ``environment``: the machine and library versions the numbers belong to.

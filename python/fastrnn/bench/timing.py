@@ -1,4 +1,5 @@
-"""Wall-clock timing of steps, implementations interleaved run by run.
+"""Timing of steps (wall clock on the CPU, CUDA events on the GPU), implementations interleaved
+run by run.
 
 A run is ``block`` back-to-back timed calls of one step, after ``settle_s`` seconds of idling.
 Runs alternate between the steps, in an order rotated every round, so drift of the machine (other
@@ -9,9 +10,9 @@ after measured twice its time on 2 cores. fastrnn now runs on torch's own pool (
 single-threaded inside it) except on CPUs without AVX-512; the idle time keeps any such effect out of
 the figures. A run's calls are back to back, as a training loop's are.
 
-On CUDA a call is timed with CUDA events around it: the GPU's time from the first kernel launched
-to the end of the last, with the queue drained before and after, so no call is charged another's
-work.
+On CUDA a call is timed from a CUDA event recorded just before it to one recorded after it, with
+the queue drained first, so no call is charged another's work; gaps while the CPU launches kernels
+count, as they do in a training loop that waits on each step.
 """
 
 from __future__ import annotations
