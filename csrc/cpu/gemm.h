@@ -27,13 +27,14 @@
 
 namespace fastrnn::cpu::FASTRNN_CPU_ISA {
 
-// gemm() on the thread pool: the rows of C (split_rows) or its columns are cut into one block per
-// thread, each a single-threaded BLAS call. Blocks of columns are multiples of 16 (a cache line
-// of floats); small products run as one call.
+// gemm() on the thread pool: the larger of C's two sides is cut into one block per thread,
+// each a single-threaded BLAS call (which then packs only its share of the operand it cuts).
+// Blocks of columns are multiples of 16 (a cache line of floats); small products run as one call.
 template <typename scalar_t>
-inline void parallel_gemm(const Threads& threads, bool split_rows, bool trans_a, bool trans_b, int64_t M,
-                   int64_t N, int64_t K, const scalar_t* A, int64_t lda, const scalar_t* B,
-                   int64_t ldb, scalar_t beta, scalar_t* C, int64_t ldc) {
+inline void parallel_gemm(const Threads& threads, bool trans_a, bool trans_b, int64_t M,
+                          int64_t N, int64_t K, const scalar_t* A, int64_t lda, const scalar_t* B,
+                          int64_t ldb, scalar_t beta, scalar_t* C, int64_t ldc) {
+  const bool split_rows = M >= N;
   const int64_t extent = split_rows ? M : N, align = split_rows ? 1 : 16;
   const int64_t units = (extent + align - 1) / align;
   const bool small = M * N * K < (int64_t{1} << 15);
@@ -127,25 +128,40 @@ class RecurrentGemm {
 
  private:
 #if defined(__AVX512F__)
-  // C[0:MR, 64p : 64p + 64) of one panel; the last panel stores only its valid columns
+  // C[0:MR, 64p : 64p + 64) of one panel; the last panel stores only its valid columns. With
+  // one or two rows, two sets of accumulators take alternate k, so that enough independent FMAs
+  // are in flight to hide their latency.
   template <int MR>
   void block(int64_t p, int64_t k0, int64_t k1, const float* A, int64_t lda, float* C,
              int64_t ldc, bool accumulate) const {
+    constexpr int kSets = MR <= 2 ? 2 : 1;
     const float* w = packed_.get() + p * K_ * kPanel;
-    __m512 acc[MR][4];
-    for (int r = 0; r < MR; ++r) {
-      for (int v = 0; v < 4; ++v) acc[r][v] = _mm512_setzero_ps();
+    __m512 acc[kSets][MR][4];
+    for (int q = 0; q < kSets; ++q) {
+      for (int r = 0; r < MR; ++r) {
+        for (int v = 0; v < 4; ++v) acc[q][r][v] = _mm512_setzero_ps();
+      }
     }
-    for (int64_t k = k0; k < k1; ++k) {
+    const auto step = [&](int64_t k, __m512 (&sum)[MR][4]) {
       const float* wk = w + k * kPanel;
       const __m512 b0 = _mm512_loadu_ps(wk), b1 = _mm512_loadu_ps(wk + 16),
                    b2 = _mm512_loadu_ps(wk + 32), b3 = _mm512_loadu_ps(wk + 48);
       for (int r = 0; r < MR; ++r) {
         const __m512 a = _mm512_set1_ps(A[r * lda + k]);
-        acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
-        acc[r][2] = _mm512_fmadd_ps(a, b2, acc[r][2]);
-        acc[r][3] = _mm512_fmadd_ps(a, b3, acc[r][3]);
+        sum[r][0] = _mm512_fmadd_ps(a, b0, sum[r][0]);
+        sum[r][1] = _mm512_fmadd_ps(a, b1, sum[r][1]);
+        sum[r][2] = _mm512_fmadd_ps(a, b2, sum[r][2]);
+        sum[r][3] = _mm512_fmadd_ps(a, b3, sum[r][3]);
+      }
+    };
+    int64_t k = k0;
+    for (; k + kSets <= k1; k += kSets) {
+      for (int q = 0; q < kSets; ++q) step(k + q, acc[q]);
+    }
+    for (; k < k1; ++k) step(k, acc[0]);
+    if constexpr (kSets == 2) {
+      for (int r = 0; r < MR; ++r) {
+        for (int v = 0; v < 4; ++v) acc[0][r][v] = _mm512_add_ps(acc[0][r][v], acc[1][r][v]);
       }
     }
     const int64_t n0 = panel_column(p), valid = panel_width(p);
@@ -154,8 +170,9 @@ class RecurrentGemm {
       const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
       for (int r = 0; r < MR; ++r) {
         float* c = C + r * ldc + n0 + 16 * v;
-        const __m512 sum = accumulate ? _mm512_add_ps(acc[r][v], _mm512_maskz_loadu_ps(mask, c))
-                                      : acc[r][v];
+        const __m512 sum = accumulate
+                               ? _mm512_add_ps(acc[0][r][v], _mm512_maskz_loadu_ps(mask, c))
+                               : acc[0][r][v];
         _mm512_mask_storeu_ps(c, mask, sum);
       }
     }
@@ -167,17 +184,22 @@ class RecurrentGemm {
              scalar_t* C, int64_t ldc, bool accumulate) const {
 #if defined(__AVX512F__)
     if constexpr (kPacked) {
-      int64_t m = 0;
-      for (; m + 6 <= M; m += 6) block<6>(p, k0, k1, A + m * lda, lda, C + m * ldc, ldc, accumulate);
-      const float* a = A + m * lda;
-      float* c = C + m * ldc;
-      switch (M - m) {
-        case 5: block<5>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 4: block<4>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 3: block<3>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 2: block<2>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 1: block<1>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-        default: break;
+      // rows in blocks of at most 6, as even as can be (32 rows: 5 5 6 5 5 6, not 6 x 5 + 2)
+      const int64_t blocks = (M + 5) / 6;
+      for (int64_t i = 0, m = 0; i < blocks; ++i) {
+        const int64_t rows = M * (i + 1) / blocks - m;
+        const float* a = A + m * lda;
+        float* c = C + m * ldc;
+        m += rows;
+        switch (rows) {
+          case 6: block<6>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+          case 5: block<5>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+          case 4: block<4>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+          case 3: block<3>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+          case 2: block<2>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+          case 1: block<1>(p, k0, k1, a, lda, c, ldc, accumulate); break;
+          default: break;
+        }
       }
     }
 #endif

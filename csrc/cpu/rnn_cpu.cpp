@@ -1,6 +1,7 @@
 #include "cpu/rnn_cpu.h"
 
 #include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -61,6 +62,13 @@ struct LayerGradIO {
   LayerGrads<scalar_t> grads;
 };
 
+// Scratch memory left uninitialised: every element is written before it is read (a
+// std::vector would first zero it, a pass over memory as large as the work at small sizes).
+template <typename scalar_t>
+std::unique_ptr<scalar_t[]> scratch(int64_t n) {
+  return std::unique_ptr<scalar_t[]>(new scalar_t[n]);
+}
+
 // out[n] = sum over rows of d[rows, n], columns split among the threads.
 template <typename scalar_t>
 void column_sums(const Threads& threads, const scalar_t* d, int64_t rows, int64_t n,
@@ -109,11 +117,11 @@ void layer_forward(const Layer<scalar_t>& L) {
 
   // W_ih x for every row. When training, it goes straight into the saved rows, which the cell
   // then overwrites in place with its activations: no separate buffer of N * G*H.
-  std::vector<scalar_t> gx_buffer(training ? 0 : L.N * GH);
-  scalar_t* gx = training ? L.saved : gx_buffer.data();
+  const auto gx_buffer = scratch<scalar_t>(training ? 0 : L.N * GH);
+  scalar_t* gx = training ? L.saved : gx_buffer.get();
   const int64_t ld_gx = training ? SH : GH;
   const Threads& threads = *L.threads;
-  parallel_gemm<scalar_t>(threads, true, false, true, L.N, GH, L.I, L.x, L.ldx, L.w.w_ih, L.I, 0,
+  parallel_gemm<scalar_t>(threads, false, true, L.N, GH, L.I, L.x, L.ldx, L.w.w_ih, L.I, 0,
                           gx, ld_gx);
 
   // The running state: row b holds the latest h (and c) of sequence b. Rows of sequences that
@@ -123,8 +131,8 @@ void layer_forward(const Layer<scalar_t>& L) {
   std::vector<scalar_t> h(L.h0, L.h0 + B * P), h_next(B * P);
   std::vector<scalar_t> c;
   if constexpr (Cell::kHasCellState) c.assign(L.c0, L.c0 + B * H);
-  std::vector<scalar_t> gh(B * GH);              // W_hh h_{t-1} of the active rows
-  std::vector<scalar_t> m(project ? B * H : 0);  // the cell's output before the projection
+  const auto gh = scratch<scalar_t>(B * GH);  // W_hh h_{t-1} of the active rows
+  const auto m = scratch<scalar_t>(project ? B * H : 0);  // the cell's output before W_hr
   const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P, /*w_transposed=*/false,
                                           Cell::kGates);
   const int64_t blocks = recurrent.unit_blocks();
@@ -141,17 +149,17 @@ void layer_forward(const Layer<scalar_t>& L) {
         scalar_t* h_cur = h_next.data();
         for (int64_t s = 0; s < L.T; ++s) {
           const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
-          recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.data(), GH, /*accumulate=*/false);
+          recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.get(), GH, /*accumulate=*/false);
           for (int64_t b = 0; b < Bt; ++b) {
             const int64_t r = row0 + b;
-            scalar_t* h_row = project ? m.data() + b * H : h_cur + b * P;
+            scalar_t* h_row = project ? m.get() + b * H : h_cur + b * P;
             scalar_t* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
             scalar_t* saved_row = kTraining ? L.saved + r * SH : nullptr;
             // units are independent; in-place rows (saved over gx, c over c_prev) are read
             // before they are written within each unit, so the loop vectorises
 #pragma GCC ivdep
             for (int64_t j = j0; j < j1; ++j) {
-              Cell::template forward<kTraining, kHasBias>(j, H, gx + r * ld_gx, gh.data() + b * GH,
+              Cell::template forward<kTraining, kHasBias>(j, H, gx + r * ld_gx, gh.get() + b * GH,
                                                           L.w.b_ih, L.w.b_hh, h_prev + b * P,
                                                           c_row, h_row, c_row, saved_row);
             }
@@ -159,7 +167,7 @@ void layer_forward(const Layer<scalar_t>& L) {
           if (project) {
             barrier.wait(size);  // m of every unit
             if (p1 > p0) {
-              gemm<scalar_t>(false, true, Bt, p1 - p0, H, 1, m.data(), H, L.w.w_hr + p0 * H, H, 0,
+              gemm<scalar_t>(false, true, Bt, p1 - p0, H, 1, m.get(), H, L.w.w_hr + p0 * H, H, 0,
                              h_cur + p0, P);
             }
           }
@@ -190,10 +198,10 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
 
   // dL/d(pre-activations) of every row: of W_ih x (dgx) and of W_hh h_{t-1} (dgh), the same
   // buffer except for the GRU.
-  std::vector<scalar_t> dgx(N * GH);
-  std::vector<scalar_t> dgh_buffer(Cell::kSplitHiddenGrad ? N * GH : 0);
-  scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.data() : dgx.data();
-  std::vector<scalar_t> h_prev_rows(N * P);  // h_{t-1} of every row, for the W_hh gradient
+  const auto dgx = scratch<scalar_t>(N * GH);
+  const auto dgh_buffer = scratch<scalar_t>(Cell::kSplitHiddenGrad ? N * GH : 0);
+  scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.get() : dgx.get();
+  const auto h_prev_rows = scratch<scalar_t>(N * P);  // h_{t-1} of every row, for dW_hh
   const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, P, GH, /*w_transposed=*/true);  // dgh W_hh
 
   // dL/dh and dL/dc flowing back through the running state, row b for sequence b
@@ -204,8 +212,9 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
 
   // With a projection h = W_hr m: dL/dm of the active rows, and for the W_hr gradient dL/dh and
   // m of every row.
-  std::vector<scalar_t> dm(project ? B * H : 0), dh_rows(project ? N * P : 0),
-      m_rows(project ? N * H : 0);
+  const auto dm = scratch<scalar_t>(project ? B * H : 0);
+  const auto dh_rows = scratch<scalar_t>(project ? N * P : 0);
+  const auto m_rows = scratch<scalar_t>(project ? N * H : 0);
   SpinBarrier barrier;
 
   threads.team(std::min(threads.count, (H + 63) / 64), [&](int64_t rank, int64_t size) {
@@ -224,20 +233,20 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
       }
       const scalar_t* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
       if (project) {
-        copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.data() + row0 * P, P);
+        copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.get() + row0 * P, P);
         barrier.wait(size);  // dh of every column
         if (j1 > j0) {
           gemm<scalar_t>(false, false, Bt, j1 - j0, P, 1, dh.data(), P, L.w.w_hr + j0, H, 0,
-                         dm.data() + j0, H);
+                         dm.get() + j0, H);
         }
-        dh_cell = dm.data();
+        dh_cell = dm.get();
       }
       for (int64_t b = 0; b < Bt; ++b) {
         const int64_t r = row0 + b;
         const int64_t prev = L.prev_step(t, b);
         const int64_t prev_row = prev >= 0 ? L.offsets[prev] + b : -1;
         const scalar_t* h_prev = prev >= 0 ? L.out + prev_row * L.ld_out : L.h0 + b * P;
-        std::copy(h_prev + p0, h_prev + p1, h_prev_rows.data() + r * P + p0);
+        std::copy(h_prev + p0, h_prev + p1, h_prev_rows.get() + r * P + p0);
         const scalar_t* c_prev = nullptr;
         if constexpr (Cell::kHasCellState) {
           c_prev = prev >= 0 ? L.saved + prev_row * SH + Cell::kSavedCellSlot * H : L.c0 + b * H;
@@ -248,7 +257,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
 #pragma GCC ivdep
         for (int64_t j = j0; j < j1; ++j) {
           Cell::backward(j, H, dh_cell[b * H + j], dc_row, saved_row, h_prev,
-                         L.out + r * L.ld_out, c_prev, dgx.data() + r * GH, dgh + r * GH,
+                         L.out + r * L.ld_out, c_prev, dgx.get() + r * GH, dgh + r * GH,
                          dh.data() + b * P);
         }
         if constexpr (kIsLstm<Cell>) {
@@ -268,16 +277,16 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   std::copy(dh.begin(), dh.end(), g.grad_h0);
   if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
 
-  parallel_gemm<scalar_t>(threads, true, false, false, N, L.I, GH, dgx.data(), GH, L.w.w_ih,
+  parallel_gemm<scalar_t>(threads, false, false, N, L.I, GH, dgx.get(), GH, L.w.w_ih,
                           L.I, g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
-  parallel_gemm<scalar_t>(threads, true, true, false, GH, L.I, N, dgx.data(), GH, L.x, L.ldx, 0,
+  parallel_gemm<scalar_t>(threads, true, false, GH, L.I, N, dgx.get(), GH, L.x, L.ldx, 0,
                           g.grads.w_ih, L.I);
-  parallel_gemm<scalar_t>(threads, true, true, false, GH, P, N, dgh, GH, h_prev_rows.data(), P, 0,
+  parallel_gemm<scalar_t>(threads, true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0,
                           g.grads.w_hh, P);
-  if (g.grads.b_ih) column_sums(threads, dgx.data(), N, GH, g.grads.b_ih);
+  if (g.grads.b_ih) column_sums(threads, dgx.get(), N, GH, g.grads.b_ih);
   if (g.grads.b_hh) column_sums(threads, dgh, N, GH, g.grads.b_hh);
   if (project) {
-    parallel_gemm<scalar_t>(threads, true, true, false, P, H, N, dh_rows.data(), P, m_rows.data(),
+    parallel_gemm<scalar_t>(threads, true, false, P, H, N, dh_rows.get(), P, m_rows.get(),
                             H, 0, g.grads.w_hr, H);
   }
 }
@@ -329,22 +338,22 @@ void stack_forward(const RnnParams<scalar_t>& p) {
   const ReserveLayout<Cell, scalar_t> reserve{p};
   // Inference keeps the outputs of inner layers in two buffers taking turns; training keeps
   // them in the reserve, and the dropout-masked copy feeding the next layer in `masked`.
-  std::vector<scalar_t> turns(!training && p.L > 1 ? (p.L > 2 ? 2 : 1) * N * DP : 0);
-  std::vector<scalar_t> masked(training && p.dropout_masks ? N * DP : 0);
+  const auto turns = scratch<scalar_t>(!training && p.L > 1 ? (p.L > 2 ? 2 : 1) * N * DP : 0);
+  const auto masked = scratch<scalar_t>(training && p.dropout_masks ? N * DP : 0);
 
   const scalar_t* x = p.x;
   int64_t I = p.I, ldx = p.ldx;
   for (int64_t l = 0; l < p.L; ++l) {
     scalar_t* out = l == p.L - 1 ? p.output
                     : training   ? reserve.layer_output(l)
-                                 : turns.data() + (l % 2) * N * DP;
+                                 : turns.get() + (l % 2) * N * DP;
     for (int64_t d = 0; d < p.D; ++d) {
       scalar_t* saved = training ? reserve.saved(l, d) : nullptr;
       layer_forward<Cell>(make_layer(p, l, d, x, I, ldx, out, saved));
     }
     x = out;
     if (l < p.L - 1 && p.dropout_masks) {
-      scalar_t* dst = training ? masked.data() : out;  // inference may overwrite its own buffer
+      scalar_t* dst = training ? masked.get() : out;  // inference may overwrite its own buffer
       apply_mask(out, p.dropout_masks + l * N * DP, N * DP, dst);
       x = dst;
     }
@@ -359,8 +368,8 @@ void stack_backward(const RnnGradParams<scalar_t>& g) {
   const ReserveLayout<Cell, scalar_t> reserve{p};
   // dL/d(output of layer l-1), computed by layer l: two buffers taking turns; and the masked
   // input of layer l recomputed from the output of layer l-1
-  std::vector<scalar_t> turns(p.L > 1 ? (p.L > 2 ? 2 : 1) * N * DP : 0);
-  std::vector<scalar_t> masked(p.L > 1 && p.dropout_masks ? N * DP : 0);
+  const auto turns = scratch<scalar_t>(p.L > 1 ? (p.L > 2 ? 2 : 1) * N * DP : 0);
+  const auto masked = scratch<scalar_t>(p.L > 1 && p.dropout_masks ? N * DP : 0);
 
   const scalar_t* grad_out = g.grad_output;  // dL/d(output of layer l), [N, D*P] or nullptr
   for (int64_t l = p.L - 1; l >= 0; --l) {
@@ -370,12 +379,12 @@ void stack_backward(const RnnGradParams<scalar_t>& g) {
       x = reserve.layer_output(l - 1);
       I = ldx = DP;
       if (p.dropout_masks) {
-        apply_mask(x, p.dropout_masks + (l - 1) * N * DP, N * DP, masked.data());
-        x = masked.data();
+        apply_mask(x, p.dropout_masks + (l - 1) * N * DP, N * DP, masked.get());
+        x = masked.get();
       }
     }
     scalar_t* out = l == p.L - 1 ? p.output : reserve.layer_output(l);
-    scalar_t* grad_x = l == 0 ? g.grad_x : turns.data() + ((l - 1) % 2) * N * DP;
+    scalar_t* grad_x = l == 0 ? g.grad_x : turns.get() + ((l - 1) % 2) * N * DP;
     for (int64_t d = 0; d < p.D; ++d) {
       const int64_t k = l * p.D + d;
       LayerGradIO<scalar_t> io;
