@@ -14,15 +14,14 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
 #include <type_traits>
-#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
 #include "cpu/blas.h"
+#include "cpu/scratch.h"
 #include "params.h"
 
 namespace fastrnn::cpu::FASTRNN_CPU_ISA {
@@ -74,23 +73,44 @@ class RecurrentGemm {
   RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups = 1)
       : w_(w), N_(N), K_(K), w_transposed_(w_transposed), groups_(groups),
         width_(N / groups), unit_blocks_((N / groups + kPanel - 1) / kPanel) {
-    if constexpr (kPacked) packed_.reset(new scalar_t[unit_blocks_ * groups_ * K * kPanel]);
+    if constexpr (kPacked) packed_ = scratch<scalar_t>(unit_blocks_ * groups_ * K * kPanel);
   }
 
   // Packs the panels of unit blocks [u0, u1), on the calling thread (whose cache then holds them).
+  // Given transposed, a panel's rows are pieces of W's rows; otherwise W's 64 rows are gathered
+  // into columns, 16 at a time.
   void pack_units(int64_t u0, int64_t u1) const {
+#if defined(__AVX512F__)
     if constexpr (kPacked) {
-      const int64_t stride_n = w_transposed_ ? 1 : K_, stride_k = w_transposed_ ? N_ : 1;
+      const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+      const __m512i offsets = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(K_)));
       for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
-        scalar_t* dst = packed_.get() + p * K_ * kPanel;
-        const scalar_t* src = w_ + panel_column(p) * stride_n;
-        const int64_t width = panel_width(p);
+        float* dst = packed_.get() + p * K_ * kPanel;
+        const int64_t n0 = panel_column(p), width = panel_width(p);
+        if (w_transposed_) {
+          for (int64_t k = 0; k < K_; ++k, dst += kPanel) {
+            const float* src = w_ + k * N_ + n0;
+            std::copy(src, src + width, dst);
+            std::fill(dst + width, dst + kPanel, 0.0f);
+          }
+          continue;
+        }
         for (int64_t k = 0; k < K_; ++k, dst += kPanel) {
-          for (int64_t c = 0; c < width; ++c) dst[c] = src[c * stride_n + k * stride_k];
-          std::fill(dst + width, dst + kPanel, scalar_t(0));
+          for (int64_t v = 0; v < 4; ++v) {
+            const int64_t cols = std::clamp<int64_t>(width - 16 * v, 0, 16);
+            if (cols == 0) {
+              _mm512_storeu_ps(dst + 16 * v, _mm512_setzero_ps());
+              continue;
+            }
+            const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+            const float* src = w_ + (n0 + 16 * v) * K_ + k;  // W[n0 + 16v + c, k] at c * K
+            _mm512_storeu_ps(dst + 16 * v, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask,
+                                                                     offsets, src, 4));
+          }
         }
       }
     }
+#endif
   }
 
   // Unit blocks of 64 columns per group; multiply_units() takes a range of them.
@@ -215,7 +235,7 @@ class RecurrentGemm {
   int64_t N_, K_;
   bool w_transposed_;
   int64_t groups_, width_, unit_blocks_;
-  std::unique_ptr<scalar_t[]> packed_;  // written by pack_units
+  Scratch<scalar_t> packed_;  // written by pack_units
 };
 
 }  // namespace fastrnn::cpu::FASTRNN_CPU_ISA

@@ -1,7 +1,6 @@
 #include "cpu/rnn_cpu.h"
 
 #include <algorithm>
-#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -10,6 +9,7 @@
 #include "cpu/barrier.h"
 #include "cpu/blas.h"
 #include "cpu/gemm.h"
+#include "cpu/scratch.h"
 
 // Compiled once per instruction set (CMakeLists.txt), each copy in its own namespace
 // FASTRNN_CPU_ISA; cpu/dispatch.cpp picks one at run time.
@@ -61,13 +61,6 @@ struct LayerGradIO {
   scalar_t* grad_c0;       // [B, H] or nullptr
   LayerGrads<scalar_t> grads;
 };
-
-// Scratch memory left uninitialised: every element is written before it is read (a
-// std::vector would first zero it, a pass over memory as large as the work at small sizes).
-template <typename scalar_t>
-std::unique_ptr<scalar_t[]> scratch(int64_t n) {
-  return std::unique_ptr<scalar_t[]>(new scalar_t[n]);
-}
 
 // out[n] = sum over rows of d[rows, n], columns split among the threads.
 template <typename scalar_t>
