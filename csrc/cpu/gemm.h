@@ -157,37 +157,58 @@ class RecurrentGemm {
     constexpr int kSets = MR <= 2 ? 2 : 1;
     const float* w = packed_.get() + p * K_ * kPanel;
     __m512 acc[kSets][MR][4];
+#pragma GCC unroll 8
     for (int q = 0; q < kSets; ++q) {
+#pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
         for (int v = 0; v < 4; ++v) acc[q][r][v] = _mm512_setzero_ps();
       }
     }
-    const auto step = [&](int64_t k, __m512 (&sum)[MR][4]) {
+    // (a lambda taking the accumulators by reference made GCC keep them in memory: 4x slower)
+    int64_t k = k0;
+    for (; k + kSets <= k1; k += kSets) {
+#pragma GCC unroll 8
+      for (int q = 0; q < kSets; ++q) {
+        const float* wk = w + (k + q) * kPanel;
+        const __m512 b0 = _mm512_loadu_ps(wk), b1 = _mm512_loadu_ps(wk + 16),
+                     b2 = _mm512_loadu_ps(wk + 32), b3 = _mm512_loadu_ps(wk + 48);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+          const __m512 a = _mm512_set1_ps(A[r * lda + k + q]);
+          acc[q][r][0] = _mm512_fmadd_ps(a, b0, acc[q][r][0]);
+          acc[q][r][1] = _mm512_fmadd_ps(a, b1, acc[q][r][1]);
+          acc[q][r][2] = _mm512_fmadd_ps(a, b2, acc[q][r][2]);
+          acc[q][r][3] = _mm512_fmadd_ps(a, b3, acc[q][r][3]);
+        }
+      }
+    }
+    if (k < k1) {  // the odd last k of two sets
       const float* wk = w + k * kPanel;
       const __m512 b0 = _mm512_loadu_ps(wk), b1 = _mm512_loadu_ps(wk + 16),
                    b2 = _mm512_loadu_ps(wk + 32), b3 = _mm512_loadu_ps(wk + 48);
+#pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
         const __m512 a = _mm512_set1_ps(A[r * lda + k]);
-        sum[r][0] = _mm512_fmadd_ps(a, b0, sum[r][0]);
-        sum[r][1] = _mm512_fmadd_ps(a, b1, sum[r][1]);
-        sum[r][2] = _mm512_fmadd_ps(a, b2, sum[r][2]);
-        sum[r][3] = _mm512_fmadd_ps(a, b3, sum[r][3]);
+        acc[0][r][0] = _mm512_fmadd_ps(a, b0, acc[0][r][0]);
+        acc[0][r][1] = _mm512_fmadd_ps(a, b1, acc[0][r][1]);
+        acc[0][r][2] = _mm512_fmadd_ps(a, b2, acc[0][r][2]);
+        acc[0][r][3] = _mm512_fmadd_ps(a, b3, acc[0][r][3]);
       }
-    };
-    int64_t k = k0;
-    for (; k + kSets <= k1; k += kSets) {
-      for (int q = 0; q < kSets; ++q) step(k + q, acc[q]);
     }
-    for (; k < k1; ++k) step(k, acc[0]);
     if constexpr (kSets == 2) {
+#pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
         for (int v = 0; v < 4; ++v) acc[0][r][v] = _mm512_add_ps(acc[0][r][v], acc[1][r][v]);
       }
     }
     const int64_t n0 = panel_column(p), valid = panel_width(p);
+#pragma GCC unroll 8
     for (int v = 0; v < 4; ++v) {
       const int64_t cols = std::clamp<int64_t>(valid - 16 * v, 0, 16);
       const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+#pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
         float* c = C + r * ldc + n0 + 16 * v;
         const __m512 sum = accumulate
