@@ -4,6 +4,10 @@ give every thread units and columns of its own, with uneven shares (H = 129: blo
 and 1), packed sequences of different lengths in both directions, and projections split across
 threads; thread counts from 1 to more than the machine's cores (the barrier must yield)."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -65,3 +69,15 @@ def test_thread_count_does_not_change_the_recurrence(mode):
     for n, result in zip((2, 3), results[1:]):
         for value, expected in zip(result, results[0]):
             assert torch.equal(value, expected), f"{n} threads differ from 1"
+
+
+@pytest.mark.parametrize("isa", ["avx2", "baseline"])
+def test_teams_on_other_instruction_sets(isa):
+    """Without AVX-512 each thread of a team multiplies its units with BLAS calls instead of the
+    packed kernel: the float32 cases above, run again on that path."""
+    env = {**os.environ, "FASTRNN_CPU_ISA": isa}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                          "-k", "test_teams_match_reference and float32"],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert " passed" in run.stdout
