@@ -1,5 +1,6 @@
 # Quick start: `make bench` (benchmark against torch.nn) and `make test` (the test suite).
-# Each creates $(VENV), installs a pinned torch and the build tools into it, and builds fastrnn.
+# Each creates $(VENV), installs a pinned torch, the build tools, pytest and matplotlib (for the
+# bench's --plot) into it, and builds fastrnn.
 # TORCH_SPEC picks the torch, e.g. `make test TORCH_SPEC=torch==2.14.1`.
 PYTHON ?= python3
 VENV ?= .venv

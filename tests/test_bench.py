@@ -256,8 +256,8 @@ def test_plot_bars_per_case_mode_and_impl_one_panel_per_thread_count():
         assert ends == pytest.approx(want)
         assert all(b.get_y() == 1.0 for b in bars)
     labels = [t.get_text() for t in axes[-1].get_xticklabels()]
-    assert labels == ["lstm 5x3x8x8\ninference", "lstm 5x3x8x8\ntrain",
-                      "gru 5x3x8x8 L2 bi\ninference", "gru 5x3x8x8 L2 bi\ntrain"]
+    assert labels == ["lstm\n5x3x8x8\ninference", "lstm\n5x3x8x8\ntrain",
+                      "gru\n5x3x8x8 L2 bi\ninference", "gru\n5x3x8x8 L2 bi\ntrain"]
 
 
 def test_plot_without_another_implementation_is_an_error():

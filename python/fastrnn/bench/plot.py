@@ -30,12 +30,13 @@ def require_matplotlib() -> None:
 
 
 def _label(r: Result) -> str:
-    case = f"{r.cell} {r.shape}"
+    """Three short lines (cell, shape, mode), so that neighbouring labels do not overlap."""
+    shape = r.shape
     if r.layers > 1:
-        case += f" L{r.layers}"
+        shape += f" L{r.layers}"
     if r.bidirectional:
-        case += " bi"
-    return f"{case}\n{r.mode}"
+        shape += " bi"
+    return f"{r.cell}\n{shape}\n{r.mode}"
 
 
 def speedup_figure(results: list[Result], baseline: str, title: str):
@@ -54,7 +55,7 @@ def speedup_figure(results: list[Result], baseline: str, title: str):
     # headroom on the log scale for the labels at the bars' ends
     low, high = min(min(speedups), 1.0) / 2.0, max(max(speedups), 1.0) * 2.0
 
-    group_inches = max(1.4, 0.45 * (len(impls) + 1))  # room for the bars and a two-line label
+    group_inches = max(1.4, 0.45 * (len(impls) + 1))  # room for the bars and the label
     fig = Figure(figsize=(max(6.0, 1.0 + group_inches * len(groups)), 1.5 + 3.2 * len(threads)),
                  layout="constrained")
     FigureCanvasAgg(fig)

@@ -7,8 +7,8 @@ load, clocks, caches) reaches every step alike and no step always goes first. Th
 because a thread pool that keeps spinning after a call takes the cores from whatever runs next: when
 fastrnn's GEMMs ran on OpenBLAS's own workers (2**28 cycles of spinning, about 0.1 s), torch right
 after measured twice its time on 2 cores. fastrnn now runs on torch's own pool (OpenBLAS stays
-single-threaded inside it) except on CPUs without AVX-512; the idle time keeps any such effect out of
-the figures. A run's calls are back to back, as a training loop's are.
+single-threaded inside it); the idle time keeps any such effect of either library out of the
+figures. A run's calls are back to back, as a training loop's are.
 
 On CUDA a call is timed from a CUDA event recorded just before it to one recorded after it, with
 the queue drained first, so no call is charged another's work; gaps while the CPU launches kernels
