@@ -1,4 +1,5 @@
-"""Autograd plumbing: repeated backward through one graph, inputs left untouched."""
+"""Autograd plumbing: repeated backward through one graph, inputs left untouched, no silent
+double backward."""
 
 from dataclasses import replace
 
@@ -41,6 +42,21 @@ def test_backward_accumulates_into_grad(cell, dtype):
     loss.backward()
     for name, grad in once.items():
         assert_close(getattr(problem, name).grad, 2 * grad, "grad", name)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_double_backward_raises(cell):
+    """Gradients taken with create_graph=True are right, but differentiating them again raises
+    (autograd's fallback would return zeros with a warning)."""
+    problem = make_problem(cell, 4, 3, 5, 6, torch.float64)
+    upstream = random_upstream(problem)
+    outputs = problem.cell.call(fastrnn.functional, *problem.args())
+    loss = sum((o * g).sum() for o, g in zip(outputs, upstream.values()))
+    grad_input, = torch.autograd.grad(loss, problem.input, create_graph=True)
+    _, expected = run("reference", problem, upstream)
+    assert_close(grad_input, expected["input"], "grad", "input")
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        grad_input.sum().backward()
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])

@@ -9,7 +9,7 @@ ground truth the kernels are tested against. The ops themselves are ``torch.ops.
 import torch  # noqa: F401  (loads libtorch before our extension links against it)
 
 from . import _C
-from . import ops  # noqa: F401  (fake kernels and autograd of torch.ops.fastrnn.*)
+from . import ops  # noqa: F401  (fake kernels of torch.ops.fastrnn.*)
 from . import functional, reference
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from . import _C
-from . import ops  # noqa: F401  (registers the autograd of torch.ops.fastrnn.rnn)
+from . import ops  # noqa: F401  (registers the fake kernels of torch.ops.fastrnn.*)
 
 _RNN_MODES = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
 # G of each mode, from the kernels; a dict rather than calls, which torch.compile cannot trace

@@ -1,7 +1,7 @@
-"""Python side of the ``torch.ops.fastrnn`` ops: fake (meta) kernels and autograd.
+"""Python side of the ``torch.ops.fastrnn`` ops: their fake (meta) kernels.
 
-The ops and their CPU kernels are defined in ``csrc/ops.cpp`` (schemas there); their contract is
-in ``docs/stack-op.md``.
+The ops, their CPU kernels and their autograd are defined in ``csrc/ops.cpp`` (schemas there);
+their contract is in ``docs/stack-op.md``.
 """
 
 from __future__ import annotations
@@ -64,49 +64,3 @@ def _rnn_backward_fake(mode, grad_output, grad_h_n, grad_c_n, input, batch_sizes
         input.new_empty((num_layers * D, B, H)) if mode == "lstm" else input.new_empty((0,)),
         [w.new_empty(w.shape) for w in weights],
     )
-
-
-_ARGS = ("mode", "input", "batch_sizes", "hx", "cx", "weights", "has_bias", "num_layers",
-         "bidirectional", "proj_size", "dropout_masks", "training")
-
-
-def _setup_context(ctx, inputs, output):
-    args = dict(zip(_ARGS, inputs))
-    out, _, _, reserve = output
-    ctx.config = {k: args[k] for k in ("mode", "has_bias", "num_layers", "bidirectional",
-                                      "proj_size")}
-    ctx.trained = args["training"]
-    ctx.has_hx, ctx.has_cx = args["hx"] is not None, args["cx"] is not None
-    ctx.num_weights = len(args["weights"])
-    ctx.save_for_backward(args["input"], args["batch_sizes"], args["hx"], args["cx"],
-                          args["dropout_masks"], out, reserve, *args["weights"])
-    ctx.mark_non_differentiable(reserve)
-    ctx.set_materialize_grads(False)  # the kernel reads an absent gradient as zero
-
-
-def _backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_reserve):
-    if not ctx.trained:
-        raise RuntimeError(
-            "fastrnn: backward through a forward that ran with training=False; "
-            "call it with training=True (fastrnn.functional does so when grad is enabled)"
-        )
-    input, batch_sizes, hx, cx, dropout_masks, out, reserve, *weights = ctx.saved_tensors
-    c = ctx.config
-    grad_input, grad_hx, grad_cx, grad_weights = torch.ops.fastrnn.rnn_backward(
-        c["mode"], grad_output, grad_h_n, grad_c_n if c["mode"] == "lstm" else None, input,
-        batch_sizes, hx, cx, weights, c["has_bias"], c["num_layers"], c["bidirectional"],
-        c["proj_size"], dropout_masks, out, reserve)
-    return (
-        None,  # mode
-        grad_input,
-        None,  # batch_sizes
-        grad_hx if ctx.has_hx else None,
-        grad_cx if ctx.has_cx else None,
-        list(grad_weights),
-        None, None, None, None,  # has_bias, num_layers, bidirectional, proj_size
-        None,  # dropout_masks
-        None,  # training
-    )
-
-
-torch.library.register_autograd("fastrnn::rnn", _backward, setup_context=_setup_context)
