@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 
 #include <climits>
+#include <cstdlib>
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -252,6 +253,49 @@ Threads torch_threads() {
   return threads;
 }
 
+// The whole-sequence GEMMs through at::mm, on torch's threads: MKL in torch's x86 builds.
+template <typename scalar_t>
+void torch_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const scalar_t* A,
+                int64_t lda, const scalar_t* B, int64_t ldb, scalar_t beta, scalar_t* C,
+                int64_t ldc) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
+  // op(X) as a [rows, cols] view of row-major X (X itself [cols, rows] when transposed)
+  const auto view = [&](const scalar_t* x, int64_t rows, int64_t cols, int64_t ld, bool trans) {
+    auto* data = const_cast<scalar_t*>(x);  // read only
+    return trans ? at::from_blob(data, {cols, rows}, {ld, 1}, opts).t()
+                 : at::from_blob(data, {rows, cols}, {ld, 1}, opts);
+  };
+  const at::Tensor a = view(A, M, K, lda, trans_a), b = view(B, K, N, ldb, trans_b);
+  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
+  if (beta == scalar_t(0)) {
+    at::mm_out(c, a, b);
+  } else {
+    at::addmm_out(c, c, a, b, beta, 1);
+  }
+}
+
+// The engine of the whole-sequence GEMMs, measured at the README shapes (benchmarks/README.md):
+// on an Intel Xeon, MKL through at::mm runs them 15-25% faster than OpenBLAS; on an AMD Zen 5,
+// OpenBLAS ran a large sgemm 2.3x faster than MKL (which takes slow paths on AMD CPUs). So: at::mm
+// on Intel CPUs when torch has MKL, else the kernels' OpenBLAS. FASTRNN_GEMM=torch or openblas
+// overrides (tests run both).
+bool gemm_through_torch() {
+  static const bool through_torch = [] {
+    const char* want = std::getenv("FASTRNN_GEMM");
+    if (want && *want) {
+      const std::string w(want);
+      TORCH_CHECK_VALUE(w == "torch" || w == "openblas",
+                        "fastrnn: FASTRNN_GEMM must be 'torch' or 'openblas', got '", w, "'");
+      return w == "torch";
+    }
+    return at::hasMKL() && cpu::cpu_is_intel();
+  }();
+  return through_torch;
+}
+
+std::string gemm_engine() { return gemm_through_torch() ? "torch" : "openblas"; }
+
 // What forward and backward both read, laid out as the kernels want it.
 struct StackInputs {
   at::Tensor x;  // [N, I] rows with a unit stride along I (a view of input where it can be)
@@ -303,6 +347,7 @@ struct StackInputs {
     p.weights = lw;
     p.dropout_masks = ptr_or_null<scalar_t>(dropout_masks);
     p.threads = torch_threads();
+    p.sequence_gemm = gemm_through_torch() ? &torch_gemm<scalar_t> : nullptr;
     return p;
   }
 };
@@ -567,6 +612,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_isa", &fastrnn::cpu::isa_name,
         "Instruction set the CPU kernels run with (avx512, avx2, baseline; FASTRNN_CPU_ISA "
         "picks a lower one)");
+  m.def("gemm_engine", &fastrnn::gemm_engine,
+        "Engine of the whole-sequence GEMMs: 'torch' (at::mm, MKL) on Intel CPUs, 'openblas' "
+        "elsewhere; FASTRNN_GEMM=torch or openblas picks one");
   // True once CUDA sequence drivers are registered; the CUDA build so far has the pointwise kernels.
   m.attr("has_cuda_kernels") = false;
   m.def(

@@ -47,6 +47,15 @@ struct Threads {
   }
 };
 
+// An engine for the whole-sequence GEMMs (W_ih x of all rows; backward's input and weight
+// gradients), which the drivers call on the calling thread, outside the teams, and which
+// threads itself: row-major C[M, N] = op(A) op(B) + beta * C, op(X) = X^T when trans_X, leading
+// dimensions in elements. nullptr: the drivers' own (cpu/blas.h, split over the threads).
+template <typename scalar_t>
+using GemmFn = void (*)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                        const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
+                        scalar_t beta, scalar_t* C, int64_t ldc);
+
 enum class CellKind { kLstm, kGru, kRnnTanh, kRnnRelu };
 
 // The parameters of one layer and direction, torch.nn's shapes.
@@ -92,6 +101,7 @@ struct RnnParams {
   scalar_t* reserve = nullptr;
 
   Threads threads;
+  GemmFn<scalar_t> sequence_gemm = nullptr;
 };
 
 // Backward of a stack: `fwd` holds the forward call's pointers (backward reads output and

@@ -42,6 +42,9 @@ def test_smoke_prints_the_table_and_writes_json_and_csv(tmp_path):
     assert "fastrnn benchmark" in out.stdout
     assert "agree with torch" in out.stdout
     assert "peak      OpenBLAS" in out.stdout or "OpenBLAS unavailable" in out.stdout
+    engine = {"torch": "torch.mm (MKL)", "openblas": "OpenBLAS"}[fastrnn._C.gemm_engine()]
+    assert (f"kernels   fastrnn CPU kernels on {fastrnn._C.cpu_isa()}; whole-sequence GEMMs "
+            f"through {engine}") in out.stdout
     rows = table_rows(out.stdout)
     # thr cell TxBxIxH L D mode impl median min max GFLOP/s %peak vs-torch saved-MiB (train only)
     assert {(r[1], r[5], r[6]) for r in rows} == {

@@ -1,6 +1,7 @@
 // The CPU GEMM the drivers call: row-major, C[M, N] = alpha * op(A) op(B) + beta * C, with
 // op(X) = X^T when trans_X. Leading dimensions in elements. The engine behind it is OpenBLAS
-// (the scipy-openblas32 wheel): the fastest BLAS measured on our CPUs (see README).
+// (the scipy-openblas32 wheel), called single-threaded on the kernels' threads; the glue may give
+// the whole-sequence products another engine (GemmFn in params.h; README, "BLAS and threads").
 #pragma once
 
 #include <cstdint>

@@ -34,6 +34,19 @@ struct Layer {
   scalar_t* h_n;    // [B, P], written by forward
   scalar_t* c_n;    // [B, H] or nullptr
   const Threads* threads;
+  GemmFn<scalar_t> sequence_gemm;  // or nullptr (params.h)
+
+  // C = op(A) op(B) + beta C over all rows of the sequence: on the engine the glue chose, else
+  // split over the threads.
+  void whole_sequence_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                           const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
+                           scalar_t beta, scalar_t* C, int64_t ldc) const {
+    if (sequence_gemm) {
+      sequence_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    } else {
+      parallel_gemm<scalar_t>(*threads, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    }
+  }
 
   // The time step processed s-th: forward walks t = 0 .. T-1, the reverse direction T-1 .. 0.
   int64_t step(int64_t s) const { return reverse ? T - 1 - s : s; }
@@ -114,8 +127,7 @@ void layer_forward(const Layer<scalar_t>& L) {
   scalar_t* gx = training ? L.saved : gx_buffer.get();
   const int64_t ld_gx = training ? SH : GH;
   const Threads& threads = *L.threads;
-  parallel_gemm<scalar_t>(threads, false, true, L.N, GH, L.I, L.x, L.ldx, L.w.w_ih, L.I, 0,
-                          gx, ld_gx);
+  L.whole_sequence_gemm(false, true, L.N, GH, L.I, L.x, L.ldx, L.w.w_ih, L.I, 0, gx, ld_gx);
 
   // The running state: row b holds the latest h (and c) of sequence b. Rows of sequences that
   // have ended keep their last state, which is h_n; rows not yet started hold h0. h is double
@@ -270,17 +282,16 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   std::copy(dh.begin(), dh.end(), g.grad_h0);
   if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
 
-  parallel_gemm<scalar_t>(threads, false, false, N, L.I, GH, dgx.get(), GH, L.w.w_ih,
-                          L.I, g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
-  parallel_gemm<scalar_t>(threads, true, false, GH, L.I, N, dgx.get(), GH, L.x, L.ldx, 0,
-                          g.grads.w_ih, L.I);
-  parallel_gemm<scalar_t>(threads, true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0,
-                          g.grads.w_hh, P);
+  L.whole_sequence_gemm(false, false, N, L.I, GH, dgx.get(), GH, L.w.w_ih, L.I,
+                        g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
+  L.whole_sequence_gemm(true, false, GH, L.I, N, dgx.get(), GH, L.x, L.ldx, 0, g.grads.w_ih, L.I);
+  L.whole_sequence_gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, g.grads.w_hh,
+                        P);
   if (g.grads.b_ih) column_sums(threads, dgx.get(), N, GH, g.grads.b_ih);
   if (g.grads.b_hh) column_sums(threads, dgh, N, GH, g.grads.b_hh);
   if (project) {
-    parallel_gemm<scalar_t>(threads, true, false, P, H, N, dh_rows.get(), P, m_rows.get(),
-                            H, 0, g.grads.w_hr, H);
+    L.whole_sequence_gemm(true, false, P, H, N, dh_rows.get(), P, m_rows.get(), H, 0,
+                          g.grads.w_hr, H);
   }
 }
 
@@ -321,6 +332,7 @@ Layer<scalar_t> make_layer(const RnnParams<scalar_t>& p, int64_t l, int64_t d, c
   layer.h_n = p.h_n ? p.h_n + k * p.B * p.P : nullptr;
   layer.c_n = p.c_n ? p.c_n + k * p.B * p.H : nullptr;
   layer.threads = &p.threads;
+  layer.sequence_gemm = p.sequence_gemm;
   return layer;
 }
 

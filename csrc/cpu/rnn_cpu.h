@@ -24,6 +24,10 @@ void rnn_backward(const RnnGradParams<scalar_t>& p);
 // has, unless the environment variable FASTRNN_CPU_ISA names another one (for testing).
 const char* isa_name();
 
+// Whether the CPU says it is an Intel one (cpuid's vendor string), for the glue's choice of GEMM
+// engine.
+bool cpu_is_intel();
+
 // One copy of the drivers per instruction set (rnn_cpu.cpp compiled with different flags).
 #define FASTRNN_DECLARE_ISA(isa)                                \
   namespace isa {                                               \

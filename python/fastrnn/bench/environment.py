@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import _C
 from .. import __version__ as fastrnn_version
 
 
@@ -44,6 +45,8 @@ class Environment:
     load_average: tuple[float, float, float] | None  # 1, 5, 15 min, when collected: other load adds noise
     device: str = "cpu"  # where the cases run
     gpu: str | None = None  # on cuda: the GPU's name, CUDA and cuDNN versions
+    cpu_isa: str = ""  # the instruction set fastrnn's CPU kernels run with
+    gemm_engine: str = ""  # the engine of fastrnn's whole-sequence GEMMs: torch (MKL) or openblas
 
     @classmethod
     def collect(cls, device: str = "cpu") -> Environment:
@@ -63,4 +66,6 @@ class Environment:
             load_average=load_average(),
             device=device,
             gpu=gpu,
+            cpu_isa=_C.cpu_isa(),
+            gemm_engine=_C.gemm_engine(),
         )

@@ -1,10 +1,11 @@
 """The fp32 GEMM peak a run's GFLOP/s are judged against.
 
 One square GEMM (``size`` cubed, median of ``repeats`` calls after one untimed call). On the CPU,
-through the BLAS fastrnn's kernels use (OpenBLAS from the scipy_openblas32 wheel, called through
-ctypes as ``scipy_cblas_sgemm``, with as many OpenBLAS threads as torch has), the one % peak is
-judged against, and through ``torch.mm``. On CUDA, through ``torch.mm`` on the GPU (cuBLAS, no
-TF32: see workloads.exact_fp32), timed by CUDA events.
+through both engines fastrnn's kernels use: OpenBLAS from the scipy_openblas32 wheel (called
+through ctypes as ``scipy_cblas_sgemm``, with as many OpenBLAS threads as torch has) and
+``torch.mm`` (MKL; fastrnn's whole-sequence GEMMs on Intel CPUs); % peak is judged against the
+faster. On CUDA, through ``torch.mm`` on the GPU (cuBLAS, no TF32: see workloads.exact_fp32),
+timed by CUDA events.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ class Peak:
 
     @property
     def gflops(self) -> float | None:
-        """What % peak divides by: OpenBLAS sgemm on cpu (fastrnn's BLAS), torch.mm on cuda."""
-        return self.torch_mm_gflops if self.device == "cuda" else self.openblas_gflops
+        """What % peak divides by: on cpu the faster of OpenBLAS sgemm and torch.mm (fastrnn
+        calls both), torch.mm on cuda."""
+        if self.device == "cuda" or self.openblas_gflops is None:
+            return self.torch_mm_gflops
+        return max(self.openblas_gflops, self.torch_mm_gflops)
 
 
 def _load_openblas() -> ctypes.CDLL:

@@ -10,6 +10,9 @@ from .peak import Peak, format_peak
 from .results import Result
 
 
+_ENGINES = {"torch": "torch.mm (MKL)", "openblas": "OpenBLAS"}
+
+
 def format_header(config: BenchConfig, env: Environment, peaks: list[Peak]) -> str:
     if config.threads is None:
         threads = f"{env.torch_threads} (torch.get_num_threads; fastrnn runs on torch's thread pool)"
@@ -28,6 +31,8 @@ def format_header(config: BenchConfig, env: Environment, peaks: list[Peak]) -> s
         f"  cases     {len(config.cases)} ({', '.join(cells)}), {config.dtype}, h0 = zeros; "
         f"modes {', '.join(config.modes)}",
         f"  impls     {', '.join(config.impls)}",
+        *([f"  kernels   fastrnn CPU kernels on {env.cpu_isa}; whole-sequence GEMMs through "
+           f"{_ENGINES.get(env.gemm_engine, env.gemm_engine)}"] if env.device == "cpu" else []),
         *(f"  peak      {format_peak(p)}" for p in peaks),
         f"  timing    {config.warmup} warmup + {config.repeats} timed calls each, in runs of "
         f"{config.block} back-to-back calls",
@@ -102,8 +107,9 @@ def format_footer(config: BenchConfig, env: Environment, baseline: str, flop_mod
             "cuda.matmul.allow_tf32 off), as the other implementations compute.",
         ]
     else:
-        lines.append("% peak = GFLOP/s / the OpenBLAS sgemm GFLOP/s of the header at the same "
-                     "thread count (the BLAS fastrnn calls); empty with --no-peak and in float64.")
+        lines.append("% peak = GFLOP/s / the machine's GEMM peak: the faster of OpenBLAS sgemm "
+                     "and torch.mm in the header at the same thread count (fastrnn calls both); "
+                     "empty with --no-peak and in float64.")
     if "train" in config.modes:
         lines.append("saved MiB (train) = what one forward saves for backward (distinct "
                      "storages seen by torch.autograd.graph.saved_tensors_hooks), not counting the "
