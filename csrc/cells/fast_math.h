@@ -14,10 +14,23 @@
 
 namespace fastrnn::fast {
 
+// x limited to [lo, hi]; NaN fails both comparisons and stays NaN. Selected by bit masks: with
+// `x < lo ? lo : x`, GCC carries the constant into the code that follows as a separate branch,
+// and a loop with a branch does not vectorise (for AVX2 or SSE; AVX-512's masks cope).
+inline float clamp(float x, float lo, float hi) {
+  int32_t x_bits, lo_bits, hi_bits;
+  std::memcpy(&x_bits, &x, sizeof x);
+  std::memcpy(&lo_bits, &lo, sizeof lo);
+  std::memcpy(&hi_bits, &hi, sizeof hi);
+  const int32_t below = -static_cast<int32_t>(x < lo), above = -static_cast<int32_t>(x > hi);
+  x_bits = (x_bits & ~(below | above)) | (lo_bits & below) | (hi_bits & above);
+  std::memcpy(&x, &x_bits, sizeof x);
+  return x;
+}
+
 // x = n ln2 + r with |r| <= ln2/2; returns expm1(r) and sets scale = 2^n.
 inline float expm1_reduced(float x, float& scale) {
-  x = x < -87.3f ? -87.3f : x;  // NaN fails both comparisons and stays NaN
-  x = x > 88.3f ? 88.3f : x;
+  x = clamp(x, -87.3f, 88.3f);
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float n = (x * 1.44269504088896341f + shifter) - shifter;
   // ln2 in two parts (Cody-Waite): n * ln2_hi is exact for |n| <= 128
