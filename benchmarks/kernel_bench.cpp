@@ -1,14 +1,20 @@
 /* Single-thread rates of the CPU building blocks, for the README's account of where the time
-   goes: bare AVX-512 FMA issue (the core's ceiling), the packed recurrent kernel of
-   csrc/cpu/gemm.h at the shapes one thread of a 2-thread team multiplies per step, and its
-   packing of W. Build and run from the repository root, with the project's venv:
+   goes: bare FMA issue (the core's ceiling), the packed recurrent kernel of csrc/cpu/gemm.h at
+   the shapes one thread of a 2-thread team multiplies per step, its packing of W, and one
+   single-threaded OpenBLAS call for the same product (what the kernel replaces). Build and run
+   from the repository root, with the project's venv; for AVX-512 CPUs:
 
    OB=$(.venv/bin/python -c "import scipy_openblas32 as o; print(o.get_lib_dir())")
    g++ -O3 -march=x86-64-v4 -mprefer-vector-width=512 -std=c++17 -Icsrc -I$OB/../include \
        benchmarks/kernel_bench.cpp csrc/cpu/blas.cpp -L$OB -lscipy_openblas -Wl,-rpath,$OB \
        -o /tmp/kernel_bench && /tmp/kernel_bench
+
+   and for AVX2 CPUs (the AVX2 build of the kernels) the same with
+   -march=x86-64-v3 -DFASTRNN_CPU_ISA=avx2 in place of the two -m flags.
 */
+#ifndef FASTRNN_CPU_ISA
 #define FASTRNN_CPU_ISA avx512
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
@@ -22,7 +28,8 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using fastrnn::cpu::avx512::RecurrentGemm;
+using fastrnn::cpu::FASTRNN_CPU_ISA::RecurrentGemm;
+using Simd = fastrnn::cpu::FASTRNN_CPU_ISA::Simd;
 
 // Median seconds of one call of fn over `runs` runs of `calls` calls each.
 template <class Fn>
@@ -37,18 +44,23 @@ double median_seconds(int runs, int calls, Fn&& fn) {
   return per_call[runs / 2];
 }
 
-// 12 independent chains of zmm FMAs: enough to cover the latency on two FMA ports. (The
-// accumulators are locals of a plain loop: captured by reference in a lambda they live in memory.)
+// 12 independent chains of FMAs on the widest vectors: enough to cover the latency on two FMA
+// ports. (The accumulators are locals of a plain loop: captured by reference in a lambda they
+// live in memory.)
 __attribute__((noinline)) float fma_chains(long iters) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
-  const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(0.0001f);
+  const float one = 0.9999f, tiny = 0.0001f;
+  Simd::V acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = Simd::broadcast(&tiny);
+  const Simd::V a = Simd::broadcast(&one), b = Simd::broadcast(&tiny);
   for (long i = 0; i < iters; ++i) {
 #pragma GCC unroll 12
-    for (int j = 0; j < 12; ++j) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+    for (int j = 0; j < 12; ++j) acc[j] = Simd::fma(acc[j], a, b);
   }
-  float sum = 0;
-  for (int i = 0; i < 12; ++i) sum += _mm512_reduce_add_ps(acc[i]);
+  float lanes[Simd::kLanes], sum = 0;
+  for (int i = 0; i < 12; ++i) {
+    Simd::store(lanes, acc[i]);
+    for (float x : lanes) sum += x;
+  }
   return sum;
 }
 
@@ -56,8 +68,8 @@ void fma_peak() {
   constexpr long kIters = 20'000'000;
   float sink = 0;
   const double s = median_seconds(5, 1, [&] { sink += fma_chains(kIters); });
-  std::printf("bare zmm FMA issue: %.1f GFLOP/s (checksum %g)\n", kIters * 12 * 32.0 / s / 1e9,
-              sink);
+  std::printf("bare FMA issue, %ld-lane vectors: %.1f GFLOP/s (checksum %g)\n",
+              static_cast<long>(Simd::kLanes), kIters * 12 * 2.0 * Simd::kLanes / s / 1e9, sink);
 }
 
 // C[M, G*units*64] = A[M, K] W^T for `units` unit blocks of every gate: one thread's share.
@@ -74,15 +86,23 @@ void kernel(int64_t M, int64_t H, int64_t K, int64_t G, int64_t units) {
   const double s = median_seconds(7, calls, [&] {
     gemm.multiply_units(0, units, M, a.data(), K, c.data(), G * H, /*accumulate=*/false);
   });
+  // the same product as one OpenBLAS call per gate, as the kernels made before packing
+  const double blas = median_seconds(7, calls, [&] {
+    for (int64_t g = 0; g < G; ++g) {
+      fastrnn::cpu::gemm<float>(false, true, M, units * 64, K, 1, a.data(), K,
+                                w.data() + g * H * K, K, 0, c.data() + g * H, G * H);
+    }
+  });
   std::printf("packed kernel M=%-3ld K=%-4ld %ld gates x %ld units of 64: %7.2f us  %6.1f GFLOP/s"
-              "  (its W share %.2f MiB; packing that %.0f us)\n",
+              "  (its W share %.2f MiB; packing that %.0f us); OpenBLAS %7.2f us %6.1f GFLOP/s\n",
               M, K, G, units, s * 1e6, flops / s / 1e9, G * units * 64 * K * 4 / 1048576.0,
-              pack * 1e6);
+              pack * 1e6, blas * 1e6, flops / blas / 1e9);
 }
 
 }  // namespace
 
 int main() {
+  fastrnn::cpu::set_blas_threads(1);
   fma_peak();
   // the README cases, one thread's half of the units on 2 threads: H=256 (LSTM: 4 gates,
   // GRU: 3, RNN: 1) at B=1 and B=32, H=512 at B=64, H=1024 at B=256

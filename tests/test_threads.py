@@ -51,6 +51,38 @@ def test_teams_match_reference(mode, config, dtype, num_threads):
         assert_close(grad, expected.to(dtype), "grad", f"{num_threads} threads: grad of leaf {k}")
 
 
+def _product_cases():
+    # B: one row (the kernel's most accumulator sets), 13 rows (row blocks of 4, 4 and 5, and
+    # K cut into L1-sized slices, which only happens with more than 6 rows). H = 301: K not a
+    # multiple of 2, 3 or 4 (leftover k after the accumulator sets), more than the slice of
+    # either build (128 or 256 rows of a strip), and a last unit block of 45 columns (a partial
+    # strip of 16, a partial vector of 8). With a projection (P = 37) the backward product's
+    # columns are a partial strip of their own.
+    for mode in ("lstm", "gru", "rnn_tanh"):
+        for B in (1, 13):
+            yield mode, dict(B=B, H=301)
+    yield "lstm", dict(B=13, H=301, proj_size=37)
+    yield "gru", dict(B=8, H=40, packed=True)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("mode,config", list(_product_cases()),
+                         ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items())
+                         if isinstance(v, dict) else str(v))
+def test_recurrent_product_blocking(mode, config, num_threads):
+    """The packed recurrent kernel's edges (row blocks, K slices, partial strips and vectors,
+    leftover k), float32 against the float64 reference, forward and backward."""
+    args, kwargs = stack_args(mode, T=4, I=10, num_layers=1, bidirectional=True,
+                              dtype=torch.float32, **config)
+    outputs, grads = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
+    expected_outputs, expected_grads = outputs_and_grads(fastrnn.reference.rnn_stack,
+                                                         *in_float64(args, kwargs))
+    for k, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert_close(value, expected.float(), "output", f"{num_threads} threads: output {k}")
+    for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(grad, expected.float(), "grad", f"{num_threads} threads: grad of leaf {k}")
+
+
 @pytest.mark.parametrize("mode", CELL_NAMES)
 def test_thread_count_does_not_change_the_recurrence(mode):
     """The recurrent product and the cell compute each unit the same way whoever owns it, so
@@ -73,11 +105,12 @@ def test_thread_count_does_not_change_the_recurrence(mode):
 
 @pytest.mark.parametrize("isa", ["avx2", "baseline"])
 def test_teams_on_other_instruction_sets(isa):
-    """Without AVX-512 each thread of a team multiplies its units with BLAS calls instead of the
-    packed kernel: the float32 cases above, run again on that path."""
+    """The float32 cases above again on the other builds: AVX2 has its own packed kernel
+    (strips of 16 columns), the baseline build multiplies with BLAS calls on each thread."""
     env = {**os.environ, "FASTRNN_CPU_ISA": isa}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                          "-k", "test_teams_match_reference and float32"],
+                          "-k", "test_teams_match_reference and float32 or "
+                                "test_recurrent_product_blocking"],
                          env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout

@@ -5,18 +5,18 @@
 //
 // RecurrentGemm computes a range of "unit blocks" (64 columns of every gate) on the calling
 // thread, so each thread of a team can multiply and then run the cell on its own units. With
-// AVX-512 and float, W^T is packed once per layer call into panels of 64 columns ([K][64] each,
-// zero padded) that a register-blocked kernel (6 rows x 64 columns of accumulators) streams
-// contiguously at every step; a thread touches only its own panels, so its share of W stays in
-// its core's L2 across steps. Elsewhere each thread makes single-threaded BLAS calls on its
-// columns.
+// AVX-512 or AVX2 and float, W^T is packed once per layer call into strips of columns ([K][64]
+// with AVX-512, [K][16] with AVX2, zero padded) that a register-blocked kernel (6 rows x one
+// strip of accumulators) streams contiguously at every step; a thread touches only its own
+// strips, so its share of W stays in its core's cache across steps. Elsewhere (double, or the
+// baseline x86-64 build) each thread makes single-threaded BLAS calls on its columns.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -53,108 +53,33 @@ inline void parallel_gemm(const Threads& threads, bool trans_a, bool trans_b, in
 }
 
 
+// The packed kernel's vector operations on floats, for the widest registers the build has. A
+// "strip" is the kVectors vectors of columns one row of a micro-kernel block accumulates: 64
+// columns with AVX-512, 16 with AVX2 (16 ymm registers hold 6 rows x 2 vectors of accumulators).
 #if defined(__AVX512F__)
-constexpr bool kPackedKernel = true;
-#else
-constexpr bool kPackedKernel = false;
-#endif
+struct Simd {
+  using V = __m512;
+  static constexpr int64_t kLanes = 16, kVectors = 4;
+  static constexpr int64_t kKc = 128;  // rows of a strip per L1-resident slice: 32 KiB
+  // Independent sets of accumulators taking alternate k: with few rows, enough FMAs in flight
+  // to hide their latency.
+  static constexpr int sets(int rows) { return rows <= 2 ? 2 : 1; }
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  // The first n lanes (0 <= n <= kLanes) of p, zero in the others; memory past them is not read.
+  static V load_first(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store_first(float* p, V v, int64_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static __mmask16 mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
 
-template <typename scalar_t>
-class RecurrentGemm {
- public:
-  static constexpr bool kPacked = kPackedKernel && std::is_same_v<scalar_t, float>;
-  static constexpr int64_t kPanel = 64;  // columns per panel: 4 AVX-512 vectors of floats
-  static constexpr int64_t kKc = 128;    // rows of W^T per L1-resident slice of a panel
-
-  // w: [N, K], or [K, N] when w_transposed. The N columns of C form `groups` equal groups (the
-  // gates); a unit block u is columns [64u, 64u + 64) of every group, and its panels are packed
-  // next to each other, so one thread can compute all gates of its units (multiply_units).
-  // Each thread packs the unit blocks it multiplies (pack_units) before it multiplies them.
-  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups = 1)
-      : w_(w), N_(N), K_(K), w_transposed_(w_transposed), groups_(groups),
-        width_(N / groups), unit_blocks_((N / groups + kPanel - 1) / kPanel) {
-    if constexpr (kPacked) packed_ = scratch<scalar_t>(unit_blocks_ * groups_ * K * kPanel);
-  }
-
-  // Packs the panels of unit blocks [u0, u1), on the calling thread (whose cache then holds them).
-  // Given transposed, a panel's rows are pieces of W's rows; otherwise 16x16 tiles of W are
-  // transposed in registers (3x faster than gathering W's columns: at batch 1 the packing is
-  // as long as a third of the steps' products).
-  void pack_units(int64_t u0, int64_t u1) const {
-#if defined(__AVX512F__)
-    if constexpr (kPacked) {
-      for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
-        float* dst = packed_.get() + p * K_ * kPanel;
-        const int64_t n0 = panel_column(p), width = panel_width(p);
-        if (w_transposed_) {
-          for (int64_t k = 0; k < K_; ++k, dst += kPanel) {
-            const float* src = w_ + k * N_ + n0;
-            std::copy(src, src + width, dst);
-            std::fill(dst + width, dst + kPanel, 0.0f);
-          }
-          continue;
-        }
-        for (int64_t k0 = 0; k0 < K_; k0 += 16) {
-          const int64_t k_count = std::min<int64_t>(16, K_ - k0);
-          const auto k_mask = static_cast<__mmask16>((1u << k_count) - 1u);
-          for (int64_t v = 0; v < 4; ++v) {  // W's rows n0 + 16v + i, zero past the panel's width
-            const int64_t rows = std::clamp<int64_t>(width - 16 * v, 0, 16);
-            __m512 tile[16];
-            for (int64_t i = 0; i < 16; ++i) {
-              tile[i] = i < rows ? _mm512_maskz_loadu_ps(k_mask, w_ + (n0 + 16 * v + i) * K_ + k0)
-                                 : _mm512_setzero_ps();
-            }
-            transpose16(tile);
-            for (int64_t i = 0; i < k_count; ++i) {
-              _mm512_storeu_ps(dst + (k0 + i) * kPanel + 16 * v, tile[i]);
-            }
-          }
-        }
-      }
-    }
-#endif
-  }
-
-  // Unit blocks of 64 columns per group; multiply_units() takes a range of them.
-  int64_t unit_blocks() const { return unit_blocks_; }
-
-  // The columns of unit blocks [u0, u1) of every group of C[M, N] (leading dimension ldc) =
-  // A[M, K] (leading dimension lda) W^T, added to C when accumulate; on the calling thread.
-  void multiply_units(int64_t u0, int64_t u1, int64_t M, const scalar_t* A, int64_t lda,
-                      scalar_t* C, int64_t ldc, bool accumulate) const {
-    if (u0 >= u1 || M == 0) return;
-    if constexpr (kPacked) {
-      // With more rows than one register block, W is read once per block of rows: cut K so a
-      // panel's slice (kc x 64 floats, 32 KiB) stays in L1 meanwhile.
-      const int64_t k_blocks = M > 6 ? (K_ + kKc - 1) / kKc : 1;
-      for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
-        for (int64_t kb = 0; kb < k_blocks; ++kb) {
-          const int64_t k0 = K_ * kb / k_blocks, k1 = K_ * (kb + 1) / k_blocks;
-          panel(p, k0, k1, M, A, lda, C, ldc, accumulate || kb > 0);
-        }
-      }
-    } else {
-      const int64_t j0 = u0 * kPanel, cols = std::min(width_, u1 * kPanel) - j0;
-      const scalar_t beta = accumulate ? 1 : 0;
-      for (int64_t g = 0; g < groups_; ++g) {
-        const int64_t n0 = g * width_ + j0;
-        if (w_transposed_) {
-          gemm<scalar_t>(false, false, M, cols, K_, 1, A, lda, w_ + n0, N_, beta, C + n0, ldc);
-        } else {
-          gemm<scalar_t>(false, true, M, cols, K_, 1, A, lda, w_ + n0 * K_, K_, beta, C + n0,
-                         ldc);
-        }
-      }
-    }
-  }
-
- private:
-#if defined(__AVX512F__)
   // r[i][j] becomes r[j][i]. Pairs of rows interleave, then pairs of those as doubles: lane L
   // of r[4i + j] is then column 4L + j of rows 4i..4i+3; two rounds of 128-bit lane shuffles
   // gather each column's four lanes.
-  static void transpose16(__m512 r[16]) {
-    __m512 t[16];
+  static void transpose(V r[16]) {
+    V t[16];
     for (int i = 0; i < 8; ++i) {
       t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
       t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
@@ -180,22 +105,188 @@ class RecurrentGemm {
       r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
     }
   }
+};
+#define FASTRNN_PACKED_KERNEL 1
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Simd {
+  using V = __m256;
+  static constexpr int64_t kLanes = 8, kVectors = 2;
+  static constexpr int64_t kKc = 256;  // rows of a strip per L1-resident slice: 16 KiB
+  // 2 FMA ports x 4 cycles of latency want 8 chains: 1 row x 2 vectors x 4 sets, 2 x 2 x 3,
+  // 3 x 2 x 2 (and all fit the 16 registers with the two strip vectors and a broadcast).
+  static constexpr int sets(int rows) { return rows == 1 ? 4 : rows == 2 ? 3 : rows == 3 ? 2 : 1; }
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  // The first n lanes (0 <= n <= kLanes) of p, zero in the others; memory past them is not read.
+  // (Masked moves are slow on AMD: whole vectors take plain ones.)
+  static V load_first(const float* p, int64_t n) {
+    return n == kLanes ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask(n));
+  }
+  static void store_first(float* p, V v, int64_t n) {
+    if (n == kLanes) {
+      _mm256_storeu_ps(p, v);
+    } else {
+      _mm256_maskstore_ps(p, mask(n), v);
+    }
+  }
+  static __m256i mask(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
 
-  // C[0:MR, 64p : 64p + 64) of one panel; the last panel stores only its valid columns. With
-  // one or two rows, two sets of accumulators take alternate k, so that enough independent FMAs
-  // are in flight to hide their latency.
+  // r[i][j] becomes r[j][i]: pairs of rows interleave, shuffles gather four rows' values of a
+  // column in each 128-bit half, and the halves of rows 0-3 and 4-7 then join.
+  static void transpose(V r[8]) {
+    V t[8], s[8];
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);      // a0 b0 a1 b1 | a4 b4 a5 b5
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);  // a2 b2 a3 b3 | a6 b6 a7 b7
+    }
+    for (int h = 0; h < 2; ++h) {  // rows 0-3, then 4-7
+      const V* u = t + 4 * h;
+      s[4 * h] = _mm256_shuffle_ps(u[0], u[2], 0x44);      // column 0 | 4 of four rows
+      s[4 * h + 1] = _mm256_shuffle_ps(u[0], u[2], 0xee);  // 1 | 5
+      s[4 * h + 2] = _mm256_shuffle_ps(u[1], u[3], 0x44);  // 2 | 6
+      s[4 * h + 3] = _mm256_shuffle_ps(u[1], u[3], 0xee);  // 3 | 7
+    }
+    for (int j = 0; j < 4; ++j) {
+      r[j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x20);
+      r[4 + j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x31);
+    }
+  }
+};
+#define FASTRNN_PACKED_KERNEL 1
+#endif
+
+template <typename scalar_t>
+class RecurrentGemm {
+ public:
+#if defined(FASTRNN_PACKED_KERNEL)
+  static constexpr bool kPacked = std::is_same_v<scalar_t, float>;
+#else
+  static constexpr bool kPacked = false;
+#endif
+  static constexpr int64_t kPanel = 64;  // columns per unit block and per packed panel
+
+  // w: [N, K], or [K, N] when w_transposed. The N columns of C form `groups` equal groups (the
+  // gates); a unit block u is columns [64u, 64u + 64) of every group, and its panels are packed
+  // next to each other, so one thread can compute all gates of its units (multiply_units).
+  // Each thread packs the unit blocks it multiplies (pack_units) before it multiplies them.
+  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups = 1)
+      : w_(w), N_(N), K_(K), w_transposed_(w_transposed), groups_(groups),
+        width_(N / groups), unit_blocks_((N / groups + kPanel - 1) / kPanel) {
+    if constexpr (kPacked) packed_ = scratch<scalar_t>(unit_blocks_ * groups_ * K * kPanel);
+  }
+
+  // Packs the panels of unit blocks [u0, u1), on the calling thread (whose cache then holds them).
+  // A panel is 64 columns of W^T, stored as strips of kStrip columns, each [K][kStrip] and
+  // contiguous; strips wholly past the last panel's width are neither stored nor multiplied,
+  // the last one is zero padded. Given transposed, a strip's rows are pieces of W's rows;
+  // otherwise square tiles of W are transposed in registers (3x faster than gathering W's
+  // columns: at batch 1 the packing is as long as a third of the steps' products).
+  void pack_units(int64_t u0, int64_t u1) const {
+#if defined(FASTRNN_PACKED_KERNEL)
+    if constexpr (kPacked) {
+      constexpr int64_t L = Simd::kLanes;
+      for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
+        const int64_t n0 = panel_column(p), width = panel_width(p);
+        if (w_transposed_) {
+          for (int64_t s = 0; s < strips(p); ++s) {
+            float* dst = strip_data(p, s);
+            const int64_t c0 = s * kStrip, valid = std::min(kStrip, width - c0);
+            for (int64_t k = 0; k < K_; ++k, dst += kStrip) {
+              const float* src = w_ + k * N_ + n0 + c0;
+              std::copy(src, src + valid, dst);
+              std::fill(dst + valid, dst + kStrip, 0.0f);
+            }
+          }
+          continue;
+        }
+        for (int64_t k0 = 0; k0 < K_; k0 += L) {
+          const int64_t k_count = std::min(L, K_ - k0);
+          for (int64_t c0 = 0; c0 < strips(p) * kStrip; c0 += L) {
+            // W's rows n0 + c0 + i, zero past the panel's width, become the strip's columns
+            const int64_t rows = std::clamp<int64_t>(width - c0, 0, L);
+            typename Simd::V tile[L];
+            for (int64_t i = 0; i < L; ++i) {
+              tile[i] = i < rows ? Simd::load_first(w_ + (n0 + c0 + i) * K_ + k0, k_count)
+                                 : Simd::zero();
+            }
+            Simd::transpose(tile);
+            float* dst = strip_data(p, c0 / kStrip) + k0 * kStrip + c0 % kStrip;
+            for (int64_t i = 0; i < k_count; ++i) Simd::store(dst + i * kStrip, tile[i]);
+          }
+        }
+      }
+    }
+#endif
+  }
+
+  // Unit blocks of 64 columns per group; multiply_units() takes a range of them.
+  int64_t unit_blocks() const { return unit_blocks_; }
+
+  // The columns of unit blocks [u0, u1) of every group of C[M, N] (leading dimension ldc) =
+  // A[M, K] (leading dimension lda) W^T, added to C when accumulate; on the calling thread.
+  void multiply_units(int64_t u0, int64_t u1, int64_t M, const scalar_t* A, int64_t lda,
+                      scalar_t* C, int64_t ldc, bool accumulate) const {
+    if (u0 >= u1 || M == 0) return;
+#if defined(FASTRNN_PACKED_KERNEL)
+    if constexpr (kPacked) {
+      // With more rows than one register block, W is read once per block of rows: cut K so a
+      // strip's slice stays in L1 meanwhile.
+      const int64_t k_blocks = M > 6 ? (K_ + Simd::kKc - 1) / Simd::kKc : 1;
+      for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
+        for (int64_t s = 0; s < strips(p); ++s) {
+          for (int64_t kb = 0; kb < k_blocks; ++kb) {
+            const int64_t k0 = K_ * kb / k_blocks, k1 = K_ * (kb + 1) / k_blocks;
+            strip_product(p, s, k0, k1, M, A, lda, C, ldc, accumulate || kb > 0);
+          }
+        }
+      }
+      return;
+    }
+#endif
+    {
+      const int64_t j0 = u0 * kPanel, cols = std::min(width_, u1 * kPanel) - j0;
+      const scalar_t beta = accumulate ? 1 : 0;
+      for (int64_t g = 0; g < groups_; ++g) {
+        const int64_t n0 = g * width_ + j0;
+        if (w_transposed_) {
+          gemm<scalar_t>(false, false, M, cols, K_, 1, A, lda, w_ + n0, N_, beta, C + n0, ldc);
+        } else {
+          gemm<scalar_t>(false, true, M, cols, K_, 1, A, lda, w_ + n0 * K_, K_, beta, C + n0,
+                         ldc);
+        }
+      }
+    }
+  }
+
+ private:
+#if defined(FASTRNN_PACKED_KERNEL)
+  static constexpr int64_t kStrip = Simd::kLanes * Simd::kVectors;
+  static_assert(kPanel % kStrip == 0);
+
+  // C[0:MR, columns of strip s of panel p] (+)= A[0:MR, k0:k1) W^T[k0:k1, those columns]: MR
+  // rows x kVectors vectors of accumulators; only the strip's valid columns are stored.
   template <int MR>
-  void block(int64_t p, int64_t k0, int64_t k1, const float* A, int64_t lda, float* C,
-             int64_t ldc, bool accumulate) const {
-    constexpr int kSets = MR <= 2 ? 2 : 1;
-    const float* w = packed_.get() + p * K_ * kPanel;
-    __m512 acc[kSets][MR][4];
+  void block(int64_t p, int64_t s, int64_t k0, int64_t k1, const float* A, int64_t lda,
+             float* C, int64_t ldc, bool accumulate) const {
+    using V = typename Simd::V;
+    constexpr int kSets = Simd::sets(MR);
+    constexpr int kV = Simd::kVectors;
+    constexpr int64_t L = Simd::kLanes;
+    const float* w = strip_data(p, s);
+    V acc[kSets][MR][kV];
 #pragma GCC unroll 8
     for (int q = 0; q < kSets; ++q) {
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 8
-        for (int v = 0; v < 4; ++v) acc[q][r][v] = _mm512_setzero_ps();
+        for (int v = 0; v < kV; ++v) acc[q][r][v] = Simd::zero();
       }
     }
     // (a lambda taking the accumulators by reference made GCC keep them in memory: 4x slower)
@@ -203,86 +294,87 @@ class RecurrentGemm {
     for (; k + kSets <= k1; k += kSets) {
 #pragma GCC unroll 8
       for (int q = 0; q < kSets; ++q) {
-        const float* wk = w + (k + q) * kPanel;
-        const __m512 b0 = _mm512_loadu_ps(wk), b1 = _mm512_loadu_ps(wk + 16),
-                     b2 = _mm512_loadu_ps(wk + 32), b3 = _mm512_loadu_ps(wk + 48);
+        const float* wk = w + (k + q) * kStrip;
+        V b[kV];
+#pragma GCC unroll 8
+        for (int v = 0; v < kV; ++v) b[v] = Simd::load(wk + L * v);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
-          const __m512 a = _mm512_set1_ps(A[r * lda + k + q]);
-          acc[q][r][0] = _mm512_fmadd_ps(a, b0, acc[q][r][0]);
-          acc[q][r][1] = _mm512_fmadd_ps(a, b1, acc[q][r][1]);
-          acc[q][r][2] = _mm512_fmadd_ps(a, b2, acc[q][r][2]);
-          acc[q][r][3] = _mm512_fmadd_ps(a, b3, acc[q][r][3]);
+          const V a = Simd::broadcast(A + r * lda + k + q);
+#pragma GCC unroll 8
+          for (int v = 0; v < kV; ++v) acc[q][r][v] = Simd::fma(a, b[v], acc[q][r][v]);
         }
       }
     }
-    if (k < k1) {  // the odd last k of two sets
-      const float* wk = w + k * kPanel;
-      const __m512 b0 = _mm512_loadu_ps(wk), b1 = _mm512_loadu_ps(wk + 16),
-                   b2 = _mm512_loadu_ps(wk + 32), b3 = _mm512_loadu_ps(wk + 48);
+    for (; k < k1; ++k) {  // the k left over by the sets
+      const float* wk = w + k * kStrip;
+      V b[kV];
+#pragma GCC unroll 8
+      for (int v = 0; v < kV; ++v) b[v] = Simd::load(wk + L * v);
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
-        const __m512 a = _mm512_set1_ps(A[r * lda + k]);
-        acc[0][r][0] = _mm512_fmadd_ps(a, b0, acc[0][r][0]);
-        acc[0][r][1] = _mm512_fmadd_ps(a, b1, acc[0][r][1]);
-        acc[0][r][2] = _mm512_fmadd_ps(a, b2, acc[0][r][2]);
-        acc[0][r][3] = _mm512_fmadd_ps(a, b3, acc[0][r][3]);
+        const V a = Simd::broadcast(A + r * lda + k);
+#pragma GCC unroll 8
+        for (int v = 0; v < kV; ++v) acc[0][r][v] = Simd::fma(a, b[v], acc[0][r][v]);
       }
     }
-    if constexpr (kSets == 2) {
+#pragma GCC unroll 8
+    for (int q = 1; q < kSets; ++q) {
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 8
-        for (int v = 0; v < 4; ++v) acc[0][r][v] = _mm512_add_ps(acc[0][r][v], acc[1][r][v]);
+        for (int v = 0; v < kV; ++v) acc[0][r][v] = Simd::add(acc[0][r][v], acc[q][r][v]);
       }
     }
-    const int64_t n0 = panel_column(p), valid = panel_width(p);
+    const int64_t n0 = panel_column(p) + s * kStrip;
+    const int64_t valid = std::min(kStrip, panel_width(p) - s * kStrip);
 #pragma GCC unroll 8
-    for (int v = 0; v < 4; ++v) {
-      const int64_t cols = std::clamp<int64_t>(valid - 16 * v, 0, 16);
-      const __mmask16 mask = static_cast<__mmask16>((1u << cols) - 1u);
+    for (int v = 0; v < kV; ++v) {
+      const int64_t cols = std::clamp<int64_t>(valid - L * v, 0, L);
+      if (cols == 0) break;
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
-        float* c = C + r * ldc + n0 + 16 * v;
-        const __m512 sum = accumulate
-                               ? _mm512_add_ps(acc[0][r][v], _mm512_maskz_loadu_ps(mask, c))
-                               : acc[0][r][v];
-        _mm512_mask_storeu_ps(c, mask, sum);
+        float* c = C + r * ldc + n0 + L * v;
+        Simd::store_first(
+            c, accumulate ? Simd::add(acc[0][r][v], Simd::load_first(c, cols)) : acc[0][r][v],
+            cols);
       }
     }
   }
-#endif
 
-  // C[0:M, columns of panel p] (+)= A[0:M, k0:k1) W^T[k0:k1, columns of panel p]
-  void panel(int64_t p, int64_t k0, int64_t k1, int64_t M, const scalar_t* A, int64_t lda,
-             scalar_t* C, int64_t ldc, bool accumulate) const {
-#if defined(__AVX512F__)
-    if constexpr (kPacked) {
-      // rows in blocks of at most 6, as even as can be (32 rows: 5 5 6 5 5 6, not 6 x 5 + 2)
-      const int64_t blocks = (M + 5) / 6;
-      for (int64_t i = 0, m = 0; i < blocks; ++i) {
-        const int64_t rows = M * (i + 1) / blocks - m;
-        const float* a = A + m * lda;
-        float* c = C + m * ldc;
-        m += rows;
-        switch (rows) {
-          case 6: block<6>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-          case 5: block<5>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-          case 4: block<4>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-          case 3: block<3>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-          case 2: block<2>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-          case 1: block<1>(p, k0, k1, a, lda, c, ldc, accumulate); break;
-          default: break;
-        }
+  // C[0:M, columns of strip s of panel p] (+)= A[0:M, k0:k1) W^T[k0:k1, those columns]
+  void strip_product(int64_t p, int64_t s, int64_t k0, int64_t k1, int64_t M, const float* A,
+                     int64_t lda, float* C, int64_t ldc, bool accumulate) const {
+    // rows in blocks of at most 6, as even as can be (32 rows: 5 5 6 5 5 6, not 6 x 5 + 2)
+    const int64_t blocks = (M + 5) / 6;
+    for (int64_t i = 0, m = 0; i < blocks; ++i) {
+      const int64_t rows = M * (i + 1) / blocks - m;
+      const float* a = A + m * lda;
+      float* c = C + m * ldc;
+      m += rows;
+      switch (rows) {
+        case 6: block<6>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 5: block<5>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 4: block<4>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 3: block<3>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 2: block<2>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 1: block<1>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        default: break;
       }
     }
-#endif
   }
+#else
+  static constexpr int64_t kStrip = kPanel;
+#endif
 
   // Panel p holds unit block p / groups of group p % groups.
   int64_t panel_column(int64_t p) const { return (p % groups_) * width_ + (p / groups_) * kPanel; }
   int64_t panel_width(int64_t p) const {
     return std::min<int64_t>(kPanel, width_ - (p / groups_) * kPanel);
+  }
+  int64_t strips(int64_t p) const { return (panel_width(p) + kStrip - 1) / kStrip; }
+  scalar_t* strip_data(int64_t p, int64_t s) const {
+    return packed_.get() + (p * kPanel + s * kStrip) * K_;
   }
 
   const scalar_t* w_;
