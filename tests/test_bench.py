@@ -14,6 +14,7 @@ from fastrnn.bench.cli import config_from_args, main, parse_args
 from fastrnn.bench.memory import saved_for_backward
 from fastrnn.bench.plot import MISSING, speedup_figure
 from fastrnn.bench.results import Result, add_speedups
+from fastrnn.bench.timing import time_interleaved
 from fastrnn.bench.workloads import IMPLS as RUNNERS
 from fastrnn.bench.workloads import Case, Runner, exact_fp32, make_workload
 
@@ -114,7 +115,40 @@ def test_readme_preset_with_its_shapes_overridden():
     assert len(rows) == 4 * 2 * 2
 
 
+@pytest.mark.parametrize("rewarm_s,untimed_per_run", [(0.0, 0), (1e-9, 1)])
+def test_runs_start_with_untimed_calls_after_the_idle_time(rewarm_s, untimed_per_run):
+    # 5 timed calls each in runs of 2: 3 runs per step, each after its untimed calls (at least
+    # one when rewarm_s > 0; one call outlasts 1 ns). The timer marks which calls it times.
+    log = []
+    steps = {name: (lambda name=name: log.append(name)) for name in ("a", "b")}
+
+    def timer(step):
+        log.append("timed")
+        step()
+        return 1.0
+
+    times = time_interleaved(steps, repeats=5, warmup=1, block=2, rewarm_s=rewarm_s, timer=timer)
+    assert times == {"a": [1.0] * 5, "b": [1.0] * 5}
+    assert log.count("timed") == 10
+    untimed = [name for i, name in enumerate(log) if name != "timed" and
+               (i == 0 or log[i - 1] != "timed")]
+    assert len(untimed) == 2 + 2 * 3 * untimed_per_run  # warmup, then per run
+    # every run (a block of timed calls of one step) follows an untimed call of that step
+    if untimed_per_run:
+        for i, name in enumerate(log):
+            if name == "timed" and (i < 2 or log[i - 2] != "timed"):
+                assert log[i - 1] == log[i + 1] != "timed"
+
+
+def test_rewarm_in_the_header_and_the_json(tmp_path):
+    out = bench("--smoke", "--cells", "lstm", "--modes", "inference", "--rewarm-ms", "7",
+                "--json", str(tmp_path / "r.json"))
+    assert "0 ms idle and 7 ms of untimed calls before each run" in out.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["config"]["rewarm_ms"] == 7
+
+
 @pytest.mark.parametrize("args", [["--impls", "fastrnn"], ["--impls", "torch,nope"],
+                                  ["--rewarm-ms", "-1"],
                                   ["--preset", "readme", "--cells", "rnn_relu"],
                                   ["--smoke", "--preset", "readme"],
                                   ["--smoke", "--impls", "torch", "--plot", "p.png"]])

@@ -86,6 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--settle-ms", type=float,
                    help=f"idle time before each run, for the thread pools of the previous run to "
                         f"go to sleep (default {default.settle_ms:g})")
+    p.add_argument("--rewarm-ms", type=float,
+                   help=f"after the idle time, untimed calls of the run's step for this long (at "
+                        f"least one), so the timed calls run as in a loop and not in the "
+                        f"machine's wake-up transient (default {default.rewarm_ms:g})")
     p.add_argument("--threads", type=_ints,
                    help="comma-separated thread counts, each timed in turn with "
                         "torch.set_num_threads (default: torch's own)")
@@ -118,7 +122,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     base = PRESETS["smoke" if args.smoke else args.preset]
     overrides = {name: getattr(args, name)
                  for name in ("dtype", "device", "modes", "impls", "repeats", "warmup", "block",
-                              "settle_ms", "threads", "seed")
+                              "settle_ms", "rewarm_ms", "threads", "seed")
                  if getattr(args, name) is not None}
     if args.no_peak:
         overrides["peak"] = False
@@ -154,7 +158,8 @@ def time_workload(config: BenchConfig, workload: Workload, mode: str, peak: Peak
     """Time ``mode`` of every implementation; train results carry ``saved`` (measure_saved)."""
     steps = {impl: STEPS[mode](IMPLS[impl](workload), workload) for impl in config.impls}
     times = time_interleaved(steps, config.repeats, config.warmup, config.block,
-                             config.settle_ms / 1e3, TIMERS[config.device])
+                             config.settle_ms / 1e3, TIMERS[config.device],
+                             config.rewarm_ms / 1e3)
     flop = flop_count(workload.case, mode)
     threads = torch.get_num_threads()
     # The peak is an fp32 GEMM's: a float64 run gets no % peak.

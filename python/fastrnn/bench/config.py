@@ -27,6 +27,7 @@ class BenchConfig:
     warmup: int = 3  # untimed calls of each first
     block: int = 5  # timed calls per run; runs alternate between the implementations
     settle_ms: float = 250.0  # idle time before each run, for the previous one's threads to stop
+    rewarm_ms: float = 50.0  # then untimed calls of the run's step, out of the idle's transient
     threads: tuple[int, ...] | None = None  # torch.set_num_threads, each in turn; None: torch's default
     seed: int = 0
     peak: bool = True  # measure the GEMM peak first
@@ -39,7 +40,7 @@ class BenchConfig:
         for name in ("repeats", "block", "peak_size", "peak_repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("warmup", "settle_ms"):
+        for name in ("warmup", "settle_ms", "rewarm_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0, got {getattr(self, name)}")
         if self.threads is not None:
@@ -74,7 +75,8 @@ PRESETS = {
     "default": BenchConfig(),
     # CI: a tiny shape that checks the whole path end to end in a few seconds; its times mean little.
     "smoke": BenchConfig(cases=grid(tuple(CELLS), T=5, B=3, I=8, H=8), repeats=2, warmup=1,
-                         block=1, settle_ms=0.0, peak_size=256, peak_repeats=1),
+                         block=1, settle_ms=0.0, rewarm_ms=0.0, peak_size=256,
+                         peak_repeats=1),
     # The table of the performance issue: (T, B, I=H) per cell, 1 layer unless stated.
     "readme": BenchConfig(cases=(
         Case("lstm", 100, 32, 256, 256),

@@ -36,8 +36,8 @@ def format_header(config: BenchConfig, env: Environment, peaks: list[Peak]) -> s
         *(f"  peak      {format_peak(p)}" for p in peaks),
         f"  timing    {config.warmup} warmup + {config.repeats} timed calls each, in runs of "
         f"{config.block} back-to-back calls",
-        f"            alternating between implementations, {config.settle_ms:g} ms idle before "
-        f"each run; seed {config.seed}",
+        f"            alternating between implementations, {config.settle_ms:g} ms idle and "
+        f"{config.rewarm_ms:g} ms of untimed calls before each run; seed {config.seed}",
     ]
     return "\n".join(lines)
 
@@ -96,7 +96,9 @@ def format_footer(config: BenchConfig, env: Environment, baseline: str, flop_mod
         "L = layers; D = directions.",
         flop_model + ".",
         "Runs are separated by idle time because a thread pool still spinning after a call slows "
-        "whatever runs next; --settle-ms 0 leaves it out.",
+        "whatever runs next; --settle-ms 0 leaves it out. The untimed calls after it take the "
+        "machine out of its wake-up transient (a few ms, slowest calls first); --rewarm-ms 0 "
+        "leaves them out.",
     ]
     if config.device == "cuda":
         lines += [
