@@ -61,7 +61,7 @@ struct Simd {
   using V = __m512;
   static constexpr int64_t kLanes = 16, kVectors = 4;
   static constexpr int64_t kKc = 128;  // rows of a strip per L1-resident slice: 32 KiB
-#define FASTRNN_K_UNROLL 1  // the k loop as written (unrolling it was not measured here)
+  static constexpr int kUnrollK = 1;  // the k loop as written (unrolling not measured here)
   // Independent sets of accumulators taking alternate k: with few rows, enough FMAs in flight
   // to hide their latency.
   static constexpr int sets(int rows) { return rows <= 2 ? 2 : 1; }
@@ -113,7 +113,7 @@ struct Simd {
   using V = __m256;
   static constexpr int64_t kLanes = 8, kVectors = 2;
   static constexpr int64_t kKc = 256;  // rows of a strip per L1-resident slice: 16 KiB
-#define FASTRNN_K_UNROLL 4  // Zen 3: products at M=32 and 64 4-9% faster than not unrolled
+  static constexpr int kUnrollK = 4;  // Zen 3: M=32 and 64 products 4-9% faster than 1
   // 2 FMA ports x 4 cycles of latency want 8 chains: 1 row x 2 vectors x 4 sets, 2 x 2 x 3,
   // 3 x 2 x 2 (and all fit the 16 registers with the two strip vectors and a broadcast).
   static constexpr int sets(int rows) { return rows == 1 ? 4 : rows == 2 ? 3 : rows == 3 ? 2 : 1; }
@@ -271,8 +271,6 @@ class RecurrentGemm {
 #if defined(FASTRNN_PACKED_KERNEL)
   static constexpr int64_t kStrip = Simd::kLanes * Simd::kVectors;
   static_assert(kPanel % kStrip == 0);
-#define FASTRNN_STRINGIFY(x) #x
-#define FASTRNN_UNROLL(n) _Pragma(FASTRNN_STRINGIFY(GCC unroll n))
 
   // C[0:MR, columns of strip s of panel p] (+)= A[0:MR, k0:k1) W^T[k0:k1, those columns]: MR
   // rows x kVectors vectors of accumulators; only the strip's valid columns are stored.
@@ -295,7 +293,7 @@ class RecurrentGemm {
     }
     // (a lambda taking the accumulators by reference made GCC keep them in memory: 4x slower)
     int64_t k = k0;
-    FASTRNN_UNROLL(FASTRNN_K_UNROLL)
+#pragma GCC unroll Simd::kUnrollK
     for (; k + kSets <= k1; k += kSets) {
 #pragma GCC unroll 8
       for (int q = 0; q < kSets; ++q) {
@@ -368,18 +366,18 @@ class RecurrentGemm {
       }
     }
   }
-#else
-  static constexpr int64_t kStrip = kPanel;
+
+  // Strips of panel p that hold columns, and where strip s of it starts.
+  int64_t strips(int64_t p) const { return (panel_width(p) + kStrip - 1) / kStrip; }
+  scalar_t* strip_data(int64_t p, int64_t s) const {
+    return packed_.get() + (p * kPanel + s * kStrip) * K_;
+  }
 #endif
 
   // Panel p holds unit block p / groups of group p % groups.
   int64_t panel_column(int64_t p) const { return (p % groups_) * width_ + (p / groups_) * kPanel; }
   int64_t panel_width(int64_t p) const {
     return std::min<int64_t>(kPanel, width_ - (p / groups_) * kPanel);
-  }
-  int64_t strips(int64_t p) const { return (panel_width(p) + kStrip - 1) / kStrip; }
-  scalar_t* strip_data(int64_t p, int64_t s) const {
-    return packed_.get() + (p * kPanel + s * kStrip) * K_;
   }
 
   const scalar_t* w_;
