@@ -37,6 +37,20 @@ def outputs_and_grads(fn, args, kwargs, seed=1):
     return [o.detach() for o in outputs], grads
 
 
+def assert_matches_reference(args, kwargs, what=""):
+    """fastrnn's outputs and gradients for stack_args' (args, kwargs), in their dtype, against the
+    reference computed in float64 from the same values."""
+    dtype = args[1].dtype
+    outputs, grads = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
+    expected_outputs, expected_grads = outputs_and_grads(fastrnn.reference.rnn_stack,
+                                                         *in_float64(args, kwargs))
+    for k, (value, expected) in enumerate(zip(outputs, expected_outputs)):
+        assert value.shape == expected.shape and value.dtype == dtype
+        assert_close(value, expected.to(dtype), "output", f"{what}output {k}")
+    for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
+        assert_close(grad, expected.to(dtype), "grad", f"{what}gradient of leaf {k}")
+
+
 def _cases():
     for mode in CELL_NAMES:
         proj = 3 if mode == "lstm" else 0
@@ -46,25 +60,18 @@ def _cases():
         yield mode, dict(num_layers=3, bidirectional=False, masks=True, proj_size=proj)
 
 
-def _ids(value):
+def ids(value):
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in value.items()) or "default"
     return str(value)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("mode,config", list(_cases()), ids=_ids)
+@pytest.mark.parametrize("mode,config", list(_cases()), ids=ids)
 def test_rnn_stack_matches_reference(mode, config, dtype):
     """fastrnn in dtype against the reference computed in float64 from the same values."""
     args, kwargs = stack_args(mode, dtype=dtype, **config)
-    outputs, grads = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
-    expected_outputs, expected_grads = outputs_and_grads(fastrnn.reference.rnn_stack,
-                                                         *in_float64(args, kwargs))
-    for k, (value, expected) in enumerate(zip(outputs, expected_outputs)):
-        assert value.shape == expected.shape and value.dtype == dtype
-        assert_close(value, expected.to(dtype), "output", f"output {k}")
-    for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
-        assert_close(grad, expected.to(dtype), "grad", f"gradient of leaf {k}")
+    assert_matches_reference(args, kwargs)
     if mode != "lstm":
         assert fastrnn.functional.rnn_stack(*args, **kwargs)[2].shape == (0,)
 
@@ -74,7 +81,7 @@ def test_rnn_stack_matches_reference(mode, config, dtype):
     ("gru", dict(num_layers=3, bidirectional=False, masks=True)),
     ("rnn_tanh", dict(packed=True, hx=False)),
     ("rnn_relu", dict(bias=False)),
-], ids=_ids)
+], ids=ids)
 def test_rnn_stack_gradcheck(mode, config):
     args, kwargs = stack_args(mode, T=4, B=3, I=3, H=4, **config)
     tensors = leaves(args)

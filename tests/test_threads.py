@@ -14,8 +14,7 @@ import torch
 import fastrnn
 from helpers import CELL_NAMES, DTYPES
 from module_helpers import stack_args
-from test_rnn_stack import in_float64, leaves, outputs_and_grads
-from tolerances import assert_close
+from test_rnn_stack import assert_matches_reference, ids
 
 
 @pytest.fixture
@@ -37,18 +36,11 @@ def _cases():
 @pytest.mark.parametrize("num_threads", [1, 2, 3], indirect=True)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("mode,config", list(_cases()),
-                         ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items())
-                         if isinstance(v, dict) else str(v))
+                         ids=ids)
 def test_teams_match_reference(mode, config, dtype, num_threads):
     args, kwargs = stack_args(mode, T=7, B=5, I=9, num_layers=2, bidirectional=True,
                               dtype=dtype, **config)
-    outputs, grads = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
-    expected_outputs, expected_grads = outputs_and_grads(fastrnn.reference.rnn_stack,
-                                                         *in_float64(args, kwargs))
-    for k, (value, expected) in enumerate(zip(outputs, expected_outputs)):
-        assert_close(value, expected.to(dtype), "output", f"{num_threads} threads: output {k}")
-    for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
-        assert_close(grad, expected.to(dtype), "grad", f"{num_threads} threads: grad of leaf {k}")
+    assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
 
 
 def _product_cases():
@@ -67,20 +59,13 @@ def _product_cases():
 
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("mode,config", list(_product_cases()),
-                         ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items())
-                         if isinstance(v, dict) else str(v))
+                         ids=ids)
 def test_recurrent_product_blocking(mode, config, num_threads):
     """The packed recurrent kernel's edges (row blocks, K slices, partial strips and vectors,
     leftover k), float32 against the float64 reference, forward and backward."""
     args, kwargs = stack_args(mode, T=4, I=10, num_layers=1, bidirectional=True,
                               dtype=torch.float32, **config)
-    outputs, grads = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
-    expected_outputs, expected_grads = outputs_and_grads(fastrnn.reference.rnn_stack,
-                                                         *in_float64(args, kwargs))
-    for k, (value, expected) in enumerate(zip(outputs, expected_outputs)):
-        assert_close(value, expected.float(), "output", f"{num_threads} threads: output {k}")
-    for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
-        assert_close(grad, expected.float(), "grad", f"{num_threads} threads: grad of leaf {k}")
+    assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
 
 
 @pytest.mark.parametrize("mode", CELL_NAMES)
