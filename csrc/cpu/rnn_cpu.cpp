@@ -75,20 +75,14 @@ struct LayerGradIO {
   LayerGrads<scalar_t> grads;
 };
 
-// out[n] = sum over rows of d[rows, n], columns split among the threads.
+// sums[g*H + j] += row[g*H + j] for the G gates of units [j0, j1): the bias gradients, summed
+// by the thread owning the units as it makes each row of dL/d(pre-activations)
 template <typename scalar_t>
-void column_sums(const Threads& threads, const scalar_t* d, int64_t rows, int64_t n,
-                 scalar_t* out) {
-  const int64_t chunks = (n + 15) / 16, tasks = std::min(threads.count, chunks);
-  threads.run(tasks, [&](int64_t i) {
-    const int64_t k0 = std::min(n, chunks * i / tasks * 16);
-    const int64_t k1 = std::min(n, chunks * (i + 1) / tasks * 16);
-    std::fill(out + k0, out + k1, scalar_t(0));
-    for (int64_t r = 0; r < rows; ++r) {
-      const scalar_t* dr = d + r * n;
-      for (int64_t k = k0; k < k1; ++k) out[k] += dr[k];
-    }
-  });
+void add_units(const scalar_t* row, int64_t G, int64_t H, int64_t j0, int64_t j1,
+               scalar_t* sums) {
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t j = j0; j < j1; ++j) sums[g * H + j] += row[g * H + j];
+  }
 }
 
 // Columns [c0, c1) of `rows` rows.
@@ -222,12 +216,24 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   const auto m_rows = scratch<scalar_t>(project ? N * H : 0);
   SpinBarrier barrier;
 
+  // The bias gradients are the column sums of dgx and dgh; where those are one buffer, b_hh's
+  // is a copy of b_ih's, made at the end.
+  scalar_t* const db_ih = g.grads.b_ih;
+  const bool copy_db = !Cell::kSplitHiddenGrad && db_ih && g.grads.b_hh;
+  scalar_t* const db_hh = copy_db ? nullptr : g.grads.b_hh;
+
   threads.team(std::min(threads.count, (H + 63) / 64), [&](int64_t rank, int64_t size) {
     const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
     // and its columns of dh: its units, or with a projection a share of P
     const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
     const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
     recurrent.pack_units(q0, q1);
+    for (scalar_t* db : {db_ih, db_hh}) {
+      if (!db) continue;
+      for (int64_t k = 0; k < Cell::kGates; ++k) {
+        std::fill(db + k * H + j0, db + k * H + j1, scalar_t(0));
+      }
+    }
     for (int64_t s = L.T - 1; s >= 0; --s) {
       const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
       if (g.grad_out) {
@@ -265,6 +271,8 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
                          L.out + r * L.ld_out, c_prev, dgx.get() + r * GH, dgh + r * GH,
                          dh.data() + b * P);
         }
+        if (db_ih) add_units(dgx.get() + r * GH, Cell::kGates, H, j0, j1, db_ih);
+        if (db_hh) add_units(dgh + r * GH, Cell::kGates, H, j0, j1, db_hh);
         if constexpr (kIsLstm<Cell>) {
           if (project) {
             for (int64_t j = j0; j < j1; ++j) {
@@ -287,8 +295,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   L.whole_sequence_gemm(true, false, GH, L.I, N, dgx.get(), GH, L.x, L.ldx, 0, g.grads.w_ih, L.I);
   L.whole_sequence_gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, g.grads.w_hh,
                         P);
-  if (g.grads.b_ih) column_sums(threads, dgx.get(), N, GH, g.grads.b_ih);
-  if (g.grads.b_hh) column_sums(threads, dgh, N, GH, g.grads.b_hh);
+  if (copy_db) std::copy(db_ih, db_ih + GH, g.grads.b_hh);
   if (project) {
     L.whole_sequence_gemm(true, false, P, H, N, dh_rows.get(), P, m_rows.get(), H, 0,
                           g.grads.w_hr, H);
