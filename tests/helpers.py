@@ -195,3 +195,10 @@ def run(impl: str, problem: Problem, upstream: dict[str, Tensor]):
     grads = torch.autograd.grad([outputs[name] for name in upstream],
                                 [leaves[name] for name in names], list(upstream.values()))
     return ({k: v.detach() for k, v in outputs.items()}, dict(zip(names, grads)))
+
+
+def config_ids(value) -> str:
+    """pytest ids for parametrized (mode, config) cases: a config dict as k=v pairs."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "default"
+    return str(value)

@@ -5,7 +5,7 @@ for stacks (layers, directions, projection, packed input, dropout masks)."""
 import pytest
 import torch
 
-from helpers import CELL_NAMES
+from helpers import CELL_NAMES, config_ids
 from module_helpers import op_args, stack_args
 
 SIZES = dict(T=3, B=2, I=5, H=4)
@@ -36,12 +36,6 @@ def _stack_cases():
         yield mode, dict(transposed=True)
 
 
-def _ids(value):
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "one_layer"
-    return str(value)
-
-
 @pytest.mark.parametrize("hx", [True, False], ids=["hx", "no_hx"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
@@ -51,7 +45,7 @@ def test_opcheck_rnn_one_layer(mode, training, bias, hx):
             rnn_args(mode, bias=bias, hx=hx, training=training))
 
 
-@pytest.mark.parametrize("mode,config", list(_stack_cases()), ids=_ids)
+@pytest.mark.parametrize("mode,config", list(_stack_cases()), ids=config_ids)
 def test_opcheck_rnn_stack(mode, config):
     opcheck(torch.ops.fastrnn.rnn.default, rnn_args(mode, **config))
 
@@ -79,6 +73,6 @@ def _backward_cases():
 
 
 @pytest.mark.parametrize("mode,used,config", list(_backward_cases()),
-                         ids=lambda v: "+".join(v) if isinstance(v, tuple) else _ids(v))
+                         ids=lambda v: "+".join(v) if isinstance(v, tuple) else config_ids(v))
 def test_opcheck_rnn_backward(mode, used, config):
     opcheck(torch.ops.fastrnn.rnn_backward.default, backward_args(mode, used, **config))

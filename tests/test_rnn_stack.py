@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fastrnn
-from helpers import CELL_NAMES, DTYPES
+from helpers import CELL_NAMES, DTYPES, config_ids
 from module_helpers import stack_args
 from tolerances import assert_close
 
@@ -60,14 +60,8 @@ def _cases():
         yield mode, dict(num_layers=3, bidirectional=False, masks=True, proj_size=proj)
 
 
-def ids(value):
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "default"
-    return str(value)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("mode,config", list(_cases()), ids=ids)
+@pytest.mark.parametrize("mode,config", list(_cases()), ids=config_ids)
 def test_rnn_stack_matches_reference(mode, config, dtype):
     """fastrnn in dtype against the reference computed in float64 from the same values."""
     args, kwargs = stack_args(mode, dtype=dtype, **config)
@@ -81,7 +75,7 @@ def test_rnn_stack_matches_reference(mode, config, dtype):
     ("gru", dict(num_layers=3, bidirectional=False, masks=True)),
     ("rnn_tanh", dict(packed=True, hx=False)),
     ("rnn_relu", dict(bias=False)),
-], ids=ids)
+], ids=config_ids)
 def test_rnn_stack_gradcheck(mode, config):
     args, kwargs = stack_args(mode, T=4, B=3, I=3, H=4, **config)
     tensors = leaves(args)

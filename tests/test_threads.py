@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import fastrnn
-from helpers import CELL_NAMES, DTYPES
+from helpers import CELL_NAMES, DTYPES, config_ids
 from module_helpers import stack_args
-from test_rnn_stack import assert_matches_reference, ids
+from test_rnn_stack import assert_matches_reference
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def _cases():
 @pytest.mark.parametrize("num_threads", [1, 2, 3], indirect=True)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("mode,config", list(_cases()),
-                         ids=ids)
+                         ids=config_ids)
 def test_teams_match_reference(mode, config, dtype, num_threads):
     args, kwargs = stack_args(mode, T=7, B=5, I=9, num_layers=2, bidirectional=True,
                               dtype=dtype, **config)
@@ -59,7 +59,7 @@ def _product_cases():
 
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("mode,config", list(_product_cases()),
-                         ids=ids)
+                         ids=config_ids)
 def test_recurrent_product_blocking(mode, config, num_threads):
     """The packed recurrent kernel's edges (row blocks, K slices, partial strips and vectors,
     leftover k), float32 against the float64 reference, forward and backward."""
