@@ -1,6 +1,7 @@
 #include "cpu/rnn_cpu.h"
 
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -132,6 +133,8 @@ void layer_forward(const Layer<scalar_t>& L) {
   if constexpr (Cell::kHasCellState) c.assign(L.c0, L.c0 + B * H);
   const auto gh = scratch<scalar_t>(B * GH);  // W_hh h_{t-1} of the active rows
   const auto m = scratch<scalar_t>(project ? B * H : 0);  // the cell's output before W_hr
+  std::optional<RecurrentGemm<scalar_t>> projection;  // h = m W_hr^T, in blocks of 64 columns
+  if (project) projection.emplace(L.w.w_hr, P, H, /*w_transposed=*/false);
   const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P, /*w_transposed=*/false,
                                           Cell::kGates);
   const int64_t blocks = recurrent.unit_blocks();
@@ -142,8 +145,9 @@ void layer_forward(const Layer<scalar_t>& L) {
       threads.team(std::min(threads.count, blocks), [&](int64_t rank, int64_t size) {
         const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
         const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
-        const auto [p0, p1] = project ? share(P, 16, rank, size) : std::pair{j0, j1};  // of h
+        const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};  // of h
         recurrent.pack_units(u0, u1);
+        if (projection) projection->pack_units(p0 / 64, (p1 + 63) / 64);
         scalar_t* h_prev = h.data();
         scalar_t* h_cur = h_next.data();
         for (int64_t s = 0; s < L.T; ++s) {
@@ -165,10 +169,8 @@ void layer_forward(const Layer<scalar_t>& L) {
           }
           if (project) {
             barrier.wait(size);  // m of every unit
-            if (p1 > p0) {
-              gemm<scalar_t>(false, true, Bt, p1 - p0, H, 1, m.get(), H, L.w.w_hr + p0 * H, H, 0,
-                             h_cur + p0, P);
-            }
+            projection->multiply_units(p0 / 64, (p1 + 63) / 64, Bt, m.get(), H, h_cur, P,
+                                       /*accumulate=*/false);
           }
           copy_columns(h_cur, P, Bt, p0, p1, L.out + row0 * L.ld_out, L.ld_out);
           // rows no longer (or not yet) active keep their state
@@ -214,6 +216,8 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   const auto dm = scratch<scalar_t>(project ? B * H : 0);
   const auto dh_rows = scratch<scalar_t>(project ? N * P : 0);
   const auto m_rows = scratch<scalar_t>(project ? N * H : 0);
+  std::optional<RecurrentGemm<scalar_t>> projection;  // dm = dh W_hr, the units' columns
+  if (project) projection.emplace(L.w.w_hr, H, P, /*w_transposed=*/true);
   SpinBarrier barrier;
 
   // The bias gradients are the column sums of dgx and dgh; where those are one buffer, b_hh's
@@ -228,6 +232,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
     const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
     const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
     recurrent.pack_units(q0, q1);
+    if (projection) projection->pack_units(j0 / 64, (j1 + 63) / 64);
     for (scalar_t* db : {db_ih, db_hh}) {
       if (!db) continue;
       for (int64_t k = 0; k < Cell::kGates; ++k) {
@@ -246,10 +251,8 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
       if (project) {
         copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.get() + row0 * P, P);
         barrier.wait(size);  // dh of every column
-        if (j1 > j0) {
-          gemm<scalar_t>(false, false, Bt, j1 - j0, P, 1, dh.data(), P, L.w.w_hr + j0, H, 0,
-                         dm.get() + j0, H);
-        }
+        projection->multiply_units(j0 / 64, (j1 + 63) / 64, Bt, dh.data(), P, dm.get(), H,
+                                   /*accumulate=*/false);
         dh_cell = dm.get();
       }
       for (int64_t b = 0; b < Bt; ++b) {
