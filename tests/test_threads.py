@@ -68,13 +68,35 @@ def test_recurrent_product_blocking(mode, config, num_threads):
     assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
 
 
+def _input_in_steps_cases():
+    # Batch >= 16 and W_ih, W_hh within 512 KiB in all: each thread computes its units' columns
+    # of W_ih x in the step (input_in_steps in csrc/cpu/rnn_cpu.cpp), in inference into a buffer
+    # of B rows. Packed sequences (fewer rows in later steps, both directions), a projection,
+    # and the second layer's input (D*P columns of the first layer's output).
+    for mode in CELL_NAMES:
+        yield mode, dict(B=17, H=40)
+        yield mode, dict(B=16, H=70, packed=True)
+    yield "lstm", dict(B=16, H=64, proj_size=24, packed=True)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("mode,config", list(_input_in_steps_cases()), ids=config_ids)
+def test_input_product_in_the_steps(mode, config, num_threads):
+    """float32 against the float64 reference, forward and backward, where the steps compute
+    W_ih x themselves."""
+    args, kwargs = stack_args(mode, T=5, I=9, num_layers=2, bidirectional=True,
+                              dtype=torch.float32, **config)
+    assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
+
+
 @pytest.mark.parametrize("B", [3, 17], ids=["B3", "B17"])
 @pytest.mark.parametrize("mode", CELL_NAMES)
 def test_thread_count_does_not_change_the_recurrence(mode, B):
     """The recurrent product, the projection and the cell compute each column the same way
     whoever owns it, so forward outputs are bitwise equal for every thread count. (B = 17: a
     projection by single-threaded BLAS calls on each thread's columns was not; OpenBLAS's
-    rounding depends on the call's width there.)"""
+    rounding depends on the call's width there. The steps also compute W_ih x themselves at
+    B = 17 and these sizes.)"""
     args, kwargs = stack_args(mode, T=9, B=B, I=6, H=200, num_layers=1, bidirectional=True,
                               dtype=torch.float32, requires_grad=False,
                               proj_size=70 if mode == "lstm" else 0)
