@@ -5,6 +5,7 @@ import json
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -310,3 +311,32 @@ def test_plot_without_matplotlib_exits_2_before_running(monkeypatch, capsys, tmp
     out = capsys.readouterr()
     assert out.err == f"fastrnn.bench: {MISSING}\n" and out.out == ""
     assert not (tmp_path / "p.png").exists()
+
+
+AB_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ab.py"
+
+
+def test_ab_script_compares_two_builds():
+    """benchmarks/ab.py with the installed build as both A and B: one line per case with both
+    medians and the ratio's median, min and max."""
+    site = str(Path(fastrnn.__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, str(AB_SCRIPT), site, site, "--rounds", "2",
+                           "--calls", "2", "rnn_tanh 3 2 4 train", "lstm_proj 2 3 8 inference"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("2 rounds, 2 calls")
+    for line, case in zip(lines[1:], ("rnn_tanh 3 2 4 train", "lstm_proj 2 3 8 inference")):
+        assert line.startswith(case)
+        ratio = float(line.split("ratio median ")[1].split()[0])
+        assert ratio > 0
+
+
+@pytest.mark.parametrize("case,message", [("lstm 3 2 train", "want 'cell T B H mode'"),
+                                          ("lstm 3 0 4 train", "must be positive"),
+                                          ("lstm 3 2 4 backward", "mode in")])
+def test_ab_script_rejects_bad_cases(case, message):
+    site = str(Path(fastrnn.__file__).resolve().parent.parent)
+    proc = subprocess.run([sys.executable, str(AB_SCRIPT), site, site, case],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
