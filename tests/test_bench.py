@@ -314,14 +314,15 @@ def test_plot_without_matplotlib_exits_2_before_running(monkeypatch, capsys, tmp
 
 
 AB_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ab.py"
+INSTALLED_SITE = str(Path(fastrnn.__file__).resolve().parent.parent)  # holds the fastrnn tested
 
 
 def test_ab_script_compares_two_builds():
     """benchmarks/ab.py with the installed build as both A and B: one line per case with both
     medians and the ratio's median, min and max."""
-    site = str(Path(fastrnn.__file__).resolve().parent.parent)
-    proc = subprocess.run([sys.executable, str(AB_SCRIPT), site, site, "--rounds", "2",
-                           "--calls", "2", "rnn_tanh 3 2 4 train", "lstm_proj 2 3 8 inference"],
+    proc = subprocess.run([sys.executable, str(AB_SCRIPT), INSTALLED_SITE, INSTALLED_SITE,
+                           "--rounds", "2", "--calls", "2", "rnn_tanh 3 2 4 train",
+                           "lstm_proj 2 3 8 inference"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
@@ -336,7 +337,6 @@ def test_ab_script_compares_two_builds():
                                           ("lstm 3 0 4 train", "must be positive"),
                                           ("lstm 3 2 4 backward", "mode in")])
 def test_ab_script_rejects_bad_cases(case, message):
-    site = str(Path(fastrnn.__file__).resolve().parent.parent)
-    proc = subprocess.run([sys.executable, str(AB_SCRIPT), site, site, case],
+    proc = subprocess.run([sys.executable, str(AB_SCRIPT), INSTALLED_SITE, INSTALLED_SITE, case],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr

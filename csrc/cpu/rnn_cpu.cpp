@@ -8,7 +8,6 @@
 
 #include "cells/cells.h"
 #include "cpu/barrier.h"
-#include "cpu/blas.h"
 #include "cpu/gemm.h"
 #include "cpu/scratch.h"
 
@@ -112,8 +111,8 @@ constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>;
 // T=100, inference (medians of 24-50 alternating rounds, time before / after): at B=32 LSTM
 // H=128 1.06-1.09x, GRU H=128 1.07x, RNN H=256 1.02-1.03x (training within +-3%: noise); at
 // B=1 0.84-0.87x, where the step's extra product lengthens the chain of dependent steps while
-// the whole-sequence product of 100 rows is cheap. The choice does not depend on the thread count,
-// so neither do the outputs (tests/test_threads.py).
+// the whole-sequence product of 100 rows is cheap. The choice does not depend on the thread
+// count, so neither do the outputs (tests/test_threads.py).
 inline constexpr int64_t kStepWeightBytes = 512 * 1024;
 inline constexpr int64_t kStepInputMinBatch = 16;
 
@@ -174,9 +173,10 @@ void layer_forward(const Layer<scalar_t>& L) {
         const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
         const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
         const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};  // of h
+        const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the projection
         recurrent.pack_units(u0, u1);
         if (input) input->pack_units(u0, u1);
-        if (projection) projection->pack_units(p0 / 64, (p1 + 63) / 64);
+        if (projection) projection->pack_units(q0, q1);
         scalar_t* h_prev = h.data();
         scalar_t* h_cur = h_next.data();
         for (int64_t s = 0; s < L.T; ++s) {
@@ -203,8 +203,7 @@ void layer_forward(const Layer<scalar_t>& L) {
           }
           if (project) {
             barrier.wait(size);  // m of every unit
-            projection->multiply_units(p0 / 64, (p1 + 63) / 64, Bt, m.get(), H, h_cur, P,
-                                       /*accumulate=*/false);
+            projection->multiply_units(q0, q1, Bt, m.get(), H, h_cur, P, /*accumulate=*/false);
           }
           copy_columns(h_cur, P, Bt, p0, p1, L.out + row0 * L.ld_out, L.ld_out);
           // rows no longer (or not yet) active keep their state
@@ -262,11 +261,12 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
 
   threads.team(std::min(threads.count, (H + 63) / 64), [&](int64_t rank, int64_t size) {
     const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
+    const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
     // and its columns of dh: its units, or with a projection a share of P
     const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
     const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
     recurrent.pack_units(q0, q1);
-    if (projection) projection->pack_units(j0 / 64, (j1 + 63) / 64);
+    if (projection) projection->pack_units(u0, u1);
     for (scalar_t* db : {db_ih, db_hh}) {
       if (!db) continue;
       for (int64_t k = 0; k < Cell::kGates; ++k) {
@@ -285,8 +285,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
       if (project) {
         copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.get() + row0 * P, P);
         barrier.wait(size);  // dh of every column
-        projection->multiply_units(j0 / 64, (j1 + 63) / 64, Bt, dh.data(), P, dm.get(), H,
-                                   /*accumulate=*/false);
+        projection->multiply_units(u0, u1, Bt, dh.data(), P, dm.get(), H, /*accumulate=*/false);
         dh_cell = dm.get();
       }
       for (int64_t b = 0; b < Bt; ++b) {
