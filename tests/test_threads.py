@@ -69,14 +69,15 @@ def test_recurrent_product_blocking(mode, config, num_threads):
 
 
 def _input_in_steps_cases():
-    # Batch >= 16 and W_ih, W_hh within 512 KiB in all: each thread computes its units' columns
-    # of W_ih x in the step (input_in_steps in csrc/cpu/rnn_cpu.cpp), in inference into a buffer
-    # of B rows. Packed sequences (fewer rows in later steps, both directions), a projection,
-    # and the second layer's input (D*P columns of the first layer's output).
+    # Batch >= 16 and W_ih, W_hh within 2 MiB in all, or batch >= 64: each thread computes its
+    # units' columns of W_ih x in the step (input_in_steps in csrc/cpu/rnn_cpu.cpp), in inference
+    # into a buffer of B rows. Packed sequences (fewer rows in later steps, both directions), a
+    # projection, and the second layer's input (D*P columns of the first layer's output).
     for mode in CELL_NAMES:
         yield mode, dict(B=17, H=40)
         yield mode, dict(B=16, H=70, packed=True)
     yield "lstm", dict(B=16, H=64, proj_size=24, packed=True)
+    yield "gru", dict(B=64, H=300)  # the second layer's W_ih and W_hh: 3.2 MiB
 
 
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)

@@ -103,23 +103,33 @@ inline std::pair<int64_t, int64_t> share(int64_t n, int64_t block, int64_t rank,
 template <class Cell>
 constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>;
 
-// Whether a layer's steps compute W_ih x themselves (layer_forward): where W_ih and W_hh are
-// small enough that a thread's packed shares of both stay in its core's L2 cache across steps
-// (kStepWeightBytes in all: on two threads, half of a Zen 3 core's 512 KiB each), and the batch
-// is large enough for the step's product to run at the kernel's full rate. Then W_ih x never
-// makes a round trip through memory: the cell reads it from L1. Measured on Zen 3, 2 threads,
-// T=100, inference (medians of 24-50 alternating rounds, time before / after): at B=32 LSTM
-// H=128 1.06-1.09x, GRU H=128 1.07x, RNN H=256 1.02-1.03x (training within +-3%: noise); at
-// B=1 0.84-0.87x, where the step's extra product lengthens the chain of dependent steps while
-// the whole-sequence product of 100 rows is cheap. The choice does not depend on the thread
-// count, so neither do the outputs (tests/test_threads.py).
-inline constexpr int64_t kStepWeightBytes = 512 * 1024;
+// Whether a layer's steps compute W_ih x themselves (layer_forward). Then W_ih x never makes a
+// round trip through memory (the cell reads it from L1) and runs on the packed kernel, but each
+// step streams the thread's packed share of W_ih as well as of W_hh, which the kernel reuses for
+// only the step's B rows: worth it where both shares stay in the core's L2 (kStepWeightBytes
+// in all; on two threads 1 MiB each) and B is large enough for the step's product to run at
+// the kernel's full rate, or where B is large enough to hide streaming them from L3 or memory.
+// Measured on 2 threads, T=100, inference, medians of 16-50 alternating rounds, time before /
+// after (benchmarks/ab.py):
+//   Zen 3 (512 KiB L2), limit 512 KiB: B=32 LSTM H=128 1.06-1.09x, GRU H=128 1.07x, RNN H=256
+//     1.02-1.03x (training within +-3%: noise); B=1 0.84-0.87x, where the step's extra product
+//     lengthens the chain of dependent steps while the whole-sequence product of 100 rows is
+//     cheap.
+//   Zen 4 (1 MiB L2), no limit: B=32 H=256 LSTM 1.05x (1 thread 1.07x), GRU 1.05x, training
+//     1.01-1.02x; B=256 LSTM H=1024 (32 MiB) 1.06x; B=64 LSTM H=512 (8 MiB) 1.01x; but B=16
+//     LSTM H=512 0.98x.
+// The choice does not depend on the thread count, so neither do the outputs
+// (tests/test_threads.py).
+inline constexpr int64_t kStepWeightBytes = 2 * 1024 * 1024;
 inline constexpr int64_t kStepInputMinBatch = 16;
+inline constexpr int64_t kStepInputStreamingMinBatch = 64;
 
 template <class Cell, typename scalar_t>
 bool input_in_steps(const Layer<scalar_t>& L) {
-  return RecurrentGemm<scalar_t>::kPacked && L.B >= kStepInputMinBatch &&
-         Cell::kGates * L.H * (L.I + L.P) * int64_t{sizeof(scalar_t)} <= kStepWeightBytes;
+  const int64_t bytes = Cell::kGates * L.H * (L.I + L.P) * int64_t{sizeof(scalar_t)};
+  return RecurrentGemm<scalar_t>::kPacked &&
+         (L.B >= kStepInputStreamingMinBatch ||
+          (L.B >= kStepInputMinBatch && bytes <= kStepWeightBytes));
 }
 
 // The steps of a layer run on a team of threads (Threads::team). Each thread owns a share of
