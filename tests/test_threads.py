@@ -45,11 +45,12 @@ def test_teams_match_reference(mode, config, dtype, num_threads):
 
 def _product_cases():
     # B: one row (the kernel's most accumulator sets), 13 rows (row blocks of 4, 4 and 5, and
-    # K cut into L1-sized slices, which only happens with more than 6 rows). H = 301: K not a
-    # multiple of 2, 3 or 4 (leftover k after the accumulator sets), more than the slice of
-    # either build (128 or 256 rows of a strip), and a last unit block of 45 columns (a partial
-    # strip of 16, a partial vector of 8). With a projection (P = 37) the backward product's
-    # columns are a partial strip of their own.
+    # K cut into slices, which only happens with more than 6 rows). H = 301: K not a multiple of
+    # 2, 3 or 4 (leftover k after the accumulator sets), more than a slice of the AVX2 build (256
+    # rows of a strip; of the AVX-512 build 1024, which the LSTM's backward product, K = 4H =
+    # 1204, exceeds), and a last unit block of 45 columns (a partial strip of 16, a partial
+    # vector of 8). With a projection (P = 37) the backward product's columns are a partial strip
+    # of their own.
     for mode in ("lstm", "gru", "rnn_tanh"):
         for B in (1, 13):
             yield mode, dict(B=B, H=301)

@@ -60,7 +60,11 @@ inline void parallel_gemm(const Threads& threads, bool trans_a, bool trans_b, in
 struct Simd {
   using V = __m512;
   static constexpr int64_t kLanes = 16, kVectors = 4;
-  static constexpr int64_t kKc = 128;  // rows of a strip per L1-resident slice: 32 KiB
+  // Rows of a strip per slice: 256 KiB, so only K > 1024 is cut. On Zen 4 (32 KiB L1) slices
+  // that fit L1 were slower (kernel_bench, 1 thread, GFLOP/s at 128 / 1024 rows: M=32 K=256
+  // 110 / 113, M=64 K=512 107 / 112, M=256 K=1024 101 / 109): the hardware prefetcher streams
+  // a strip from L2 fast enough, and each slice past the first reloads C.
+  static constexpr int64_t kKc = 1024;
   static constexpr int kUnrollK = 1;  // the k loop as written (unrolling not measured here)
   // Independent sets of accumulators taking alternate k: with few rows, enough FMAs in flight
   // to hide their latency.
@@ -239,7 +243,7 @@ class RecurrentGemm {
 #if defined(FASTRNN_PACKED_KERNEL)
     if constexpr (kPacked) {
       // With more rows than one register block, W is read once per block of rows: cut K so a
-      // strip's slice stays in L1 meanwhile.
+      // strip's slice stays in cache meanwhile.
       const int64_t k_blocks = M > 6 ? (K_ + Simd::kKc - 1) / Simd::kKc : 1;
       for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
         for (int64_t s = 0; s < strips(p); ++s) {
