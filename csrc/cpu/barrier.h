@@ -11,17 +11,26 @@ namespace fastrnn::cpu {
 
 class SpinBarrier {
  public:
-  // Returns once all `size` threads of the team have called wait() for this round; every call
-  // of a round passes the same size. Spins briefly, then yields the core, so a team with more
-  // threads than free cores still moves on.
+  // Returns once all `size` threads of the team have called wait() (or arrive()) for this
+  // round; every call of a round passes the same size. Spins briefly, then yields the core, so
+  // a team with more threads than free cores still moves on.
   void wait(int64_t size) {
-    if (size <= 1) return;
+    if (size > 1) await(arrive(size));
+  }
+
+  // wait() in two halves, for work that needs no other thread's between them: arrive() counts
+  // the calling thread in and returns the round, await(round) returns once it is complete.
+  int64_t arrive(int64_t size) {
     const int64_t round = round_.load(std::memory_order_acquire);
+    if (size <= 1) return round - 1;  // complete: await returns at once
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) == size - 1) {
       arrived_.store(0, std::memory_order_relaxed);  // before round_ moves on, so it is seen
       round_.store(round + 1, std::memory_order_release);
-      return;
     }
+    return round;
+  }
+
+  void await(int64_t round) const {
     for (int64_t spins = 0; round_.load(std::memory_order_acquire) == round; ++spins) {
       if (spins < kSpins) {
         pause();

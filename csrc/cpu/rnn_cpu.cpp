@@ -189,13 +189,18 @@ void layer_forward(const Layer<scalar_t>& L) {
         if (projection) projection->pack_units(q0, q1);
         scalar_t* h_prev = h.data();
         scalar_t* h_cur = h_next.data();
+        // gx of the first row of step t
+        auto gx_of = [&](int64_t t) { return gx + (gx_per_batch_row ? 0 : L.offsets[t] * ld_gx); };
+        // W_ih x of step s, this thread's units: it depends on no other thread's work
+        auto input_product = [&](int64_t s) {
+          const int64_t t = L.step(s);
+          input->multiply_units(u0, u1, L.batch_sizes[t], L.x + L.offsets[t] * L.ldx, L.ldx,
+                                gx_of(t), ld_gx, /*accumulate=*/false);
+        };
+        if (input) input_product(0);
         for (int64_t s = 0; s < L.T; ++s) {
           const int64_t t = L.step(s), Bt = L.batch_sizes[t], row0 = L.offsets[t];
-          scalar_t* gx_step = gx + (gx_per_batch_row ? 0 : row0 * ld_gx);  // gx of row0
-          if (input) {
-            input->multiply_units(u0, u1, Bt, L.x + row0 * L.ldx, L.ldx, gx_step, ld_gx,
-                                  /*accumulate=*/false);
-          }
+          scalar_t* gx_step = gx_of(t);
           recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.get(), GH, /*accumulate=*/false);
           for (int64_t b = 0; b < Bt; ++b) {
             const int64_t r = row0 + b;
@@ -218,7 +223,11 @@ void layer_forward(const Layer<scalar_t>& L) {
           copy_columns(h_cur, P, Bt, p0, p1, L.out + row0 * L.ld_out, L.ld_out);
           // rows no longer (or not yet) active keep their state
           copy_columns(h_prev + Bt * P, P, B - Bt, p0, p1, h_cur + Bt * P, P);
-          barrier.wait(size);  // h_t whole before the next product reads it
+          // h_t whole before the next product reads it; meanwhile the next step's input
+          // product, which fills the time a thread would spin waiting for a later one
+          const int64_t round = barrier.arrive(size);
+          if (input && s + 1 < L.T) input_product(s + 1);
+          barrier.await(round);
           std::swap(h_prev, h_cur);
         }
       });
