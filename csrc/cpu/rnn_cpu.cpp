@@ -256,6 +256,11 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.get() : dgx.get();
   const auto h_prev_rows = scratch<scalar_t>(N * P);  // h_{t-1} of every row, for dW_hh
   const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, P, GH, /*w_transposed=*/true);  // dgh W_hh
+  // Where forward computes W_ih x in the steps (input_in_steps), backward computes dL/dx =
+  // dgx W_ih in them too, each thread a share of x's columns, for a step whose dgx is whole:
+  // while it waits for the others at the next step's barrier.
+  std::optional<RecurrentGemm<scalar_t>> input_grad;
+  if (input_in_steps<Cell>(L)) input_grad.emplace(L.w.w_ih, L.I, GH, /*w_transposed=*/true);
 
   // dL/dh and dL/dc flowing back through the running state, row b for sequence b
   std::vector<scalar_t> dh(B * P, scalar_t(0));
@@ -284,8 +289,17 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
     // and its columns of dh: its units, or with a projection a share of P
     const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
     const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
+    const auto [i0, i1] = share(L.I, 64, rank, size);  // and of dL/dx
+    const int64_t v0 = i0 / 64, v1 = (i1 + 63) / 64;
     recurrent.pack_units(q0, q1);
     if (projection) projection->pack_units(u0, u1);
+    if (input_grad) input_grad->pack_units(v0, v1);
+    auto input_grad_product = [&](int64_t s) {  // dL/dx of step s, this thread's columns
+      const int64_t t = L.step(s), row0 = L.offsets[t];
+      input_grad->multiply_units(v0, v1, L.batch_sizes[t], dgx.get() + row0 * GH, GH,
+                                 g.grad_x + row0 * g.ld_grad_x, g.ld_grad_x,
+                                 g.accumulate_grad_x);
+    };
     for (scalar_t* db : {db_ih, db_hh}) {
       if (!db) continue;
       for (int64_t k = 0; k < Cell::kGates; ++k) {
@@ -336,17 +350,22 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
           }
         }
       }
-      barrier.wait(size);  // dgh of every unit
+      const int64_t round = barrier.arrive(size);  // dgh (and dgx) of every unit
+      if (input_grad && s + 1 < L.T) input_grad_product(s + 1);
+      barrier.await(round);
       // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh
       recurrent.multiply_units(q0, q1, Bt, dgh + row0 * GH, GH, dh.data(), P,
                                /*accumulate=*/Cell::kSplitHiddenGrad);
     }
+    if (input_grad) input_grad_product(0);
   });
   std::copy(dh.begin(), dh.end(), g.grad_h0);
   if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
 
-  L.whole_sequence_gemm(false, false, N, L.I, GH, dgx.get(), GH, L.w.w_ih, L.I,
-                        g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
+  if (!input_grad) {
+    L.whole_sequence_gemm(false, false, N, L.I, GH, dgx.get(), GH, L.w.w_ih, L.I,
+                          g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
+  }
   L.whole_sequence_gemm(true, false, GH, L.I, N, dgx.get(), GH, L.x, L.ldx, 0, g.grads.w_ih, L.I);
   L.whole_sequence_gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, g.grads.w_hh,
                         P);
