@@ -1,5 +1,6 @@
-/* What touching fresh memory costs on this machine, against touching memory already mapped: the
-   reason csrc/cpu/scratch.h recycles its blocks. Best of 20 runs per size, one thread.
+/* What touching fresh memory costs on this machine, against touching memory already mapped: a
+   fixed cost of every call that allocates (benchmarks/README.md, "Fresh memory"). Best of 20
+   runs per size, one thread.
 
    gcc -O2 benchmarks/fresh_pages.c -o /tmp/fresh_pages && /tmp/fresh_pages
 */
