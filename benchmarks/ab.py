@@ -12,8 +12,9 @@ of the per-round time ratio A / B (above 1: B is faster).
         "lstm 100 32 256 inference" "gru 100 32 256 train"
 
 A case is "cell T B H mode": cell lstm, lstm_proj (proj_size = H/2), gru, rnn_tanh or
-rnn_relu; I = H; mode inference (under torch.inference_mode), forward (autograd recording)
-or train (forward and backward of output.sum()).
+rnn_relu; I = H; mode inference (under torch.inference_mode), forward (autograd recording),
+train (forward and backward of output.sum(), the input requiring grad) or train_params (the
+same with an input that does not: gradients of the parameters only).
 """
 
 import argparse
@@ -24,7 +25,7 @@ import sys
 import time
 
 CELLS = ("lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu")
-MODES = ("inference", "forward", "train")
+MODES = ("inference", "forward", "train", "train_params")
 
 
 def parse_case(text):
@@ -70,8 +71,10 @@ def worker(threads):
                     module(x)
             elif mode == "forward":
                 module(x_grad)
-            else:
+            elif mode == "train":
                 module(x_grad)[0].sum().backward()
+            else:
+                module(x)[0].sum().backward()
 
         call()  # warm-up: the first call of a shape allocates
         times = []

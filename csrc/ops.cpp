@@ -5,11 +5,13 @@
 //   rnn(mode, input, batch_sizes?, hx?, cx?, weights[], has_bias, num_layers, bidirectional,
 //       proj_size, dropout_masks?, training) -> (output, h_n, c_n, reserve)
 //   rnn_backward(mode, grad_output?, grad_h_n?, grad_c_n?, <rnn's inputs but training>, output,
-//                reserve) -> (grad_input, grad_hx, grad_cx, grad_weights[])
+//                reserve, input_needs_grad=True, hx_needs_grad=True)
+//       -> (grad_input, grad_hx, grad_cx, grad_weights[])
 // mode: "lstm", "gru", "rnn_tanh", "rnn_relu". input: padded [T, B, I], or packed data [N, I]
 // with batch_sizes [T] (int64, CPU; then hx is required). weights: torch.nn's _flat_weights
 // order. c_n and grad_cx are [0] unless LSTM; reserve, what backward needs, is [N, W] when
-// training and [0] otherwise.
+// training and [0] otherwise. grad_input (grad_hx) is [0] when input_needs_grad (hx_needs_grad)
+// is false, and backward skips the products only it needs.
 #include <torch/extension.h>
 #include <torch/library.h>
 #include <ATen/Parallel.h>
@@ -397,7 +399,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_back
     const OptTensor& grad_c_n, const at::Tensor& input, const OptTensor& batch_sizes,
     const OptTensor& hx, const OptTensor& cx, at::TensorList weights, bool has_bias,
     int64_t num_layers, bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
-    const at::Tensor& output, const at::Tensor& reserve) {
+    const at::Tensor& output, const at::Tensor& reserve, bool input_needs_grad,
+    bool hx_needs_grad) {
   const Stack s = check_stack(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers,
                               bidirectional, proj_size, dropout_masks);
   check_cpu(input);
@@ -416,8 +419,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_back
   const at::Tensor out = output.contiguous();
   at::Tensor rsv = reserve.contiguous();
   const auto opts = input.options();
-  at::Tensor grad_input = at::empty(output_shape(s, s.I), opts);
-  at::Tensor grad_hx = at::empty({s.L * s.D, s.B, s.P}, opts);
+  // A gradient nobody wants is an empty tensor, and the work only it needs is skipped.
+  at::Tensor grad_input = input_needs_grad ? at::empty(output_shape(s, s.I), opts) : empty0(input);
+  at::Tensor grad_hx = hx_needs_grad ? at::empty({s.L * s.D, s.B, s.P}, opts) : empty0(input);
   at::Tensor grad_cx = lstm ? at::empty({s.L * s.D, s.B, s.H}, opts) : empty0(input);
   std::vector<at::Tensor> grad_weights;
   for (const at::Tensor& w : in.weights) grad_weights.push_back(at::empty_like(w));
@@ -442,8 +446,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_back
     p.grad_output = ptr_or_null<scalar_t>(g_out);
     p.grad_h_n = ptr_or_null<scalar_t>(g_hn);
     p.grad_c_n = ptr_or_null<scalar_t>(g_cn);
-    p.grad_x = grad_input.mutable_data_ptr<scalar_t>();
-    p.grad_hx = grad_hx.mutable_data_ptr<scalar_t>();
+    p.grad_x = mutable_ptr_or_null<scalar_t>(grad_input);
+    p.grad_hx = mutable_ptr_or_null<scalar_t>(grad_hx);
     p.grad_cx = mutable_ptr_or_null<scalar_t>(grad_cx);
     p.grads = lg.data();
     cpu::rnn_backward(p);
@@ -476,6 +480,9 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
     ctx->saved_data["training"] = training;
     ctx->saved_data["has_hx"] = hx.has_value();
     ctx->saved_data["has_cx"] = cx.has_value();
+    // what backward must compute: dL/dx and dL/dh0 each cost products of their own
+    ctx->saved_data["input_needs_grad"] = input.requires_grad();
+    ctx->saved_data["hx_needs_grad"] = hx.has_value() && hx->requires_grad();
     std::vector<at::Tensor> saved = {input,  batch_sizes.value_or(at::Tensor()),
                                      hx.value_or(at::Tensor()), cx.value_or(at::Tensor()),
                                      dropout_masks.value_or(at::Tensor()), output, reserve};
@@ -503,11 +510,14 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
         mode == "lstm" ? optional(grads[2]) : OptTensor(), saved[0], optional(saved[1]),
         optional(saved[2]), optional(saved[3]), weights, ctx->saved_data["has_bias"].toBool(),
         ctx->saved_data["num_layers"].toInt(), ctx->saved_data["bidirectional"].toBool(),
-        ctx->saved_data["proj_size"].toInt(), optional(saved[4]), saved[5], saved[6]);
+        ctx->saved_data["proj_size"].toInt(), optional(saved[4]), saved[5], saved[6],
+        ctx->saved_data["input_needs_grad"].toBool(), ctx->saved_data["hx_needs_grad"].toBool());
     // one gradient per argument of forward, the weights list counting one per tensor
     torch::autograd::variable_list result = {
-        at::Tensor(), grad_input, at::Tensor(),  // mode, input, batch_sizes
-        ctx->saved_data["has_hx"].toBool() ? grad_hx : at::Tensor(),
+        at::Tensor(),  // mode
+        ctx->saved_data["input_needs_grad"].toBool() ? grad_input : at::Tensor(),
+        at::Tensor(),  // batch_sizes
+        ctx->saved_data["hx_needs_grad"].toBool() ? grad_hx : at::Tensor(),
         ctx->saved_data["has_cx"].toBool() ? grad_cx : at::Tensor()};
     result.insert(result.end(), grad_weights.begin(), grad_weights.end());
     // has_bias, num_layers, bidirectional, proj_size, dropout_masks, training
@@ -526,14 +536,16 @@ class RnnBackwardFunction : public torch::autograd::Function<RnnBackwardFunction
       const at::Tensor& input, const OptTensor& batch_sizes, const OptTensor& hx,
       const OptTensor& cx, at::TensorList weights, bool has_bias, int64_t num_layers,
       bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
-      const at::Tensor& output, const at::Tensor& reserve) {
+      const at::Tensor& output, const at::Tensor& reserve, bool input_needs_grad,
+      bool hx_needs_grad) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     static const auto op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("fastrnn::rnn_backward", "")
                                .typed<decltype(rnn_backward)>();
     auto [grad_input, grad_hx, grad_cx, grad_weights] =
         op.call(mode, grad_output, grad_h_n, grad_c_n, input, batch_sizes, hx, cx, weights,
-                has_bias, num_layers, bidirectional, proj_size, dropout_masks, output, reserve);
+                has_bias, num_layers, bidirectional, proj_size, dropout_masks, output, reserve,
+                input_needs_grad, hx_needs_grad);
     torch::autograd::variable_list result = {grad_input, grad_hx, grad_cx};
     result.insert(result.end(), grad_weights.begin(), grad_weights.end());
     return result;
@@ -553,11 +565,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>> rnn_back
     const OptTensor& grad_c_n, const at::Tensor& input, const OptTensor& batch_sizes,
     const OptTensor& hx, const OptTensor& cx, at::TensorList weights, bool has_bias,
     int64_t num_layers, bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
-    const at::Tensor& output, const at::Tensor& reserve) {
+    const at::Tensor& output, const at::Tensor& reserve, bool input_needs_grad,
+    bool hx_needs_grad) {
   const auto out = RnnBackwardFunction::apply(mode, grad_output, grad_h_n, grad_c_n, input,
                                               batch_sizes, hx, cx, weights, has_bias, num_layers,
                                               bidirectional, proj_size, dropout_masks, output,
-                                              reserve);
+                                              reserve, input_needs_grad, hx_needs_grad);
   return {out[0], out[1], out[2], std::vector<at::Tensor>(out.begin() + 3, out.end())};
 }
 
@@ -584,7 +597,7 @@ TORCH_LIBRARY(fastrnn, m) {
       "rnn_backward(str mode, Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, "
       "Tensor input, Tensor? batch_sizes, Tensor? hx, Tensor? cx, Tensor[] weights, "
       "bool has_bias, int num_layers, bool bidirectional, int proj_size, Tensor? dropout_masks, "
-      "Tensor output, Tensor reserve) "
+      "Tensor output, Tensor reserve, bool input_needs_grad=True, bool hx_needs_grad=True) "
       "-> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor[] grad_weights)");
 }
 

@@ -112,8 +112,10 @@ struct RnnGradParams {
   const scalar_t* grad_output = nullptr;  // [N, D*P] or nullptr for zero
   const scalar_t* grad_h_n = nullptr;     // [L*D, B, P] or nullptr
   const scalar_t* grad_c_n = nullptr;     // [L*D, B, H] or nullptr
-  scalar_t* grad_x = nullptr;             // [N, I] contiguous
-  scalar_t* grad_hx = nullptr;            // [L*D, B, P]
+  // nullptr where nobody wants it: backward then skips the products that only it needs
+  // (dL/dx of layer 0; the last step's dL/dh_{t-1} of every layer)
+  scalar_t* grad_x = nullptr;             // [N, I] contiguous, or nullptr
+  scalar_t* grad_hx = nullptr;            // [L*D, B, P], or nullptr
   scalar_t* grad_cx = nullptr;            // [L*D, B, H], LSTM only
   const LayerGrads<scalar_t>* grads = nullptr;  // [L*D]
 };

@@ -76,3 +76,23 @@ def _backward_cases():
                          ids=lambda v: "+".join(v) if isinstance(v, tuple) else config_ids(v))
 def test_opcheck_rnn_backward(mode, used, config):
     opcheck(torch.ops.fastrnn.rnn_backward.default, backward_args(mode, used, **config))
+
+
+@pytest.mark.parametrize("wanted", [(False, True), (True, False), (False, False)],
+                         ids=["no_grad_input", "no_grad_hx", "neither"])
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_opcheck_rnn_backward_some_gradients(mode, wanted):
+    """input_needs_grad / hx_needs_grad false: that gradient comes back empty, the others as
+    with both true."""
+    outputs = ("output", "h_n", "c_n") if mode == "lstm" else ("output", "h_n")
+    args = backward_args(mode, outputs, num_layers=2, bidirectional=True, packed=True)
+    opcheck(torch.ops.fastrnn.rnn_backward.default, (*args, *wanted))
+    every = torch.ops.fastrnn.rnn_backward(*args)
+    some = torch.ops.fastrnn.rnn_backward(*args, *wanted)
+    for k, want in zip((0, 1), wanted):
+        assert some[k].shape == (every[k].shape if want else (0,))
+        if want:
+            assert torch.equal(some[k], every[k])
+    assert torch.equal(some[2], every[2])
+    for grad, expected in zip(some[3], every[3]):
+        assert torch.equal(grad, expected)

@@ -23,8 +23,17 @@ def in_float64(args, kwargs):
 
 
 def leaves(args):
+    """The tensors of rnn_stack's args that require grad."""
     _, input, _, h0, c0, weights = args
-    return [t for t in (input, h0, c0, *weights) if t is not None]
+    return [t for t in (input, h0, c0, *weights) if t is not None and t.requires_grad]
+
+
+def leaf_names(args):
+    """Names of leaves(args), in order: input, h0, c0, weight k."""
+    _, input, _, h0, c0, weights = args
+    named = [("input", input), ("h0", h0), ("c0", c0)]
+    named += [(f"weight {k}", w) for k, w in enumerate(weights)]
+    return [name for name, t in named if t is not None and t.requires_grad]
 
 
 def outputs_and_grads(fn, args, kwargs, seed=1):
@@ -68,6 +77,36 @@ def test_rnn_stack_matches_reference(mode, config, dtype):
     assert_matches_reference(args, kwargs)
     if mode != "lstm":
         assert fastrnn.functional.rnn_stack(*args, **kwargs)[2].shape == (0,)
+
+
+def _frozen_cases():
+    for mode in CELL_NAMES:
+        yield mode, dict(T=1, num_layers=1, bidirectional=False)  # no recurrent product left
+        yield mode, dict(packed=True, proj_size=3 if mode == "lstm" else 0)
+    yield "gru", dict(B=17, H=40, dtype=torch.float32)  # dL/dx inside the steps
+    yield "lstm", dict(T=1, B=17, H=40, num_layers=1, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("frozen", [("input",), ("h0",), ("input", "h0", "c0")],
+                         ids="+".join)
+@pytest.mark.parametrize("mode,config", list(_frozen_cases()), ids=config_ids)
+def test_rnn_stack_gradients_of_some_leaves(mode, config, frozen):
+    """With the input or h0 not requiring grad, backward skips what only their gradients need
+    (dL/dx of layer 0; the last step's dL/dh_{t-1}, at T = 1 the whole recurrent product): the
+    other leaves' gradients are bitwise those of a backward that computes every gradient."""
+    args, kwargs = stack_args(mode, **config)
+    _, everything = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
+    expected = dict(zip(leaf_names(args), everything))
+    named = dict(zip(("input", "h0", "c0"), args[1:2] + args[3:5]))
+    some = list(args)
+    for k, name in ((1, "input"), (3, "h0"), (4, "c0")):
+        if name in frozen and named[name] is not None:
+            some[k] = named[name].detach()
+    _, grads = outputs_and_grads(fastrnn.functional.rnn_stack, tuple(some), kwargs)
+    names = leaf_names(some)
+    assert not set(names) & set(frozen) and "weight 0" in names
+    for name, grad in zip(names, grads):
+        assert torch.equal(grad, expected[name]), f"gradient of {name}"
 
 
 @pytest.mark.parametrize("mode,config", [

@@ -67,10 +67,10 @@ struct LayerGradIO {
   int64_t ld_grad_out;
   const scalar_t* grad_h_n;  // [B, P] or nullptr
   const scalar_t* grad_c_n;  // [B, H] or nullptr
-  scalar_t* grad_x;          // [N, I], leading dimension ld_grad_x
+  scalar_t* grad_x;          // [N, I], leading dimension ld_grad_x, or nullptr: not wanted
   int64_t ld_grad_x;
   bool accumulate_grad_x;  // add into grad_x (the second direction of a layer) instead of overwrite
-  scalar_t* grad_h0;       // [B, P]
+  scalar_t* grad_h0;       // [B, P], or nullptr: not wanted
   scalar_t* grad_c0;       // [B, H] or nullptr
   LayerGrads<scalar_t> grads;
 };
@@ -255,12 +255,19 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   const auto dgh_buffer = scratch<scalar_t>(Cell::kSplitHiddenGrad ? N * GH : 0);
   scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.get() : dgx.get();
   const auto h_prev_rows = scratch<scalar_t>(N * P);  // h_{t-1} of every row, for dW_hh
-  const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, P, GH, /*w_transposed=*/true);  // dgh W_hh
+  // dL/dh_{t-1} = dgh_t W_hh at every step but the first, whose result only dL/dh0 wants: at T=1
+  // without it, no product at all (nor its packing).
+  const bool want_h0 = g.grad_h0 != nullptr;
+  std::optional<RecurrentGemm<scalar_t>> recurrent;
+  if (L.T > 1 || want_h0) recurrent.emplace(L.w.w_hh, P, GH, /*w_transposed=*/true);
   // Where forward computes W_ih x in the steps (input_in_steps), backward computes dL/dx =
   // dgx W_ih in them too, each thread a share of x's columns, for a step whose dgx is whole:
   // while it waits for the others at the next step's barrier.
+  const bool want_x = g.grad_x != nullptr;
   std::optional<RecurrentGemm<scalar_t>> input_grad;
-  if (input_in_steps<Cell>(L)) input_grad.emplace(L.w.w_ih, L.I, GH, /*w_transposed=*/true);
+  if (want_x && input_in_steps<Cell>(L)) {
+    input_grad.emplace(L.w.w_ih, L.I, GH, /*w_transposed=*/true);
+  }
 
   // dL/dh and dL/dc flowing back through the running state, row b for sequence b
   std::vector<scalar_t> dh(B * P, scalar_t(0));
@@ -291,7 +298,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
     const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
     const auto [i0, i1] = share(L.I, 64, rank, size);  // and of dL/dx
     const int64_t v0 = i0 / 64, v1 = (i1 + 63) / 64;
-    recurrent.pack_units(q0, q1);
+    if (recurrent) recurrent->pack_units(q0, q1);
     if (projection) projection->pack_units(u0, u1);
     if (input_grad) input_grad->pack_units(v0, v1);
     auto input_grad_product = [&](int64_t s) {  // dL/dx of step s, this thread's columns
@@ -354,15 +361,17 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
       if (input_grad && s + 1 < L.T) input_grad_product(s + 1);
       barrier.await(round);
       // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh
-      recurrent.multiply_units(q0, q1, Bt, dgh + row0 * GH, GH, dh.data(), P,
-                               /*accumulate=*/Cell::kSplitHiddenGrad);
+      if (s > 0 || want_h0) {
+        recurrent->multiply_units(q0, q1, Bt, dgh + row0 * GH, GH, dh.data(), P,
+                                  /*accumulate=*/Cell::kSplitHiddenGrad);
+      }
     }
     if (input_grad) input_grad_product(0);
   });
-  std::copy(dh.begin(), dh.end(), g.grad_h0);
+  if (want_h0) std::copy(dh.begin(), dh.end(), g.grad_h0);
   if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
 
-  if (!input_grad) {
+  if (want_x && !input_grad) {
     L.whole_sequence_gemm(false, false, N, L.I, GH, dgx.get(), GH, L.w.w_ih, L.I,
                           g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
   }
@@ -479,7 +488,7 @@ void stack_backward(const RnnGradParams<scalar_t>& g) {
       io.grad_c_n = g.grad_c_n ? g.grad_c_n + k * p.B * p.H : nullptr;
       io.grad_x = grad_x, io.ld_grad_x = I;
       io.accumulate_grad_x = d > 0;
-      io.grad_h0 = g.grad_hx + k * p.B * p.P;
+      io.grad_h0 = g.grad_hx ? g.grad_hx + k * p.B * p.P : nullptr;
       io.grad_c0 = g.grad_cx ? g.grad_cx + k * p.B * p.H : nullptr;
       io.grads = g.grads[k];
       layer_backward<Cell>(make_layer(p, l, d, x, I, ldx, out, reserve.saved(l, d)), io);

@@ -55,12 +55,12 @@ def _rnn_fake(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, b
 @torch.library.register_fake("fastrnn::rnn_backward")
 def _rnn_backward_fake(mode, grad_output, grad_h_n, grad_c_n, input, batch_sizes, hx, cx, weights,
                        has_bias, num_layers, bidirectional, proj_size, dropout_masks, output,
-                       reserve):
+                       reserve, input_needs_grad=True, hx_needs_grad=True):
     _check_one_device(input, hx, cx, dropout_masks, output, reserve, *weights)
     _, _, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size)
     return (
-        input.new_empty(input.shape),
-        input.new_empty((num_layers * D, B, P)),
+        input.new_empty(input.shape) if input_needs_grad else input.new_empty((0,)),
+        input.new_empty((num_layers * D, B, P)) if hx_needs_grad else input.new_empty((0,)),
         input.new_empty((num_layers * D, B, H)) if mode == "lstm" else input.new_empty((0,)),
         [w.new_empty(w.shape) for w in weights],
     )
