@@ -51,9 +51,11 @@ def _unserved(tensors) -> str | None:
     for t in tensors:
         if t.dtype not in _DTYPES:
             return f"dtype {t.dtype}; fastrnn runs float32 and float64"
-        reason = _unserved_device(t.device)
-        if reason:
-            return reason
+        device = t.device
+        if device.type != "cpu":  # (the common case without a call: this runs on every forward)
+            reason = _unserved_device(device)
+            if reason:
+                return reason
     return None
 
 
@@ -194,8 +196,10 @@ class _CellForward:
     """``forward`` of the cells: torch.nn's checks around one step of fastrnn.functional."""
 
     def forward(self, input, hx=None):
-        weights = [w for w in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-                   if w is not None]
+        # each attribute read once: a module's __getattr__ costs about a microsecond
+        weight_ih, weight_hh, bias_ih, bias_hh = (self.weight_ih, self.weight_hh, self.bias_ih,
+                                                  self.bias_hh)
+        weights = [w for w in (weight_ih, weight_hh, bias_ih, bias_hh) if w is not None]
         if _fallback_reason(self, input, weights) is not None:
             return super().forward(input, hx)
         args, name = (input, hx), self._torch_name
@@ -211,27 +215,26 @@ class _CellForward:
         if not is_batched:
             input = input.unsqueeze(0)
             states = tuple(h.unsqueeze(0) for h in states)
-        self._check_sizes(input, states)
+        self._check_sizes(input, states, weight_hh)
         if input.size(0) == 0:
             return super().forward(*args)  # no kernel for an empty batch
 
         x = input.unsqueeze(0)  # one time step: [1, B, I]
         if is_lstm:
             h0, c0 = states if states else (None, None)
-            _, h, c = functional.lstm(x, h0, c0, self.weight_ih, self.weight_hh,
-                                      self.bias_ih, self.bias_hh)
+            _, h, c = functional.lstm(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
             return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
         h0 = states[0] if states else None
         if isinstance(self, nn.GRUCell):
-            _, h = functional.gru(x, h0, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            _, h = functional.gru(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
         else:
             if self.nonlinearity not in ("tanh", "relu"):
                 raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
-            _, h = functional.rnn(x, h0, self.weight_ih, self.weight_hh, self.bias_ih,
-                                  self.bias_hh, nonlinearity=self.nonlinearity)
+            _, h = functional.rnn(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
+                                  nonlinearity=self.nonlinearity)
         return h if is_batched else h.squeeze(0)
 
-    def _check_sizes(self, input: Tensor, states: tuple[Tensor, ...]) -> None:
+    def _check_sizes(self, input: Tensor, states: tuple[Tensor, ...], weight_hh: Tensor) -> None:
         """The checks (and messages) of torch's C++ cells, which torch.nn's cells rely on."""
         if len(states) not in (0, 2) and isinstance(self, nn.LSTMCell):
             raise RuntimeError("lstm_cell expects two hidden states")
@@ -245,7 +248,7 @@ class _CellForward:
             if h.size(1) != self.hidden_size:
                 raise RuntimeError(f"hidden{i} has inconsistent hidden_size: got {h.size(1)}, "
                                    f"expected {self.hidden_size}")
-        for t in (*states, self.weight_hh):
+        for t in (*states, weight_hh):
             if t.dtype != input.dtype:
                 raise RuntimeError(f"{type(self).__name__}: expected input, hidden states and "
                                    f"weights of one dtype, got {input.dtype} and {t.dtype}")
