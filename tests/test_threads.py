@@ -44,7 +44,8 @@ def test_teams_match_reference(mode, config, dtype, num_threads):
 
 
 def _product_cases():
-    # B: one row (the kernel's most accumulator sets), 13 rows (row blocks of 4, 4 and 5, and
+    # T = 9: more rows in all than kDirectMaxRows, so the weights are packed. B: one row (the
+    # kernel's most accumulator sets), 13 rows (row blocks of 4, 4 and 5, and
     # K cut into slices, which only happens with more than 6 rows). H = 301: K not a multiple of
     # 2, 3 or 4 (leftover k after the accumulator sets), more than a slice of the AVX2 build (256
     # rows of a strip; of the AVX-512 build 1024, which the LSTM's backward product, K = 4H =
@@ -64,7 +65,30 @@ def _product_cases():
 def test_recurrent_product_blocking(mode, config, num_threads):
     """The packed recurrent kernel's edges (row blocks, K slices, partial strips and vectors,
     leftover k), float32 against the float64 reference, forward and backward."""
-    args, kwargs = stack_args(mode, T=4, I=10, num_layers=1, bidirectional=True,
+    args, kwargs = stack_args(mode, T=9, I=10, num_layers=1, bidirectional=True,
+                              dtype=torch.float32, **config)
+    assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
+
+
+def _direct_product_cases():
+    # At most kDirectMaxRows rows in all (T x B, or a packed sequence's sum of lengths), where the
+    # step products read the weights unpacked: one row and pairs of rows; H = 301, so K is not a
+    # multiple of the vector width (a masked last piece of each dot product), and the last unit
+    # block's 45 columns end in a partial group of dot products and a partial vector of row
+    # updates; with a projection (P = 37) in both products.
+    for mode in ("lstm", "gru", "rnn_tanh"):
+        yield mode, dict(T=1, B=1, H=301)
+        yield mode, dict(T=2, B=3, H=301)
+    yield "lstm", dict(T=1, B=8, H=301, proj_size=37)
+    yield "gru", dict(T=3, B=3, H=70, packed=True)  # 6 rows
+
+
+@pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("mode,config", list(_direct_product_cases()), ids=config_ids)
+def test_direct_product_edges(mode, config, num_threads):
+    """The unpacked step products of short calls, float32 against the float64 reference,
+    forward and backward."""
+    args, kwargs = stack_args(mode, I=10, num_layers=2, bidirectional=True,
                               dtype=torch.float32, **config)
     assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
 
@@ -91,15 +115,15 @@ def test_input_product_in_the_steps(mode, config, num_threads):
     assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
 
 
-@pytest.mark.parametrize("B", [3, 17], ids=["B3", "B17"])
+@pytest.mark.parametrize("T,B", [(9, 3), (9, 17), (2, 3)], ids=["T9B3", "T9B17", "T2B3"])
 @pytest.mark.parametrize("mode", CELL_NAMES)
-def test_thread_count_does_not_change_the_recurrence(mode, B):
+def test_thread_count_does_not_change_the_recurrence(mode, T, B):
     """The recurrent product, the projection and the cell compute each column the same way
     whoever owns it, so forward outputs are bitwise equal for every thread count. (B = 17: a
     projection by single-threaded BLAS calls on each thread's columns was not; OpenBLAS's
     rounding depends on the call's width there. The steps also compute W_ih x themselves at
-    B = 17 and these sizes.)"""
-    args, kwargs = stack_args(mode, T=9, B=B, I=6, H=200, num_layers=1, bidirectional=True,
+    B = 17 and these sizes. T = 2, B = 3: six rows, too few to pack the weights for.)"""
+    args, kwargs = stack_args(mode, T=T, B=B, I=6, H=200, num_layers=1, bidirectional=True,
                               dtype=torch.float32, requires_grad=False,
                               proj_size=70 if mode == "lstm" else 0)
     before = torch.get_num_threads()
@@ -122,7 +146,7 @@ def test_teams_on_other_instruction_sets(isa):
     env = {**os.environ, "FASTRNN_CPU_ISA": isa}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
                           "-k", "test_teams_match_reference and float32 or "
-                                "test_recurrent_product_blocking"],
+                                "test_recurrent_product_blocking or test_direct_product_edges"],
                          env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout

@@ -8,8 +8,10 @@
 // AVX-512 or AVX2 and float, W^T is packed once per layer call into strips of columns ([K][64]
 // with AVX-512, [K][16] with AVX2, zero padded) that a register-blocked kernel (6 rows x one
 // strip of accumulators) streams contiguously at every step; a thread touches only its own
-// strips, so its share of W stays in its core's cache across steps. Elsewhere (double, or the
-// baseline x86-64 build) each thread makes single-threaded BLAS calls on its columns.
+// strips, so its share of W stays in its core's cache across steps. A product of a few rows in
+// all is not worth packing (rnn_cpu.cpp, pack_step_weights): then W is read where it is, by dot
+// products (W [N, K]) or row updates (W given transposed). Elsewhere (double, or the baseline
+// x86-64 build) each thread makes single-threaded BLAS calls on its columns.
 #pragma once
 
 #include <algorithm>
@@ -75,6 +77,7 @@ struct Simd {
   static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static float sum(V v) { return _mm512_reduce_add_ps(v); }  // one fixed order of additions
   // The first n lanes (0 <= n <= kLanes) of p, zero in the others; memory past them is not read.
   static V load_first(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static void store_first(float* p, V v, int64_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
@@ -127,6 +130,11 @@ struct Simd {
   static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static float sum(V v) {  // halves, then pairs: one fixed order of additions
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+  }
   // The first n lanes (0 <= n <= kLanes) of p, zero in the others; memory past them is not read.
   // (Masked moves are slow on AMD: whole vectors take plain ones.)
   static V load_first(const float* p, int64_t n) {
@@ -182,10 +190,14 @@ class RecurrentGemm {
   // gates); a unit block u is columns [64u, 64u + 64) of every group, and its panels are packed
   // next to each other, so one thread can compute all gates of its units (multiply_units).
   // Each thread packs the unit blocks it multiplies (pack_units) before it multiplies them.
-  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups = 1)
+  // pack false: a product taken with few rows in all (a short sequence at a small batch), which
+  // would not repay packing, reads W where it is instead (direct_units); pack_units does nothing.
+  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups = 1,
+                bool pack = true)
       : w_(w), N_(N), K_(K), w_transposed_(w_transposed), groups_(groups),
-        width_(N / groups), unit_blocks_((N / groups + kPanel - 1) / kPanel) {
-    if constexpr (kPacked) packed_ = scratch<scalar_t>(unit_blocks_ * groups_ * K * kPanel);
+        width_(N / groups), unit_blocks_((N / groups + kPanel - 1) / kPanel),
+        packed_(kPacked && pack) {
+    if (packed_) panels_ = scratch<scalar_t>(unit_blocks_ * groups_ * K * kPanel);
   }
 
   // Packs the panels of unit blocks [u0, u1), on the calling thread (whose cache then holds them).
@@ -197,6 +209,7 @@ class RecurrentGemm {
   void pack_units(int64_t u0, int64_t u1) const {
 #if defined(FASTRNN_PACKED_KERNEL)
     if constexpr (kPacked) {
+      if (!packed_) return;
       constexpr int64_t L = Simd::kLanes;
       for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
         const int64_t n0 = panel_column(p), width = panel_width(p);
@@ -242,6 +255,10 @@ class RecurrentGemm {
     if (u0 >= u1 || M == 0) return;
 #if defined(FASTRNN_PACKED_KERNEL)
     if constexpr (kPacked) {
+      if (!packed_) {
+        direct_units(u0, u1, M, A, lda, C, ldc, accumulate);
+        return;
+      }
       // With more rows than one register block, W is read once per block of rows: cut K so a
       // strip's slice stays in cache meanwhile.
       const int64_t k_blocks = M > 6 ? (K_ + Simd::kKc - 1) / Simd::kKc : 1;
@@ -371,10 +388,129 @@ class RecurrentGemm {
     }
   }
 
+  // multiply_units on W as it is, for an unpacked product. Every element of C is computed by
+  // the same sequence of operations whichever columns and rows it is computed with, so results
+  // do not depend on how the units are shared among threads (as BLAS calls of different widths
+  // did: tests/test_threads.py).
+  void direct_units(int64_t u0, int64_t u1, int64_t M, const float* A, int64_t lda, float* C,
+                    int64_t ldc, bool accumulate) const {
+    for (int64_t g = 0; g < groups_; ++g) {
+      const int64_t n0 = g * width_ + u0 * kPanel;
+      const int64_t n1 = g * width_ + std::min(width_, u1 * kPanel);
+      for (int64_t b = 0; b < M; b += 2) {
+        const bool pair = b + 1 < M;
+        if (w_transposed_) {
+          for (int64_t n = n0; n < n1; n += kStrip) {
+            const int64_t cols = std::min(kStrip, n1 - n);
+            if (pair) {
+              axpy_rows<2>(n, cols, A + b * lda, lda, C + b * ldc, ldc, accumulate);
+            } else {
+              axpy_rows<1>(n, cols, A + b * lda, lda, C + b * ldc, ldc, accumulate);
+            }
+          }
+        } else if (pair) {
+          dot_rows<2>(n0, n1, A + b * lda, lda, C + b * ldc, ldc, accumulate);
+        } else {
+          dot_rows<1>(n0, n1, A + b * lda, lda, C + b * ldc, ldc, accumulate);
+        }
+      }
+    }
+  }
+
+  // W [N, K]: C[r, n] (+)= dot(A[r, :], W[n, :]) for R rows and columns [n0, n1), four columns
+  // at a time: lane-wise partial sums over k (the last piece masked), then Simd::sum.
+  template <int R>
+  void dot_rows(int64_t n0, int64_t n1, const float* A, int64_t lda, float* C, int64_t ldc,
+                bool accumulate) const {
+    using V = typename Simd::V;
+    constexpr int64_t L = Simd::kLanes;
+    constexpr int kCols = 4;
+    for (int64_t n = n0; n < n1; n += kCols) {
+      const int cols = static_cast<int>(std::min<int64_t>(kCols, n1 - n));
+      const float* w[kCols];
+      for (int c = 0; c < kCols; ++c) w[c] = w_ + (n + std::min(c, cols - 1)) * K_;
+      V acc[R][kCols];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+        for (int c = 0; c < kCols; ++c) acc[r][c] = Simd::zero();
+      }
+      int64_t k = 0;
+      for (; k + L <= K_; k += L) {
+        V a[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) a[r] = Simd::load(A + r * lda + k);
+#pragma GCC unroll 8
+        for (int c = 0; c < kCols; ++c) {
+          const V wc = Simd::load(w[c] + k);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) acc[r][c] = Simd::fma(a[r], wc, acc[r][c]);
+        }
+      }
+      if (k < K_) {
+        const int64_t rest = K_ - k;
+        V a[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) a[r] = Simd::load_first(A + r * lda + k, rest);
+#pragma GCC unroll 8
+        for (int c = 0; c < kCols; ++c) {
+          const V wc = Simd::load_first(w[c] + k, rest);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) acc[r][c] = Simd::fma(a[r], wc, acc[r][c]);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        for (int c = 0; c < cols; ++c) {
+          const float v = Simd::sum(acc[r][c]);
+          float& out = C[r * ldc + n + c];
+          out = accumulate ? out + v : v;
+        }
+      }
+    }
+  }
+
+  // W given transposed, [K, N]: C[r, n:n+cols] (+)= sum over k of A[r, k] W[k, n:n+cols], for R
+  // rows and cols <= kStrip columns, each lane an FMA chain over k (partial vectors masked).
+  template <int R>
+  void axpy_rows(int64_t n, int64_t cols, const float* A, int64_t lda, float* C, int64_t ldc,
+                 bool accumulate) const {
+    using V = typename Simd::V;
+    constexpr int64_t L = Simd::kLanes;
+    constexpr int kV = Simd::kVectors;
+    int64_t valid[kV];
+    for (int v = 0; v < kV; ++v) valid[v] = std::clamp<int64_t>(cols - L * v, 0, L);
+    V acc[R][kV];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+      for (int v = 0; v < kV; ++v) acc[r][v] = Simd::zero();
+    }
+    const float* wk = w_ + n;
+    for (int64_t k = 0; k < K_; ++k, wk += N_) {
+      V b[kV];
+#pragma GCC unroll 8
+      for (int v = 0; v < kV; ++v) b[v] = Simd::load_first(wk + L * v, valid[v]);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const V a = Simd::broadcast(A + r * lda + k);
+#pragma GCC unroll 8
+        for (int v = 0; v < kV; ++v) acc[r][v] = Simd::fma(a, b[v], acc[r][v]);
+      }
+    }
+    for (int v = 0; v < kV && valid[v] > 0; ++v) {
+      for (int r = 0; r < R; ++r) {
+        float* c = C + r * ldc + n + L * v;
+        Simd::store_first(
+            c, accumulate ? Simd::add(acc[r][v], Simd::load_first(c, valid[v])) : acc[r][v],
+            valid[v]);
+      }
+    }
+  }
+
   // Strips of panel p that hold columns, and where strip s of it starts.
   int64_t strips(int64_t p) const { return (panel_width(p) + kStrip - 1) / kStrip; }
   scalar_t* strip_data(int64_t p, int64_t s) const {
-    return packed_.get() + (p * kPanel + s * kStrip) * K_;
+    return panels_.get() + (p * kPanel + s * kStrip) * K_;
   }
 #endif
 
@@ -388,7 +524,8 @@ class RecurrentGemm {
   int64_t N_, K_;
   bool w_transposed_;
   int64_t groups_, width_, unit_blocks_;
-  Scratch<scalar_t> packed_;  // written by pack_units
+  bool packed_;
+  Scratch<scalar_t> panels_;  // written by pack_units
 };
 
 }  // namespace fastrnn::cpu::FASTRNN_CPU_ISA

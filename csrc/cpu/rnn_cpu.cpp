@@ -132,6 +132,21 @@ bool input_in_steps(const Layer<scalar_t>& L) {
           (L.B >= kStepInputMinBatch && bytes <= kStepWeightBytes));
 }
 
+// Whether a layer's step products pack their weights (RecurrentGemm) or read them where they
+// are. Packing is a pass over each W per call, into fresh memory, repaid over the rows
+// multiplied; a call of a few rows in all (a decoder's step at a small batch, a short sequence
+// at batch 1) is faster without it. benchmarks/ab.py, Zen 4, 2 threads, H = 256, time packed /
+// direct, 12-14 rounds, T x B: 1x1 LSTM 1.70, GRU 1.55, RNN 1.26 (training LSTM 1.24); 2x1 and
+// 1x2 LSTM 1.42, 1.39; 4x1 LSTM, GRU, RNN 1.24-1.25 (training LSTM 2.00, 2x2 GRU 2.22); 8x1
+// 1.10-1.14 (training 1.08-1.53), 1x8 1.00-1.05; but 16 rows 0.92-1.39, 32-64 rows 0.87-0.98.
+// Steps that compute W_ih x need B >= 16, so always pack.
+inline constexpr int64_t kDirectMaxRows = 8;
+
+template <typename scalar_t>
+bool pack_step_weights(const Layer<scalar_t>& L) {
+  return L.N > kDirectMaxRows;
+}
+
 // The steps of a layer run on a team of threads (Threads::team). Each thread owns a share of
 // the hidden units, in blocks of 64 (RecurrentGemm's unit blocks): per step it multiplies its
 // units' columns of the recurrent product, runs the cell on them, and waits for the others once
@@ -171,9 +186,10 @@ void layer_forward(const Layer<scalar_t>& L) {
   const auto gh = scratch<scalar_t>(B * GH);  // W_hh h_{t-1} of the active rows
   const auto m = scratch<scalar_t>(project ? B * H : 0);  // the cell's output before W_hr
   std::optional<RecurrentGemm<scalar_t>> projection;  // h = m W_hr^T, in blocks of 64 columns
-  if (project) projection.emplace(L.w.w_hr, P, H, /*w_transposed=*/false);
+  const bool pack = pack_step_weights(L);
+  if (project) projection.emplace(L.w.w_hr, P, H, /*w_transposed=*/false, 1, pack);
   const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P, /*w_transposed=*/false,
-                                          Cell::kGates);
+                                          Cell::kGates, pack);
   const int64_t blocks = recurrent.unit_blocks();
   SpinBarrier barrier;
 
@@ -259,7 +275,8 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   // without it, no product at all (nor its packing).
   const bool want_h0 = g.grad_h0 != nullptr;
   std::optional<RecurrentGemm<scalar_t>> recurrent;
-  if (L.T > 1 || want_h0) recurrent.emplace(L.w.w_hh, P, GH, /*w_transposed=*/true);
+  const bool pack = pack_step_weights(L);
+  if (L.T > 1 || want_h0) recurrent.emplace(L.w.w_hh, P, GH, /*w_transposed=*/true, 1, pack);
   // Where forward computes W_ih x in the steps (input_in_steps), backward computes dL/dx =
   // dgx W_ih in them too, each thread a share of x's columns, for a step whose dgx is whole:
   // while it waits for the others at the next step's barrier.
@@ -281,7 +298,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   const auto dh_rows = scratch<scalar_t>(project ? N * P : 0);
   const auto m_rows = scratch<scalar_t>(project ? N * H : 0);
   std::optional<RecurrentGemm<scalar_t>> projection;  // dm = dh W_hr, the units' columns
-  if (project) projection.emplace(L.w.w_hr, H, P, /*w_transposed=*/true);
+  if (project) projection.emplace(L.w.w_hr, H, P, /*w_transposed=*/true, 1, pack);
   SpinBarrier barrier;
 
   // The bias gradients are the column sums of dgx and dgh; where those are one buffer, b_hh's
