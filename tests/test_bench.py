@@ -314,6 +314,7 @@ def test_plot_without_matplotlib_exits_2_before_running(monkeypatch, capsys, tmp
 
 
 AB_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ab.py"
+ONE_STEP_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "one_step.py"
 INSTALLED_SITE = str(Path(fastrnn.__file__).resolve().parent.parent)  # holds the fastrnn tested
 
 
@@ -322,15 +323,30 @@ def test_ab_script_compares_two_builds():
     medians and the ratio's median, min and max."""
     proc = subprocess.run([sys.executable, str(AB_SCRIPT), INSTALLED_SITE, INSTALLED_SITE,
                            "--rounds", "2", "--calls", "2", "rnn_tanh 3 2 4 train",
-                           "lstm_proj 2 3 8 inference"],
+                           "lstm_proj 2 3 8 inference", "gru 2 2 4 train_params"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("2 rounds, 2 calls")
-    for line, case in zip(lines[1:], ("rnn_tanh 3 2 4 train", "lstm_proj 2 3 8 inference")):
+    cases = ("rnn_tanh 3 2 4 train", "lstm_proj 2 3 8 inference", "gru 2 2 4 train_params")
+    assert len(lines) == 1 + len(cases)
+    for line, case in zip(lines[1:], cases):
         assert line.startswith(case)
         ratio = float(line.split("ratio median ")[1].split()[0])
         assert ratio > 0
+
+
+def test_one_step_script_times_every_call():
+    """benchmarks/one_step.py: a line per call, batch and mode with both medians and the ratio."""
+    proc = subprocess.run([sys.executable, str(ONE_STEP_SCRIPT), "--H", "8", "--blocks", "1",
+                           "--calls", "2", "--threads", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("1 threads, I = H = 8") and len(lines) == 1 + 6 * 2 * 2
+    for line in lines[1:]:
+        assert line.split()[0] in ("LSTMCell", "GRUCell", "RNNCell", "LSTM", "GRU", "RNN")
+        assert float(line.split("ratio")[1]) > 0
 
 
 @pytest.mark.parametrize("case,message", [("lstm 3 2 train", "want 'cell T B H mode'"),
