@@ -103,7 +103,24 @@ inline std::pair<int64_t, int64_t> share(int64_t n, int64_t block, int64_t rank,
 template <class Cell>
 constexpr bool kIsLstm = std::is_same_v<Cell, LstmCell>;
 
-// Whether a layer's steps compute W_ih x themselves (layer_forward). Then W_ih x never makes a
+// Whether a layer's step products pack their weights (RecurrentGemm) or read them where they
+// are. Packing is a pass over each W per call, into fresh memory, repaid over the rows
+// multiplied; a call of a few rows in all (a decoder's step at a small batch, a short sequence
+// at batch 1) is faster without it. benchmarks/ab.py, Zen 4, 2 threads, H = 256, time packed /
+// direct, 12-14 rounds, T x B: 1x1 LSTM 1.70, GRU 1.55, RNN 1.26 (training LSTM 1.24); 2x1 and
+// 1x2 LSTM 1.42, 1.39; 4x1 LSTM, GRU, RNN 1.24-1.25 (training LSTM 2.00, 2x2 GRU 2.22); 8x1
+// 1.10-1.14 (training 1.08-1.53), 1x8 1.00-1.05; but 16 rows 0.92-1.39, 32-64 rows 0.87-0.98.
+// Such a call also computes W_ih x in its steps (input_in_steps), from W_ih as it is: one team
+// of threads for the whole call, where a product over the sequence would take a second.
+inline constexpr int64_t kDirectMaxRows = 8;
+
+template <typename scalar_t>
+bool pack_step_weights(const Layer<scalar_t>& L) {
+  return L.N > kDirectMaxRows;
+}
+
+// Whether a layer's steps compute W_ih x themselves (layer_forward): always in a call too short
+// to pack for (above), and otherwise as follows. Then W_ih x never makes a
 // round trip through memory (the cell reads it from L1) and runs on the packed kernel, but each
 // step streams the thread's packed share of W_ih as well as of W_hh, which the kernel reuses for
 // only the step's B rows: worth it where both shares stay in the core's L2 (kStepWeightBytes
@@ -128,23 +145,8 @@ template <class Cell, typename scalar_t>
 bool input_in_steps(const Layer<scalar_t>& L) {
   const int64_t bytes = Cell::kGates * L.H * (L.I + L.P) * int64_t{sizeof(scalar_t)};
   return RecurrentGemm<scalar_t>::kPacked &&
-         (L.B >= kStepInputStreamingMinBatch ||
+         (!pack_step_weights(L) || L.B >= kStepInputStreamingMinBatch ||
           (L.B >= kStepInputMinBatch && bytes <= kStepWeightBytes));
-}
-
-// Whether a layer's step products pack their weights (RecurrentGemm) or read them where they
-// are. Packing is a pass over each W per call, into fresh memory, repaid over the rows
-// multiplied; a call of a few rows in all (a decoder's step at a small batch, a short sequence
-// at batch 1) is faster without it. benchmarks/ab.py, Zen 4, 2 threads, H = 256, time packed /
-// direct, 12-14 rounds, T x B: 1x1 LSTM 1.70, GRU 1.55, RNN 1.26 (training LSTM 1.24); 2x1 and
-// 1x2 LSTM 1.42, 1.39; 4x1 LSTM, GRU, RNN 1.24-1.25 (training LSTM 2.00, 2x2 GRU 2.22); 8x1
-// 1.10-1.14 (training 1.08-1.53), 1x8 1.00-1.05; but 16 rows 0.92-1.39, 32-64 rows 0.87-0.98.
-// Steps that compute W_ih x need B >= 16, so always pack.
-inline constexpr int64_t kDirectMaxRows = 8;
-
-template <typename scalar_t>
-bool pack_step_weights(const Layer<scalar_t>& L) {
-  return L.N > kDirectMaxRows;
 }
 
 // The steps of a layer run on a team of threads (Threads::team). Each thread owns a share of
@@ -169,9 +171,10 @@ void layer_forward(const Layer<scalar_t>& L) {
   scalar_t* gx = training ? L.saved : gx_buffer.get();
   const int64_t ld_gx = training ? SH : GH;
   const bool gx_per_batch_row = fuse_input && !training;  // gx row b, not row r
+  const bool pack = pack_step_weights(L);
   std::optional<RecurrentGemm<scalar_t>> input;
   if (fuse_input) {
-    input.emplace(L.w.w_ih, GH, L.I, /*w_transposed=*/false, Cell::kGates);
+    input.emplace(L.w.w_ih, GH, L.I, /*w_transposed=*/false, Cell::kGates, pack);
   } else {
     L.whole_sequence_gemm(false, true, L.N, GH, L.I, L.x, L.ldx, L.w.w_ih, L.I, 0, gx, ld_gx);
   }
@@ -186,7 +189,6 @@ void layer_forward(const Layer<scalar_t>& L) {
   const auto gh = scratch<scalar_t>(B * GH);  // W_hh h_{t-1} of the active rows
   const auto m = scratch<scalar_t>(project ? B * H : 0);  // the cell's output before W_hr
   std::optional<RecurrentGemm<scalar_t>> projection;  // h = m W_hr^T, in blocks of 64 columns
-  const bool pack = pack_step_weights(L);
   if (project) projection.emplace(L.w.w_hr, P, H, /*w_transposed=*/false, 1, pack);
   const RecurrentGemm<scalar_t> recurrent(L.w.w_hh, GH, P, /*w_transposed=*/false,
                                           Cell::kGates, pack);
@@ -283,7 +285,7 @@ void layer_backward(const Layer<scalar_t>& L, const LayerGradIO<scalar_t>& g) {
   const bool want_x = g.grad_x != nullptr;
   std::optional<RecurrentGemm<scalar_t>> input_grad;
   if (want_x && input_in_steps<Cell>(L)) {
-    input_grad.emplace(L.w.w_ih, L.I, GH, /*w_transposed=*/true);
+    input_grad.emplace(L.w.w_ih, L.I, GH, /*w_transposed=*/true, 1, pack);
   }
 
   // dL/dh and dL/dc flowing back through the running state, row b for sequence b
