@@ -26,6 +26,14 @@
 #include "cpu/scratch.h"
 #include "params.h"
 
+// GCC 12's AVX-512 headers make their "undefined" vectors by initialising a variable from itself
+// (`__m256d __Y = __Y;`), which -Wmaybe-uninitialized reports wherever a shuffle or extract is
+// inlined into this file's kernels; the warnings are about the headers, not this code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace fastrnn::cpu::FASTRNN_CPU_ISA {
 
 // gemm() on the thread pool: the larger of C's two sides is cut into one block per thread,
@@ -529,3 +537,7 @@ class RecurrentGemm {
 };
 
 }  // namespace fastrnn::cpu::FASTRNN_CPU_ISA
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
