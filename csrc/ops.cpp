@@ -478,7 +478,6 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
     ctx->saved_data["bidirectional"] = bidirectional;
     ctx->saved_data["proj_size"] = proj_size;
     ctx->saved_data["training"] = training;
-    ctx->saved_data["has_hx"] = hx.has_value();
     ctx->saved_data["has_cx"] = cx.has_value();
     // what backward must compute: dL/dx and dL/dh0 each cost products of their own
     ctx->saved_data["input_needs_grad"] = input.requires_grad();
