@@ -22,18 +22,20 @@ def in_float64(args, kwargs):
             kwargs | {"dropout_masks": None if masks is None else masks.double()})
 
 
-def leaves(args):
-    """The tensors of rnn_stack's args that require grad."""
-    _, input, _, h0, c0, weights = args
-    return [t for t in (input, h0, c0, *weights) if t is not None and t.requires_grad]
-
-
-def leaf_names(args):
-    """Names of leaves(args), in order: input, h0, c0, weight k."""
+def named_leaves(args):
+    """(name, tensor) of rnn_stack's args that require grad, in order: input, h0, c0, weight k."""
     _, input, _, h0, c0, weights = args
     named = [("input", input), ("h0", h0), ("c0", c0)]
     named += [(f"weight {k}", w) for k, w in enumerate(weights)]
-    return [name for name, t in named if t is not None and t.requires_grad]
+    return [(name, t) for name, t in named if t is not None and t.requires_grad]
+
+
+def leaves(args):
+    return [t for _, t in named_leaves(args)]
+
+
+def leaf_names(args):
+    return [name for name, _ in named_leaves(args)]
 
 
 def outputs_and_grads(fn, args, kwargs, seed=1):
