@@ -79,7 +79,7 @@ void kernel(int64_t M, int64_t H, int64_t K, int64_t G, int64_t units) {
   std::vector<float> w(G * H * K), a(M * K), c(M * G * H);
   for (float& v : w) v = dist(rng);
   for (float& v : a) v = dist(rng);
-  const RecurrentGemm<float> gemm(w.data(), G * H, K, /*w_transposed=*/false, G);
+  const RecurrentGemm<float> gemm(w.data(), G * H, K, /*w_transposed=*/false, G, /*pack=*/true);
   const double pack = median_seconds(9, 1, [&] { gemm.pack_units(0, units); });
   const double flops = 2.0 * M * K * G * units * 64;
   const int calls = std::max<int>(1, static_cast<int>(2e8 / flops));
@@ -89,7 +89,7 @@ void kernel(int64_t M, int64_t H, int64_t K, int64_t G, int64_t units) {
   // the same product as one OpenBLAS call per gate, as the kernels made before packing
   const double blas = median_seconds(7, calls, [&] {
     for (int64_t g = 0; g < G; ++g) {
-      fastrnn::cpu::gemm<float>(false, true, M, units * 64, K, 1, a.data(), K,
+      fastrnn::cpu::gemm<float>(false, true, M, units * 64, K, a.data(), K,
                                 w.data() + g * H * K, K, 0, c.data() + g * H, G * H);
     }
   });

@@ -1,14 +1,27 @@
-// Every cell, and the one switch from the runtime CellKind to its compile-time cell type.
+// Every cell, the list of modes (the one place that names them), and the switch from the
+// runtime CellKind to the compile-time cell type.
 #pragma once
+
+#include <string_view>
+#include <type_traits>
 
 #include "cells/gru.h"
 #include "cells/lstm.h"
 #include "cells/rnn.h"
-#include <type_traits>
-
-#include "params.h"
 
 namespace fastrnn {
+
+enum class CellKind { kLstm, kGru, kRnnTanh, kRnnRelu };
+
+// The op's `mode` strings, with their cells.
+struct Mode {
+  std::string_view name;
+  CellKind kind;
+};
+inline constexpr Mode kModes[] = {{"lstm", CellKind::kLstm},
+                                  {"gru", CellKind::kGru},
+                                  {"rnn_tanh", CellKind::kRnnTanh},
+                                  {"rnn_relu", CellKind::kRnnRelu}};
 
 // Calls f(Cell{}) with the cell type of `kind`.
 template <class F>

@@ -54,13 +54,14 @@ FASTRNN_HD T d_tanh(T y) {
   return T(1) - y * y;
 }
 
-// Bias of gate unit k (k = gate * H + j); a cell built without bias passes nullptr.
-template <bool kHasBias, typename T>
-FASTRNN_HD T bias_at(const T* b, int64_t k) {
+// Bias of gate unit k (k = gate * H + j) in the compute type C; a cell built without bias
+// passes nullptr.
+template <bool kHasBias, typename C, typename T>
+FASTRNN_HD C bias_at(const T* b, int64_t k) {
   if constexpr (kHasBias) {
-    return b[k];
+    return C(b[k]);
   } else {
-    return T(0);
+    return C(0);
   }
 }
 

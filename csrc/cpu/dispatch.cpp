@@ -88,18 +88,18 @@ const char* isa_name() {
 #endif
 
 template <typename scalar_t>
-void rnn_forward(const RnnParams<scalar_t>& p) {
-  FASTRNN_ON_ISA(rnn_forward(p))
+void rnn_forward(const RnnParams<scalar_t>& p, const Context<scalar_t>& ctx) {
+  FASTRNN_ON_ISA(rnn_forward(p, ctx))
 }
 
 template <typename scalar_t>
-void rnn_backward(const RnnGradParams<scalar_t>& p) {
-  FASTRNN_ON_ISA(rnn_backward(p))
+void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<scalar_t>& ctx) {
+  FASTRNN_ON_ISA(rnn_backward(p, ctx))
 }
 
-template void rnn_forward<float>(const RnnParams<float>&);
-template void rnn_forward<double>(const RnnParams<double>&);
-template void rnn_backward<float>(const RnnGradParams<float>&);
-template void rnn_backward<double>(const RnnGradParams<double>&);
+template void rnn_forward<float>(const RnnParams<float>&, const Context<float>&);
+template void rnn_forward<double>(const RnnParams<double>&, const Context<double>&);
+template void rnn_backward<float>(const RnnGradParams<float>&, const Context<float>&);
+template void rnn_backward<double>(const RnnGradParams<double>&, const Context<double>&);
 
 }  // namespace fastrnn::cpu

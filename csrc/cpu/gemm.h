@@ -9,7 +9,7 @@
 // with AVX-512, [K][16] with AVX2, zero padded) that a register-blocked kernel (6 rows x one
 // strip of accumulators) streams contiguously at every step; a thread touches only its own
 // strips, so its share of W stays in its core's cache across steps. A product of a few rows in
-// all is not worth packing (rnn_cpu.cpp, pack_step_weights): then W is read where it is, by dot
+// all is not worth packing (cpu/tuning.h, kDirectMaxRows): then W is read where it is, by dot
 // products (W [N, K]) or row updates (W given transposed). Elsewhere (double, or the baseline
 // x86-64 build) each thread makes single-threaded BLAS calls on its columns.
 #pragma once
@@ -24,7 +24,7 @@
 
 #include "cpu/blas.h"
 #include "cpu/scratch.h"
-#include "params.h"
+#include "cpu/context.h"
 
 // GCC 12's AVX-512 headers make their "undefined" vectors by initialising a variable from itself
 // (`__m256d __Y = __Y;`), which -Wmaybe-uninitialized reports wherever a shuffle or extract is
@@ -53,10 +53,10 @@ inline void parallel_gemm(const Threads& threads, bool trans_a, bool trans_b, in
     const int64_t end = std::min(extent, units * (i + 1) / tasks * align);
     if (begin == end) return;
     if (split_rows) {
-      gemm<scalar_t>(trans_a, trans_b, end - begin, N, K, 1, trans_a ? A + begin : A + begin * lda,
+      gemm<scalar_t>(trans_a, trans_b, end - begin, N, K, trans_a ? A + begin : A + begin * lda,
                      lda, B, ldb, beta, C + begin * ldc, ldc);
     } else {
-      gemm<scalar_t>(trans_a, trans_b, M, end - begin, K, 1, A, lda,
+      gemm<scalar_t>(trans_a, trans_b, M, end - begin, K, A, lda,
                      trans_b ? B + begin * ldb : B + begin, ldb, beta, C + begin, ldc);
     }
   });
@@ -70,10 +70,9 @@ inline void parallel_gemm(const Threads& threads, bool trans_a, bool trans_b, in
 struct Simd {
   using V = __m512;
   static constexpr int64_t kLanes = 16, kVectors = 4;
-  // Rows of a strip per slice: 256 KiB, so only K > 1024 is cut. On Zen 4 (32 KiB L1) slices
-  // that fit L1 were slower (kernel_bench, 1 thread, GFLOP/s at 128 / 1024 rows: M=32 K=256
-  // 110 / 113, M=64 K=512 107 / 112, M=256 K=1024 101 / 109): the hardware prefetcher streams
-  // a strip from L2 fast enough, and each slice past the first reloads C.
+  // Rows of a strip per slice: 256 KiB, so only K > 1024 is cut: on Zen 4 slices that fit L1
+  // were slower (benchmarks/README.md, "Thresholds of cpu/tuning.h"); the hardware prefetcher
+  // streams a strip from L2 fast enough, and each slice past the first reloads C.
   static constexpr int64_t kKc = 1024;
   static constexpr int kUnrollK = 1;  // the k loop as written (unrolling not measured here)
   // Independent sets of accumulators taking alternate k: with few rows, enough FMAs in flight
@@ -200,8 +199,8 @@ class RecurrentGemm {
   // Each thread packs the unit blocks it multiplies (pack_units) before it multiplies them.
   // pack false: a product taken with few rows in all (a short sequence at a small batch), which
   // would not repay packing, reads W where it is instead (direct_units); pack_units does nothing.
-  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups = 1,
-                bool pack = true)
+  RecurrentGemm(const scalar_t* w, int64_t N, int64_t K, bool w_transposed, int64_t groups,
+                bool pack)
       : w_(w), N_(N), K_(K), w_transposed_(w_transposed), groups_(groups),
         width_(N / groups), unit_blocks_((N / groups + kPanel - 1) / kPanel),
         packed_(kPacked && pack) {
@@ -287,9 +286,9 @@ class RecurrentGemm {
       for (int64_t g = 0; g < groups_; ++g) {
         const int64_t n0 = g * width_ + j0;
         if (w_transposed_) {
-          gemm<scalar_t>(false, false, M, cols, K_, 1, A, lda, w_ + n0, N_, beta, C + n0, ldc);
+          gemm<scalar_t>(false, false, M, cols, K_, A, lda, w_ + n0, N_, beta, C + n0, ldc);
         } else {
-          gemm<scalar_t>(false, true, M, cols, K_, 1, A, lda, w_ + n0 * K_, K_, beta, C + n0,
+          gemm<scalar_t>(false, true, M, cols, K_, A, lda, w_ + n0 * K_, K_, beta, C + n0,
                          ldc);
         }
       }

@@ -1,4 +1,5 @@
-// CPU drivers of a stack of recurrent layers (params.h), layer by layer, direction by direction.
+// CPU drivers of a stack of recurrent layers (core/params.h): the device-neutral stack of
+// core/stack.h over the CPU's layer driver (rnn_cpu.cpp), with the CPU's context (context.h).
 //
 // forward of a layer:  W_ih x for all N rows as one GEMM, then per step one recurrent GEMM
 //                      (W_hh h_{t-1} over the rows still active) and one fused pointwise pass of
@@ -9,16 +10,17 @@
 // The reverse direction walks the steps backwards; nothing is flipped or copied.
 #pragma once
 
-#include "params.h"
+#include "core/params.h"
+#include "cpu/context.h"
 
 namespace fastrnn::cpu {
 
 // Run on the best instruction set of this CPU (dispatch.cpp).
 template <typename scalar_t>
-void rnn_forward(const RnnParams<scalar_t>& p);
+void rnn_forward(const RnnParams<scalar_t>& p, const Context<scalar_t>& ctx);
 
 template <typename scalar_t>
-void rnn_backward(const RnnGradParams<scalar_t>& p);
+void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<scalar_t>& ctx);
 
 // The instruction set the drivers run with: "avx512", "avx2" or "baseline". The best one this CPU
 // has, unless the environment variable FASTRNN_CPU_ISA names another one (for testing).
@@ -29,12 +31,12 @@ const char* isa_name();
 bool cpu_is_intel();
 
 // One copy of the drivers per instruction set (rnn_cpu.cpp compiled with different flags).
-#define FASTRNN_DECLARE_ISA(isa)                                \
-  namespace isa {                                               \
-  template <typename scalar_t>                                  \
-  void rnn_forward(const RnnParams<scalar_t>& p);               \
-  template <typename scalar_t>                                  \
-  void rnn_backward(const RnnGradParams<scalar_t>& p);          \
+#define FASTRNN_DECLARE_ISA(isa)                                                     \
+  namespace isa {                                                                    \
+  template <typename scalar_t>                                                       \
+  void rnn_forward(const RnnParams<scalar_t>& p, const Context<scalar_t>& ctx);      \
+  template <typename scalar_t>                                                       \
+  void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<scalar_t>& ctx); \
   }
 FASTRNN_DECLARE_ISA(avx512)
 FASTRNN_DECLARE_ISA(avx2)

@@ -1,4 +1,6 @@
-// The one boundary between the torch glue (ops.cpp) and the kernels: plain pointers and sizes.
+// The one boundary between the torch glue and the kernels of every device: plain pointers and
+// sizes, no torch type. Filled by core/checks.cpp (StackInputs::params); a device adds its own
+// execution context beside it (cpu/context.h).
 //
 // Sizes: T time steps, B batch (the largest), N rows of packed input (sum of the batch sizes;
 // T*B when padded), I input features, H hidden units, P size of h (H, or the LSTM projection
@@ -13,50 +15,10 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
+
+#include "cells/cells.h"
 
 namespace fastrnn {
-
-// How the drivers spread work over threads, two ways:
-// - run(n, fn) calls fn(0) .. fn(n - 1), each once, on up to `count` threads, and returns when
-//   all have returned;
-// - team(n, fn) calls fn(rank, size) on `size` threads at once (1 <= size <= n, rank 0 .. size-1;
-//   size may be less than asked, e.g. inside another parallel region), so the calls may wait for
-//   each other (cpu/barrier.h): the per-step loops of a layer run as one team.
-// The glue passes torch's intra-op pool; without one, run's tasks run in turn and a team has one
-// thread.
-struct Threads {
-  int64_t count = 1;
-  std::function<void(int64_t, const std::function<void(int64_t)>&)> parallel_for;
-  std::function<void(int64_t, const std::function<void(int64_t, int64_t)>&)> parallel_team;
-
-  void run(int64_t n, const std::function<void(int64_t)>& fn) const {
-    if (parallel_for && n > 1) {
-      parallel_for(n, fn);
-    } else {
-      for (int64_t i = 0; i < n; ++i) fn(i);
-    }
-  }
-
-  void team(int64_t n, const std::function<void(int64_t, int64_t)>& fn) const {
-    if (parallel_team && n > 1) {
-      parallel_team(n, fn);
-    } else {
-      fn(0, 1);
-    }
-  }
-};
-
-// An engine for the whole-sequence GEMMs (W_ih x of all rows; backward's input and weight
-// gradients), which the drivers call on the calling thread, outside the teams, and which
-// threads itself: row-major C[M, N] = op(A) op(B) + beta * C, op(X) = X^T when trans_X, leading
-// dimensions in elements. nullptr: the drivers' own (cpu/blas.h, split over the threads).
-template <typename scalar_t>
-using GemmFn = void (*)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                        const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
-                        scalar_t beta, scalar_t* C, int64_t ldc);
-
-enum class CellKind { kLstm, kGru, kRnnTanh, kRnnRelu };
 
 // The parameters of one layer and direction, torch.nn's shapes.
 template <typename scalar_t>
@@ -81,6 +43,7 @@ struct LayerGrads {
 // A whole stack: L layers of D directions over one (packed or padded) batch of sequences.
 template <typename scalar_t>
 struct RnnParams {
+  using compute_t = fastrnn::compute_t<scalar_t>;  // the cells' math and accumulation
   CellKind cell = CellKind::kLstm;
   int64_t T = 0, B = 0, N = 0, I = 0, H = 0, P = 0, L = 1, D = 1;
   const int64_t* batch_sizes = nullptr;  // [T], non-increasing, batch_sizes[0] == B
@@ -99,9 +62,6 @@ struct RnnParams {
   scalar_t* c_n = nullptr;     // [L*D, B, H], LSTM only
   // reserve_width() * N values that backward needs, written when training; nullptr for inference
   scalar_t* reserve = nullptr;
-
-  Threads threads;
-  GemmFn<scalar_t> sequence_gemm = nullptr;
 };
 
 // Backward of a stack: `fwd` holds the forward call's pointers (backward reads output and
@@ -119,11 +79,5 @@ struct RnnGradParams {
   scalar_t* grad_cx = nullptr;            // [L*D, B, H], LSTM only
   const LayerGrads<scalar_t>* grads = nullptr;  // [L*D]
 };
-
-// Size of the reserve in units of N rows: for every layer and direction the S*H saved values of
-// each row, then for every layer but the last its output ([N, D*P]), which feeds the next.
-inline int64_t reserve_width(int64_t L, int64_t D, int64_t S, int64_t H, int64_t P) {
-  return L * D * S * H + (L - 1) * D * P;
-}
 
 }  // namespace fastrnn

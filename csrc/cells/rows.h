@@ -1,0 +1,60 @@
+// What a cell reads and writes for one batch row of one step, as two small structs, and the
+// compile-time options of a cell call. A new per-cell input (a mask, a clip value, statistics)
+// is a new field here and a use in the cells: the drivers fill the struct and pass it on.
+//
+// H hidden units, G gates, S values saved per row in units of H (each cell's kGates, kSaved).
+// Rows are plain pointers to the row's first element; the driver picks the row, the cell the
+// unit j within it. Storage type T (the tensors' dtype); the math runs in compute_t<T>.
+#pragma once
+
+#include <cstdint>
+
+namespace fastrnn {
+
+// The type a cell computes and accumulates in for a storage type: the same for float and
+// double; a half type (later) maps to float.
+template <typename T>
+struct ComputeType {
+  using type = T;
+};
+template <typename T>
+using compute_t = typename ComputeType<T>::type;
+
+// Runtime flags of a forward call, as template parameters (the hot loop carries no branch).
+template <bool kTraining_, bool kHasBias_>
+struct CellOptions {
+  static constexpr bool kTraining = kTraining_;  // write the saved row
+  static constexpr bool kHasBias = kHasBias_;    // b_ih and b_hh given (else both nullptr)
+};
+
+template <typename T>
+struct ForwardRow {
+  const T* x_pre = nullptr;   // [G*H] W_ih x of the row; may alias saved (each unit reads first)
+  const T* h_pre = nullptr;   // [G*H] W_hh h_prev of the row
+  const T* b_ih = nullptr;    // [G*H] or nullptr (no bias)
+  const T* b_hh = nullptr;    // [G*H] or nullptr
+  const T* h_prev = nullptr;  // [H] h_{t-1} (read by the GRU, which has no projection)
+  const T* c_prev = nullptr;  // [H] c_{t-1}, cells with a cell state; may alias c
+  T* h = nullptr;             // [H] the cell's output (before an LSTM projection)
+  T* c = nullptr;             // [H] c_t, cells with a cell state
+  T* saved = nullptr;         // [S*H] written when training
+};
+
+template <typename T>
+struct BackwardRow {
+  const T* dh = nullptr;      // [H] dL/d(the cell's output h_t): from the output and step t+1
+  T* dc = nullptr;            // [H] in dL/dc_t from step t+1, out dL/dc_{t-1} (cell state)
+  const T* saved = nullptr;   // [S*H] what forward saved for this row
+  const T* h_prev = nullptr;  // [H] h_{t-1}
+  const T* h = nullptr;       // [H] h_t (read by the RNN cells, which save nothing)
+  const T* c_prev = nullptr;  // [H] c_{t-1} (cell state)
+  T* dx_pre = nullptr;        // [G*H] dL/d(W_ih x + b_ih)
+  // [G*H] dL/d(W_hh h_prev + b_hh): written only by cells with kSplitHiddenGrad, whose two
+  // differ; the others' is dx_pre
+  T* dh_pre = nullptr;
+  // [H] the part of dL/dh_{t-1} that does not go through W_hh (kSplitHiddenGrad cells); may
+  // alias dh (each unit reads its dh first)
+  T* dh_prev_direct = nullptr;
+};
+
+}  // namespace fastrnn

@@ -1,0 +1,74 @@
+// The device-neutral half of the torch glue: the checks of a stack op's arguments (shared by
+// every device's kernel), the layout of what the kernels read (StackInputs) and write
+// (StackOutputs, StackGrads), and the fill of the params struct (core/params.h) from them.
+// A device's kernel is then: check_stack, StackInputs, allocate, fill, run its drivers.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/op_args.h"
+#include "core/params.h"
+
+namespace fastrnn {
+
+// The sizes a call's arguments fix, checked against each other (names as in core/params.h).
+struct StackShape {
+  StackConfig config;
+  int64_t T, B, N, I, H, P, L, D;
+  bool packed, project;
+  int64_t weights_per_layer;  // tensors per (layer, direction) in the weights list
+  std::vector<int64_t> batch_sizes, offsets;
+
+  int64_t G() const { return config.gates; }
+  int64_t reserve_width() const;
+  std::vector<int64_t> output_shape(int64_t width) const;  // [T, B, width] or [N, width]
+  std::vector<int64_t> state_shape(int64_t width) const { return {L * D, B, width}; }
+};
+
+// Raises ValueError/TypeError/RuntimeError naming the offending tensor or size.
+StackShape check_stack(const StackConfig& config, const StackTensors& stack);
+
+// What the kernels read, laid out as they want it: x with a unit stride along I (a view of the
+// input where it can be), hx (and cx) zeros when absent, the rest contiguous.
+struct StackInputs {
+  at::Tensor x;
+  int64_t ldx;
+  at::Tensor hx, cx, dropout_masks;
+  std::vector<at::Tensor> weights;
+
+  StackInputs(const StackShape& s, const StackTensors& stack);
+
+  // params' pointers into these tensors; `weights` (L*D entries) must outlive the params
+  template <typename scalar_t>
+  RnnParams<scalar_t> params(const StackShape& s,
+                             std::vector<LayerWeights<scalar_t>>& weights) const;
+};
+
+// The forward's results, allocated for the shape.
+struct StackOutputs {
+  at::Tensor output, h_n, c_n, reserve;  // c_n, reserve: [0] where absent
+
+  StackOutputs(const StackShape& s, bool training, const at::TensorOptions& options);
+  template <typename scalar_t>
+  void fill(RnnParams<scalar_t>& p) const;
+  RnnResult result() const { return {output, h_n, c_n, reserve}; }
+};
+
+// The backward's gradients and what it reads besides the inputs, checked and allocated.
+struct StackGrads {
+  at::Tensor grad_output, grad_h_n, grad_c_n;  // contiguous, or undefined for zero
+  at::Tensor output, reserve;                  // contiguous
+  at::Tensor grad_input, grad_hx, grad_cx;     // [0] where not wanted (or not LSTM)
+  std::vector<at::Tensor> grad_weights;
+
+  StackGrads(const StackShape& s, const RnnBackwardArgs& args, const StackInputs& in);
+  // fills p.fwd's output and reserve and every gradient pointer; `grads` must outlive p
+  template <typename scalar_t>
+  void fill(RnnGradParams<scalar_t>& p, std::vector<LayerGrads<scalar_t>>& grads) const;
+  RnnBackwardResult result() const { return {grad_input, grad_hx, grad_cx, grad_weights}; }
+};
+
+}  // namespace fastrnn

@@ -1,0 +1,74 @@
+#include "core/op_args.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/Exception.h>
+
+namespace fastrnn {
+
+std::string_view StackConfig::mode() const {
+  for (const Mode& m : kModes) {
+    if (m.kind == cell) return m.name;
+  }
+  return {};
+}
+
+namespace {
+
+CellKind cell_of(std::string_view mode) {
+  for (const Mode& m : kModes) {
+    if (m.name == mode) return m.kind;
+  }
+  std::string names;
+  for (const Mode& m : kModes) names += (names.empty() ? "'" : ", '") + std::string(m.name) + "'";
+  TORCH_CHECK_VALUE(false, "fastrnn: mode must be one of ", names, ", got '", mode, "'");
+}
+
+}  // namespace
+
+std::pair<int64_t, int64_t> cell_shape(std::string_view mode) {
+  return visit_cell(cell_of(mode), [](auto cell) {
+    using Cell = decltype(cell);
+    return std::pair<int64_t, int64_t>{Cell::kGates, Cell::kSaved};
+  });
+}
+
+StackConfig make_config(std::string_view mode, bool has_bias, int64_t num_layers,
+                        bool bidirectional, int64_t proj_size) {
+  StackConfig c;
+  c.cell = cell_of(mode);
+  std::tie(c.gates, c.saved) = cell_shape(mode);
+  TORCH_CHECK_VALUE(num_layers >= 1, "fastrnn: num_layers must be >= 1, got ", num_layers);
+  TORCH_CHECK_VALUE(proj_size >= 0, "fastrnn: proj_size must be >= 0, got ", proj_size);
+  TORCH_CHECK_VALUE(proj_size == 0 || c.lstm(), "fastrnn: proj_size is only for mode 'lstm', not '",
+                    mode, "'");
+  c.has_bias = has_bias;
+  c.num_layers = num_layers;
+  c.directions = bidirectional ? 2 : 1;
+  c.proj_size = proj_size;
+  return c;
+}
+
+RnnResult call_rnn(const RnnArgs& a) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fastrnn::rnn", "")
+                             .typed<decltype(rnn_kernel<nullptr>)>();
+  const StackConfig& c = a.config;
+  const StackTensors& s = a.stack;
+  return op.call(std::string(c.mode()), s.input, s.batch_sizes, s.hx, s.cx, s.weights,
+                 c.has_bias, c.num_layers, c.directions == 2, c.proj_size, s.dropout_masks,
+                 a.training);
+}
+
+RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& a) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fastrnn::rnn_backward", "")
+                             .typed<decltype(rnn_backward_kernel<nullptr>)>();
+  const StackConfig& c = a.config;
+  const StackTensors& s = a.stack;
+  return op.call(std::string(c.mode()), a.grad_output, a.grad_h_n, a.grad_c_n, s.input,
+                 s.batch_sizes, s.hx, s.cx, s.weights, c.has_bias, c.num_layers,
+                 c.directions == 2, c.proj_size, s.dropout_masks, a.output, a.reserve,
+                 a.input_needs_grad, a.hx_needs_grad);
+}
+
+}  // namespace fastrnn

@@ -1,0 +1,107 @@
+// The arguments of the two stack ops (schemas in ops.cpp, contract in docs/stack-op.md) as
+// structs: every kernel (per device, autograd) takes these, and the positional argument lists
+// of the schemas appear once each, in rnn_kernel / rnn_backward_kernel (into the structs) and
+// call_rnn / call_rnn_backward (out of them, through the dispatcher).
+//
+// A new option of the stack (a clip value, zoneout, ...) is a field of StackConfig, its
+// argument in the schemas and the two lists below, and its use in the cells.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "cells/cells.h"
+
+namespace fastrnn {
+
+using OptTensor = std::optional<at::Tensor>;
+
+// What the non-tensor arguments of a stack op fix, parsed and checked once (make_config).
+struct StackConfig {
+  CellKind cell = CellKind::kLstm;
+  int64_t gates = 0;  // G
+  int64_t saved = 0;  // S: values the cell saves per row, in units of H
+  bool has_bias = true;
+  int64_t num_layers = 1;  // L
+  int64_t directions = 1;  // D
+  int64_t proj_size = 0;   // 0: no projection
+
+  std::string_view mode() const;  // the op's name of the cell, e.g. "lstm"
+  bool lstm() const { return cell == CellKind::kLstm; }
+};
+
+// Raises a ValueError naming the bad argument.
+StackConfig make_config(std::string_view mode, bool has_bias, int64_t num_layers,
+                        bool bidirectional, int64_t proj_size);
+
+// (G, S) of a mode: gates, and values saved for backward per row in units of H.
+std::pair<int64_t, int64_t> cell_shape(std::string_view mode);
+
+// The tensors that describe a stack's input and parameters.
+struct StackTensors {
+  at::Tensor input;     // padded [T, B, I] or packed [N, I]
+  OptTensor batch_sizes;  // [T] int64 CPU (packed input)
+  OptTensor hx;         // [L*D, B, P]
+  OptTensor cx;         // [L*D, B, H], LSTM
+  at::TensorList weights;  // torch.nn's _flat_weights order
+  OptTensor dropout_masks;  // [L-1, T, B, D*P] or [L-1, N, D*P]
+};
+
+struct RnnArgs {
+  StackConfig config;
+  StackTensors stack;
+  bool training;  // save the reserve for backward
+};
+// (output, h_n, c_n, reserve)
+using RnnResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+struct RnnBackwardArgs {
+  StackConfig config;
+  StackTensors stack;
+  OptTensor grad_output, grad_h_n, grad_c_n;  // absent: zero
+  at::Tensor output, reserve;                 // of the training forward
+  bool input_needs_grad, hx_needs_grad;       // false: skip the products only that one needs
+};
+// (grad_input, grad_hx, grad_cx, grad_weights)
+using RnnBackwardResult =
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>>;
+
+// A kernel taking the struct, with the op's positional signature for registration
+// (m.impl("rnn", &rnn_kernel<&my_kernel>)).
+template <RnnResult (*kernel)(const RnnArgs&)>
+RnnResult rnn_kernel(const std::string& mode, const at::Tensor& input,
+                     const OptTensor& batch_sizes, const OptTensor& hx, const OptTensor& cx,
+                     at::TensorList weights, bool has_bias, int64_t num_layers,
+                     bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
+                     bool training) {
+  return kernel(RnnArgs{make_config(mode, has_bias, num_layers, bidirectional, proj_size),
+                        StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks},
+                        training});
+}
+
+template <RnnBackwardResult (*kernel)(const RnnBackwardArgs&)>
+RnnBackwardResult rnn_backward_kernel(
+    const std::string& mode, const OptTensor& grad_output, const OptTensor& grad_h_n,
+    const OptTensor& grad_c_n, const at::Tensor& input, const OptTensor& batch_sizes,
+    const OptTensor& hx, const OptTensor& cx, at::TensorList weights, bool has_bias,
+    int64_t num_layers, bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
+    const at::Tensor& output, const at::Tensor& reserve, bool input_needs_grad,
+    bool hx_needs_grad) {
+  return kernel(RnnBackwardArgs{make_config(mode, has_bias, num_layers, bidirectional, proj_size),
+                                StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks},
+                                grad_output, grad_h_n, grad_c_n, output, reserve,
+                                input_needs_grad, hx_needs_grad});
+}
+
+// The ops through the dispatcher (from the autograd kernels, below autograd).
+RnnResult call_rnn(const RnnArgs& args);
+RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& args);
+
+}  // namespace fastrnn

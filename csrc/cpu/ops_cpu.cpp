@@ -1,0 +1,135 @@
+// The CPU glue: the op kernels for the CPU dispatch key, and the CPU's execution context
+// (cpu/context.h): torch's thread pool and the choice of whole-sequence GEMM engine.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+#include <string>
+#include <vector>
+
+#include "core/checks.h"
+#include "core/op_args.h"
+#include "cpu/blas.h"
+#include "cpu/ops_cpu.h"
+#include "cpu/rnn_cpu.h"
+
+namespace fastrnn::cpu {
+namespace {
+
+// The kernels' threads: torch's intra-op pool, with as many threads as torch.get_num_threads().
+// The BLAS itself runs single-threaded inside them, so no second pool of threads competes
+// (OpenBLAS's workers spin for a while after each call and slowed torch's next op twofold).
+Threads torch_threads() {
+  set_blas_threads(1);
+  Threads threads;
+  threads.count = at::get_num_threads();
+  threads.parallel_for = [](int64_t n, const std::function<void(int64_t)>& fn) {
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) fn(i);
+    });
+  };
+  // A team is an OpenMP parallel region of its own on the same pool (at::parallel_for may run
+  // several tasks on one thread, which a team must not). Inside another region it is one thread.
+  threads.parallel_team = [](int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+#if defined(_OPENMP)
+    if (!at::in_parallel_region()) {
+#pragma omp parallel num_threads(static_cast<int>(n))
+      fn(omp_get_thread_num(), omp_get_num_threads());
+      return;
+    }
+#endif
+    fn(0, 1);
+  };
+  return threads;
+}
+
+// The whole-sequence GEMMs through at::mm, on torch's threads: MKL in torch's x86 builds.
+template <typename scalar_t>
+void torch_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const scalar_t* A,
+                int64_t lda, const scalar_t* B, int64_t ldb, scalar_t beta, scalar_t* C,
+                int64_t ldc) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
+  // op(X) as a [rows, cols] view of row-major X (X itself [cols, rows] when transposed)
+  const auto view = [&](const scalar_t* x, int64_t rows, int64_t cols, int64_t ld, bool trans) {
+    auto* data = const_cast<scalar_t*>(x);  // read only
+    return trans ? at::from_blob(data, {cols, rows}, {ld, 1}, opts).t()
+                 : at::from_blob(data, {rows, cols}, {ld, 1}, opts);
+  };
+  const at::Tensor a = view(A, M, K, lda, trans_a), b = view(B, K, N, ldb, trans_b);
+  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
+  if (beta == scalar_t(0)) {
+    at::mm_out(c, a, b);
+  } else {
+    at::addmm_out(c, c, a, b, beta, 1);
+  }
+}
+
+// The engine of the whole-sequence GEMMs: at::mm on Intel CPUs when torch has MKL, else the
+// kernels' OpenBLAS (measurements: benchmarks/README.md, "GEMM engines"). FASTRNN_GEMM=torch or
+// openblas overrides (tests run both).
+bool gemm_through_torch() {
+  static const bool through_torch = [] {
+    const char* want = std::getenv("FASTRNN_GEMM");
+    if (want && *want) {
+      const std::string w(want);
+      TORCH_CHECK_VALUE(w == "torch" || w == "openblas",
+                        "fastrnn: FASTRNN_GEMM must be 'torch' or 'openblas', got '", w, "'");
+      return w == "torch";
+    }
+    return at::hasMKL() && cpu_is_intel();
+  }();
+  return through_torch;
+}
+
+template <typename scalar_t>
+Context<scalar_t> context() {
+  Context<scalar_t> ctx;
+  ctx.threads = torch_threads();
+  ctx.sequence_gemm = gemm_through_torch() ? &torch_gemm<scalar_t> : nullptr;
+  return ctx;
+}
+
+RnnResult forward_kernel(const RnnArgs& a) {
+  const StackShape s = check_stack(a.config, a.stack);
+  const StackInputs in(s, a.stack);
+  const StackOutputs out(s, a.training, a.stack.input.options());
+  AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn", [&] {
+    std::vector<LayerWeights<scalar_t>> weights;
+    RnnParams<scalar_t> p = in.params<scalar_t>(s, weights);
+    out.fill(p);
+    rnn_forward(p, context<scalar_t>());
+  });
+  return out.result();
+}
+
+RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
+  const StackShape s = check_stack(a.config, a.stack);
+  const StackInputs in(s, a.stack);
+  const StackGrads out(s, a, in);
+  AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn_backward", [&] {
+    std::vector<LayerWeights<scalar_t>> weights;
+    std::vector<LayerGrads<scalar_t>> grads;
+    RnnGradParams<scalar_t> p;
+    p.fwd = in.params<scalar_t>(s, weights);
+    out.fill(p, grads);
+    rnn_backward(p, context<scalar_t>());
+  });
+  return out.result();
+}
+
+}  // namespace
+
+std::string gemm_engine() { return gemm_through_torch() ? "torch" : "openblas"; }
+
+}  // namespace fastrnn::cpu
+
+TORCH_LIBRARY_IMPL(fastrnn, CPU, m) {
+  m.impl("rnn", &fastrnn::rnn_kernel<&fastrnn::cpu::forward_kernel>);
+  m.impl("rnn_backward", &fastrnn::rnn_backward_kernel<&fastrnn::cpu::backward_kernel>);
+}
