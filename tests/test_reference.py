@@ -32,3 +32,9 @@ def test_reference_matches_torch_nn(cell, dtype, bias, h0):
         assert_close(value, expected_outputs[name], "output", name)
     for name, grad in grads.items():
         assert_close(grad, expected_grads[name], "grad", f"grad of {name}")
+
+
+def test_reference_knows_the_kernels_modes():
+    # the reference is written without the kernels; it must cover every mode they accept
+    from fastrnn import _C
+    assert tuple(fastrnn.reference.MODES) == tuple(_C.modes)

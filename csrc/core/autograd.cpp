@@ -51,7 +51,14 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
                                const OptTensor& hx, const OptTensor& cx, at::TensorList weights,
                                const OptTensor& dropout_masks) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const StackTensors stack{input, batch_sizes, hx, cx, weights, dropout_masks};
+    // Contiguous once here, and saved so, for backward to copy nothing again (a no-op for the
+    // contiguous tensors of a module; the input's layout the kernels take as it is).
+    const auto contiguous = [](const OptTensor& t) { return t ? OptTensor(t->contiguous()) : t; };
+    const OptTensor hx_ = contiguous(hx), cx_ = contiguous(cx), masks = contiguous(dropout_masks);
+    std::vector<at::Tensor> weights_;
+    weights_.reserve(weights.size());
+    for (const at::Tensor& w : weights) weights_.push_back(w.contiguous());
+    const StackTensors stack{input, batch_sizes, hx_, cx_, weights_, masks};
     auto [output, h_n, c_n, reserve] = call_rnn(RnnArgs{config, stack, training});
     auto saved = c10::make_intrusive<SavedCall>();
     saved->config = config;
@@ -61,9 +68,8 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
     saved->hx_needs_grad = hx.has_value() && hx->requires_grad();
     ctx->saved_data["call"] = c10::IValue::make_capsule(std::move(saved));
     ctx->save_for_backward(SavedTensors{input, batch_sizes.value_or(at::Tensor()),
-                                        hx.value_or(at::Tensor()), cx.value_or(at::Tensor()),
-                                        dropout_masks.value_or(at::Tensor()), output, reserve,
-                                        weights.vec()}
+                                        hx_.value_or(at::Tensor()), cx_.value_or(at::Tensor()),
+                                        masks.value_or(at::Tensor()), output, reserve, weights_}
                                .list());
     ctx->mark_non_differentiable({reserve});
     ctx->set_materialize_grads(false);  // the kernel reads an absent gradient as zero

@@ -14,8 +14,9 @@ from . import _C
 from . import ops  # noqa: F401  (registers the fake kernels of torch.ops.fastrnn.*)
 
 _RNN_MODES = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
-# G of each mode, from the kernels; a dict rather than calls, which torch.compile cannot trace
-_GATES = {mode: _C.cell_shape(mode)[0] for mode in ("lstm", "gru", "rnn_tanh", "rnn_relu")}
+# G of each mode, from the kernels' list of modes; a dict rather than calls, which
+# torch.compile cannot trace
+_GATES = {mode: _C.cell_shape(mode)[0] for mode in _C.modes}
 
 
 def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor | None,
