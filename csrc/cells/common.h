@@ -43,6 +43,22 @@ FASTRNN_HD T sigmoid(T x) {
 #endif
 }
 
+// x clamped to [-limit, limit]: NaN passes through, an infinite limit changes nothing (bitwise).
+template <typename T>
+FASTRNN_HD T clamp_abs(T x, T limit) {
+  return x > limit ? limit : (x < -limit ? -limit : x);
+}
+
+// |x| carrying the sign of s (a flag kept in the sign bit of a non-negative value).
+template <typename T>
+FASTRNN_HD T copysign_(T x, T s) {
+#if defined(__CUDA_ARCH__)
+  return ::copysign(x, s);
+#else
+  return std::copysign(x, s);
+#endif
+}
+
 // Derivatives written in terms of the activation's output y, which is what forward saves.
 template <typename T>
 FASTRNN_HD T d_sigmoid(T y) {

@@ -17,10 +17,11 @@ struct GruCell {
   static constexpr bool kHasProjection = false;
   static constexpr bool kSplitHiddenGrad = true;  // dL/d(W_hh h)_n = r * dL/d(W_ih x)_n
 
-  template <class Opt, typename T>
-  FASTRNN_HD static void forward(int64_t j, int64_t H, const ForwardRow<T>& row) {
+  template <class Flags, typename T>
+  FASTRNN_HD static void forward(int64_t j, int64_t H, const ForwardRow<T>& row,
+                                 const CellOptions&) {
     using C = compute_t<T>;
-    constexpr bool kBias = Opt::kHasBias;
+    constexpr bool kBias = Flags::kHasBias;
     const int64_t ur = j, uz = H + j, un = 2 * H + j;
     const C r = sigmoid(C(row.x_pre[ur]) + C(row.h_pre[ur]) + bias_at<kBias, C>(row.b_ih, ur) +
                         bias_at<kBias, C>(row.b_hh, ur));
@@ -29,7 +30,7 @@ struct GruCell {
     const C hn = C(row.h_pre[un]) + bias_at<kBias, C>(row.b_hh, un);
     const C n = tanh_(C(row.x_pre[un]) + bias_at<kBias, C>(row.b_ih, un) + r * hn);
     row.h[j] = T((C(1) - z) * n + z * C(row.h_prev[j]));
-    if constexpr (Opt::kTraining) {
+    if constexpr (Flags::kTraining) {
       row.saved[0 * H + j] = T(r);
       row.saved[1 * H + j] = T(z);
       row.saved[2 * H + j] = T(n);
@@ -38,18 +39,22 @@ struct GruCell {
   }
 
   // dx_pre: dL/d(W_ih x + b_ih) for r, z, n; dh_pre: dL/d(W_hh h_prev + b_hh) for r, z, n;
-  // dh_prev_direct: the part of dL/dh_prev that does not go through W_hh (z * dh).
+  // dh_prev_direct: the part of dL/dh_prev that does not go through W_hh (z * dh). With
+  // opt.grad_clip the pre-activations' gradients are clamped, n's (of xn + b_in + r * hn) before
+  // it flows on to r.
   template <typename T>
-  FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row) {
+  FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row,
+                                  const CellOptions& opt) {
     using C = compute_t<T>;
+    const C clip = C(opt.grad_clip);
     const C dh = row.dh[j];
     const C r = row.saved[0 * H + j];
     const C z = row.saved[1 * H + j];
     const C n = row.saved[2 * H + j];
     const C hn = row.saved[3 * H + j];
-    const C dn = dh * (C(1) - z) * d_tanh(n);
-    const C dz = dh * (C(row.h_prev[j]) - n) * d_sigmoid(z);
-    const C dr = dn * hn * d_sigmoid(r);
+    const C dn = clamp_abs(dh * (C(1) - z) * d_tanh(n), clip);
+    const C dz = clamp_abs(dh * (C(row.h_prev[j]) - n) * d_sigmoid(z), clip);
+    const C dr = clamp_abs(dn * hn * d_sigmoid(r), clip);
     row.dx_pre[0 * H + j] = T(dr);
     row.dx_pre[1 * H + j] = T(dz);
     row.dx_pre[2 * H + j] = T(dn);

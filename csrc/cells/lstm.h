@@ -18,26 +18,31 @@ struct LstmCell {
   static constexpr bool kSplitHiddenGrad = false;  // dL/d(W_hh h) == dL/d(W_ih x)
 
   // One hidden unit j of one batch row (rows.h). Reads x_pre, h_pre, the biases and c_prev;
-  // writes h, c and, when training, saved (i, f, g, o, c_t).
-  template <class Opt, typename T>
-  FASTRNN_HD static void forward(int64_t j, int64_t H, const ForwardRow<T>& row) {
+  // writes h, c and, when training, saved (i, f, g, o, c_t). With opt.cell_clip, c_t is clamped
+  // and saved f carries whether it was in its sign bit (f >= 0), for backward's zero gradient.
+  template <class Flags, typename T>
+  FASTRNN_HD static void forward(int64_t j, int64_t H, const ForwardRow<T>& row,
+                                 const CellOptions& opt) {
     using C = compute_t<T>;
     C pre[4];
     for (int k = 0; k < 4; ++k) {
       const int64_t u = k * H + j;
-      pre[k] = C(row.x_pre[u]) + C(row.h_pre[u]) + bias_at<Opt::kHasBias, C>(row.b_ih, u) +
-               bias_at<Opt::kHasBias, C>(row.b_hh, u);
+      pre[k] = C(row.x_pre[u]) + C(row.h_pre[u]) + bias_at<Flags::kHasBias, C>(row.b_ih, u) +
+               bias_at<Flags::kHasBias, C>(row.b_hh, u);
     }
     const C i = sigmoid(pre[0]);
     const C f = sigmoid(pre[1]);
     const C g = tanh_(pre[2]);
     const C o = sigmoid(pre[3]);
-    const C c_new = f * C(row.c_prev[j]) + i * g;
+    const C c_sum = f * C(row.c_prev[j]) + i * g;
+    const C limit = C(opt.cell_clip);
+    const C c_new = clamp_abs(c_sum, limit);
     row.h[j] = T(o * tanh_(c_new));
     row.c[j] = T(c_new);
-    if constexpr (Opt::kTraining) {
+    if constexpr (Flags::kTraining) {
+      const bool clipped = c_sum > limit || c_sum < -limit;
       row.saved[0 * H + j] = T(i);
-      row.saved[1 * H + j] = T(f);
+      row.saved[1 * H + j] = T(copysign_(f, clipped ? C(-1) : C(1)));
       row.saved[2 * H + j] = T(g);
       row.saved[3 * H + j] = T(o);
       row.saved[4 * H + j] = T(c_new);
@@ -58,22 +63,27 @@ struct LstmCell {
   }
 
   // Backward of one unit: dL/d(pre-activation) of the 4 gates to dx_pre (which is also the
-  // gradient of W_hh h_prev), dL/dc_{t-1} to dc. Reads dh, dc, saved and c_prev.
+  // gradient of W_hh h_prev), each clamped to opt.grad_clip, and dL/dc_{t-1} to dc. Reads dh,
+  // dc, saved and c_prev.
   template <typename T>
-  FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row) {
+  FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row,
+                                  const CellOptions& opt) {
     using C = compute_t<T>;
+    const C clip = C(opt.grad_clip);
     const C dh = row.dh[j];
     const C i = row.saved[0 * H + j];
-    const C f = row.saved[1 * H + j];
+    const C f_signed = row.saved[1 * H + j];
+    const C f = copysign_(f_signed, C(1));
     const C g = row.saved[2 * H + j];
     const C o = row.saved[3 * H + j];
     const C tc = tanh_(C(row.saved[4 * H + j]));
-    const C dc_t = C(row.dc[j]) + dh * o * d_tanh(tc);
-    row.dx_pre[0 * H + j] = T(dc_t * g * d_sigmoid(i));
-    row.dx_pre[1 * H + j] = T(dc_t * C(row.c_prev[j]) * d_sigmoid(f));
-    row.dx_pre[2 * H + j] = T(dc_t * i * d_tanh(g));
-    row.dx_pre[3 * H + j] = T(dh * tc * d_sigmoid(o));
-    row.dc[j] = T(dc_t * f);
+    const C dc_t = C(row.dc[j]) + dh * o * d_tanh(tc);              // dL/dc_t
+    const C dc_sum = copysign_(C(1), f_signed) > C(0) ? dc_t : C(0);  // through cell_clip
+    row.dx_pre[0 * H + j] = T(clamp_abs(dc_sum * g * d_sigmoid(i), clip));
+    row.dx_pre[1 * H + j] = T(clamp_abs(dc_sum * C(row.c_prev[j]) * d_sigmoid(f), clip));
+    row.dx_pre[2 * H + j] = T(clamp_abs(dc_sum * i * d_tanh(g), clip));
+    row.dx_pre[3 * H + j] = T(clamp_abs(dh * tc * d_sigmoid(o), clip));
+    row.dc[j] = T(dc_sum * f);
   }
 };
 

@@ -16,11 +16,12 @@ struct RnnCell {
   static constexpr bool kHasProjection = false;
   static constexpr bool kSplitHiddenGrad = false;
 
-  template <class Opt, typename T>
-  FASTRNN_HD static void forward(int64_t j, int64_t H, const ForwardRow<T>& row) {
+  template <class Flags, typename T>
+  FASTRNN_HD static void forward(int64_t j, int64_t H, const ForwardRow<T>& row,
+                                 const CellOptions&) {
     using C = compute_t<T>;
-    const C pre = C(row.x_pre[j]) + C(row.h_pre[j]) + bias_at<Opt::kHasBias, C>(row.b_ih, j) +
-                  bias_at<Opt::kHasBias, C>(row.b_hh, j);
+    const C pre = C(row.x_pre[j]) + C(row.h_pre[j]) + bias_at<Flags::kHasBias, C>(row.b_ih, j) +
+                  bias_at<Flags::kHasBias, C>(row.b_hh, j);
     if constexpr (kAct == Activation::kTanh) {
       row.h[j] = T(tanh_(pre));
     } else {
@@ -28,15 +29,19 @@ struct RnnCell {
     }
   }
 
-  // The derivative is taken from the output h: tanh' = 1 - h^2, relu' = [h > 0] (NaN: 1).
+  // The derivative is taken from the output h: tanh' = 1 - h^2, relu' = [h > 0] (NaN: 1);
+  // the pre-activation's gradient clamped to opt.grad_clip.
   template <typename T>
-  FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row) {
+  FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row,
+                                  const CellOptions& opt) {
     using C = compute_t<T>;
+    const C clip = C(opt.grad_clip);
     const C dh = row.dh[j];
     if constexpr (kAct == Activation::kTanh) {
-      row.dx_pre[j] = T(dh * d_tanh(C(row.h[j])));
+      row.dx_pre[j] = T(clamp_abs(dh * d_tanh(C(row.h[j])), clip));
     } else {
-      row.dx_pre[j] = T(C(row.h[j]) <= C(0) ? C(0) : dh);  // as torch's threshold_backward
+      // as torch's threshold_backward
+      row.dx_pre[j] = T(C(row.h[j]) <= C(0) ? C(0) : clamp_abs(dh, clip));
     }
   }
 };

@@ -1,6 +1,6 @@
 // What a cell reads and writes for one batch row of one step, as two small structs, and the
-// compile-time options of a cell call. A new per-cell input (a mask, a clip value, statistics)
-// is a new field here and a use in the cells: the drivers fill the struct and pass it on.
+// compile-time flags of a forward call. A new per-row input (a mask, statistics) is a new field
+// here and a use in the cells; a new runtime option is one line of cells/options.h.
 //
 // H hidden units, G gates, S values saved per row in units of H (each cell's kGates, kSaved).
 // Rows are plain pointers to the row's first element; the driver picks the row, the cell the
@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+
+#include "cells/options.h"
 
 namespace fastrnn {
 
@@ -22,7 +24,7 @@ using compute_t = typename ComputeType<T>::type;
 
 // Runtime flags of a forward call, as template parameters (the hot loop carries no branch).
 template <bool kTraining_, bool kHasBias_>
-struct CellOptions {
+struct CellFlags {
   static constexpr bool kTraining = kTraining_;  // write the saved row
   static constexpr bool kHasBias = kHasBias_;    // b_ih and b_hh given (else both nullptr)
 };

@@ -200,6 +200,7 @@ RnnParams<scalar_t> StackInputs::params(const StackShape& s,
   }
   RnnParams<scalar_t> p;
   p.cell = s.config.cell;
+  p.options = s.config.options;
   p.T = s.T, p.B = s.B, p.N = s.N, p.I = s.I, p.H = s.H, p.P = s.P, p.L = s.L, p.D = s.D;
   p.batch_sizes = s.batch_sizes.data();
   p.offsets = s.offsets.data();

@@ -33,7 +33,7 @@ std::pair<int64_t, int64_t> cell_shape(std::string_view mode) {
 }
 
 StackConfig make_config(std::string_view mode, bool has_bias, int64_t num_layers,
-                        bool bidirectional, int64_t proj_size) {
+                        bool bidirectional, int64_t proj_size, const CellOptions& options) {
   StackConfig c;
   c.cell = cell_of(mode);
   std::tie(c.gates, c.saved) = cell_shape(mode);
@@ -45,6 +45,14 @@ StackConfig make_config(std::string_view mode, bool has_bias, int64_t num_layers
   c.num_layers = num_layers;
   c.directions = bidirectional ? 2 : 1;
   c.proj_size = proj_size;
+  // each option's own check (NaN fails every comparison)
+  TORCH_CHECK_VALUE(options.grad_clip > 0, "fastrnn: grad_clip must be > 0 (or None), got ",
+                    options.grad_clip);
+  TORCH_CHECK_VALUE(options.cell_clip > 0, "fastrnn: cell_clip must be > 0 (or None), got ",
+                    options.cell_clip);
+  TORCH_CHECK_VALUE(options.cell_clip == kUnclipped || c.lstm(),
+                    "fastrnn: cell_clip is only for mode 'lstm', not '", mode, "'");
+  c.options = options;
   return c;
 }
 
@@ -52,23 +60,23 @@ RnnResult call_rnn(const RnnArgs& a) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("fastrnn::rnn", "")
                              .typed<decltype(rnn_kernel<nullptr>)>();
-  const StackConfig& c = a.config;
+  const StackConfig& config = a.config;
   const StackTensors& s = a.stack;
-  return op.call(std::string(c.mode()), s.input, s.batch_sizes, s.hx, s.cx, s.weights,
-                 c.has_bias, c.num_layers, c.directions == 2, c.proj_size, s.dropout_masks,
-                 a.training);
+  return op.call(std::string(config.mode()), s.input, s.batch_sizes, s.hx, s.cx, s.weights,
+                 config.has_bias, config.num_layers, config.directions == 2, config.proj_size,
+                 s.dropout_masks, a.training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_TO_ARG));
 }
 
 RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& a) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("fastrnn::rnn_backward", "")
                              .typed<decltype(rnn_backward_kernel<nullptr>)>();
-  const StackConfig& c = a.config;
+  const StackConfig& config = a.config;
   const StackTensors& s = a.stack;
-  return op.call(std::string(c.mode()), a.grad_output, a.grad_h_n, a.grad_c_n, s.input,
-                 s.batch_sizes, s.hx, s.cx, s.weights, c.has_bias, c.num_layers,
-                 c.directions == 2, c.proj_size, s.dropout_masks, a.output, a.reserve,
-                 a.input_needs_grad, a.hx_needs_grad);
+  return op.call(std::string(config.mode()), a.grad_output, a.grad_h_n, a.grad_c_n, s.input,
+                 s.batch_sizes, s.hx, s.cx, s.weights, config.has_bias, config.num_layers,
+                 config.directions == 2, config.proj_size, s.dropout_masks, a.output, a.reserve,
+                 a.input_needs_grad, a.hx_needs_grad FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_TO_ARG));
 }
 
 }  // namespace fastrnn

@@ -3,8 +3,8 @@
 // of the schemas appear once each, in rnn_kernel / rnn_backward_kernel (into the structs) and
 // call_rnn / call_rnn_backward (out of them, through the dispatcher).
 //
-// A new option of the stack (a clip value, zoneout, ...) is a field of StackConfig, its
-// argument in the schemas and the two lists below, and its use in the cells.
+// The cells' options (cells/options.h) are the ops' trailing arguments, generated from their
+// list by the FASTRNN_OPTION_* macros below: a new option touches none of these lists.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -32,14 +32,25 @@ struct StackConfig {
   int64_t num_layers = 1;  // L
   int64_t directions = 1;  // D
   int64_t proj_size = 0;   // 0: no projection
+  CellOptions options;     // the cells' options, off unless given
 
   std::string_view mode() const;  // the op's name of the cell, e.g. "lstm"
   bool lstm() const { return cell == CellKind::kLstm; }
 };
 
+// Each option as its op argument: `float? name=None` in the schemas, std::optional<double> in
+// C++ (None: the value meaning off).
+#define FASTRNN_OPTION_SCHEMA(name, off) ", float? " #name "=None"
+#define FASTRNN_OPTION_PARAM(name, off) , const std::optional<double>&name
+#define FASTRNN_OPTION_FROM_ARG(name, off) options.name = name.value_or(off);
+#define FASTRNN_OPTION_TO_ARG(name, off) \
+  , config.options.name == (off) ? std::nullopt : std::optional<double>(config.options.name)
+// The options' arguments of a call, in their order.
+#define FASTRNN_OPTIONS_SCHEMA FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_SCHEMA)
+
 // Raises a ValueError naming the bad argument.
 StackConfig make_config(std::string_view mode, bool has_bias, int64_t num_layers,
-                        bool bidirectional, int64_t proj_size);
+                        bool bidirectional, int64_t proj_size, const CellOptions& options);
 
 // (G, S) of a mode: gates, and values saved for backward per row in units of H.
 std::pair<int64_t, int64_t> cell_shape(std::string_view mode);
@@ -80,10 +91,12 @@ RnnResult rnn_kernel(const std::string& mode, const at::Tensor& input,
                      const OptTensor& batch_sizes, const OptTensor& hx, const OptTensor& cx,
                      at::TensorList weights, bool has_bias, int64_t num_layers,
                      bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
-                     bool training) {
-  return kernel(RnnArgs{make_config(mode, has_bias, num_layers, bidirectional, proj_size),
-                        StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks},
-                        training});
+                     bool training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM)) {
+  CellOptions options;
+  FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_FROM_ARG)
+  return kernel(
+      RnnArgs{make_config(mode, has_bias, num_layers, bidirectional, proj_size, options),
+              StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks}, training});
 }
 
 template <RnnBackwardResult (*kernel)(const RnnBackwardArgs&)>
@@ -93,11 +106,13 @@ RnnBackwardResult rnn_backward_kernel(
     const OptTensor& hx, const OptTensor& cx, at::TensorList weights, bool has_bias,
     int64_t num_layers, bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
     const at::Tensor& output, const at::Tensor& reserve, bool input_needs_grad,
-    bool hx_needs_grad) {
-  return kernel(RnnBackwardArgs{make_config(mode, has_bias, num_layers, bidirectional, proj_size),
-                                StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks},
-                                grad_output, grad_h_n, grad_c_n, output, reserve,
-                                input_needs_grad, hx_needs_grad});
+    bool hx_needs_grad FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM)) {
+  CellOptions options;
+  FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_FROM_ARG)
+  return kernel(RnnBackwardArgs{
+      make_config(mode, has_bias, num_layers, bidirectional, proj_size, options),
+      StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks}, grad_output, grad_h_n,
+      grad_c_n, output, reserve, input_needs_grad, hx_needs_grad});
 }
 
 // The ops through the dispatcher (from the autograd kernels, below autograd).

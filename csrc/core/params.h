@@ -45,6 +45,7 @@ template <typename scalar_t>
 struct RnnParams {
   using compute_t = fastrnn::compute_t<scalar_t>;  // the cells' math and accumulation
   CellKind cell = CellKind::kLstm;
+  CellOptions options;  // cells/options.h: passed to every cell call as it is
   int64_t T = 0, B = 0, N = 0, I = 0, H = 0, P = 0, L = 1, D = 1;
   const int64_t* batch_sizes = nullptr;  // [T], non-increasing, batch_sizes[0] == B
   const int64_t* offsets = nullptr;      // [T], offsets[t] = sum of batch_sizes[0 .. t-1]

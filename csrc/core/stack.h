@@ -36,6 +36,7 @@ struct Layer {
   scalar_t* saved;  // [N, S*H] or nullptr (inference, or S == 0)
   scalar_t* h_n;    // [B, P], written by forward
   scalar_t* c_n;    // [B, H] or nullptr
+  CellOptions options;  // for every cell call
 
   // The time step processed s-th: forward walks t = 0 .. T-1, the reverse direction T-1 .. 0.
   int64_t step(int64_t s) const { return reverse ? T - 1 - s : s; }
@@ -82,6 +83,7 @@ Layer<scalar_t> make_layer(const RnnParams<scalar_t>& p, int64_t l, int64_t d, c
   layer.saved = saved;
   layer.h_n = p.h_n ? p.h_n + k * p.B * p.P : nullptr;
   layer.c_n = p.c_n ? p.c_n + k * p.B * p.H : nullptr;
+  layer.options = p.options;
   return layer;
 }
 

@@ -83,6 +83,7 @@ class Driver {
   void layer_forward(const Layer<scalar_t>& layer) const {
     const int64_t B = layer.B, H = layer.H, P = layer.P;
     const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
+    const CellOptions options = layer.options;  // a local copy: the cell loops read it freely
     const bool training = layer.saved != nullptr;
     const bool project = layer.w.w_hr != nullptr;
 
@@ -161,7 +162,7 @@ class Driver {
               // before they are written within each unit, so the loop vectorises
   #pragma GCC ivdep
               for (int64_t j = j0; j < j1; ++j) {
-                Cell::template forward<CellOptions<kTraining, kHasBias>>(j, H, row);
+                Cell::template forward<CellFlags<kTraining, kHasBias>>(j, H, row, options);
               }
             }
             if (project) {
@@ -194,6 +195,7 @@ class Driver {
   void layer_backward(const Layer<scalar_t>& layer, const LayerGradIO<scalar_t>& g) const {
     const int64_t B = layer.B, N = layer.N, H = layer.H, P = layer.P;
     const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
+    const CellOptions options = layer.options;  // a local copy: the cell loops read it freely
     const bool project = layer.w.w_hr != nullptr;
     const Threads& threads = ctx_.threads;
 
@@ -298,7 +300,7 @@ class Driver {
           // dh's row doubles as the GRU's dh_prev_direct output: each unit reads its value first
           row.dh_prev_direct = dh.data() + b * P;
   #pragma GCC ivdep
-          for (int64_t j = j0; j < j1; ++j) Cell::backward(j, H, row);
+          for (int64_t j = j0; j < j1; ++j) Cell::backward(j, H, row, options);
           if (db_ih) add_units(dgx.get() + r * GH, Cell::kGates, H, j0, j1, db_ih);
           if (db_hh) add_units(dgh + r * GH, Cell::kGates, H, j0, j1, db_hh);
           if constexpr (Cell::kHasProjection) {

@@ -5,7 +5,7 @@ namespace fastrnn::cuda {
 
 // forward: every (kTraining, kHasBias), as the CPU driver's bool_switch()es dispatch them
 #define FASTRNN_INSTANTIATE_FORWARD(Cell, kTraining, kHasBias, scalar_t)                 \
-  template __global__ void forward_step_kernel<Cell, CellOptions<kTraining, kHasBias>,   \
+  template __global__ void forward_step_kernel<Cell, CellFlags<kTraining, kHasBias>,   \
                                                scalar_t>(ForwardStep<scalar_t>);
 
 #define FASTRNN_INSTANTIATE_CELL(Cell, scalar_t)                                         \

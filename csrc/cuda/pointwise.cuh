@@ -27,6 +27,7 @@ struct ForwardStep {
   scalar_t* h;  // [B, ld_h] the cell's output: h_t, or m before an LSTM projection
   int64_t ld_h;
   scalar_t* saved;  // [B, S*H] when training
+  CellOptions options;
 };
 
 // dh: [B, ld_dh] dL/d(the cell's output), the output's gradient already added (and, with a
@@ -48,9 +49,10 @@ struct BackwardStep {
   scalar_t* dgx;             // [B, G*H]
   scalar_t* dgh;             // [B, G*H], the same as dgx unless kSplitHiddenGrad
   scalar_t* dh_prev_direct;  // [B, ld_h_prev]
+  CellOptions options;
 };
 
-template <class Cell, class Opt, typename scalar_t>
+template <class Cell, class Flags, typename scalar_t>
 __global__ void forward_step_kernel(ForwardStep<scalar_t> s) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t b = blockIdx.y;
@@ -63,8 +65,8 @@ __global__ void forward_step_kernel(ForwardStep<scalar_t> s) {
   row.h_prev = s.h_prev + b * s.ld_h_prev;
   if constexpr (Cell::kHasCellState) row.c_prev = row.c = s.c + b * s.H;
   row.h = s.h + b * s.ld_h;
-  if constexpr (Opt::kTraining) row.saved = s.saved + b * SH;
-  Cell::template forward<Opt>(j, s.H, row);
+  if constexpr (Flags::kTraining) row.saved = s.saved + b * SH;
+  Cell::template forward<Flags>(j, s.H, row, s.options);
 }
 
 template <class Cell, typename scalar_t>
@@ -85,7 +87,7 @@ __global__ void backward_step_kernel(BackwardStep<scalar_t> s) {
   row.dx_pre = s.dgx + b * GH;
   row.dh_pre = s.dgh + b * GH;
   row.dh_prev_direct = s.dh_prev_direct + b * s.ld_h_prev;
-  Cell::backward(j, s.H, row);
+  Cell::backward(j, s.H, row, s.options);
 }
 
 }  // namespace fastrnn::cuda

@@ -22,8 +22,12 @@ _GATES = {mode: _C.cell_shape(mode)[0] for mode in _C.modes}
 def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor | None,
               cx: Tensor | None, weights: list[Tensor], *, has_bias: bool, num_layers: int,
               bidirectional: bool, proj_size: int = 0,
-              dropout_masks: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              dropout_masks: Tensor | None = None, **options) -> tuple[Tensor, Tensor, Tensor]:
     """A whole stack of layers (and directions) in one op call: see docs/stack-op.md.
+
+    ``options`` are the cells' options, each a float or None (off): ``grad_clip`` clamps the
+    gradient of every gate pre-activation to [-grad_clip, grad_clip] at every step of backward;
+    ``cell_clip`` (LSTM) clamps the cell state to [-cell_clip, cell_clip] in forward.
 
     Returns ``(output, h_n, c_n)``; c_n is an empty tensor unless mode is "lstm"."""
     if batch_sizes is not None and hx is None:  # the op needs B, which packed data cannot give
@@ -34,11 +38,11 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
         t is not None and t.requires_grad for t in (input, hx, cx, *weights))
     output, h_n, c_n, _ = torch.ops.fastrnn.rnn(
         mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional, proj_size,
-        dropout_masks, training)
+        dropout_masks, training, **options)
     return output, h_n, c_n
 
 
-def _layer(mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
+def _layer(mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, **options):
     """One layer, one direction: the stack op with L = D = 1 and [B, H] states."""
     if (bias_ih is None) != (bias_hh is None):
         raise ValueError("fastrnn: give both bias_ih and bias_hh or neither")
@@ -55,32 +59,38 @@ def _layer(mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
     output, h_n, c_n = rnn_stack(
         mode, input, None, None if h0 is None else h0.unsqueeze(0),
         None if c0 is None else c0.unsqueeze(0), weights, has_bias=has_bias, num_layers=1,
-        bidirectional=False)
+        bidirectional=False, **options)
     return output, h_n.squeeze(0), c_n.squeeze(0) if mode == "lstm" else c_n
 
 
 def lstm(input: Tensor, h0: Tensor | None, c0: Tensor | None, weight_ih: Tensor,
-         weight_hh: Tensor, bias_ih: Tensor | None = None,
-         bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """LSTM layer. Returns ``(output, h_n, c_n)``."""
-    return _layer("lstm", input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
+         weight_hh: Tensor, bias_ih: Tensor | None = None, bias_hh: Tensor | None = None, *,
+         grad_clip: float | None = None,
+         cell_clip: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """LSTM layer. Returns ``(output, h_n, c_n)``. grad_clip, cell_clip: see rnn_stack."""
+    return _layer("lstm", input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh,
+                  grad_clip=grad_clip, cell_clip=cell_clip)
 
 
 def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
-        bias_ih: Tensor | None = None, bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """GRU layer, torch.nn.GRU's formulation. Returns ``(output, h_n)``."""
-    output, h_n, _ = _layer("gru", input, h0, None, weight_ih, weight_hh, bias_ih, bias_hh)
+        bias_ih: Tensor | None = None, bias_hh: Tensor | None = None, *,
+        grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
+    """GRU layer, torch.nn.GRU's formulation. Returns ``(output, h_n)``. grad_clip: see
+    rnn_stack."""
+    output, h_n, _ = _layer("gru", input, h0, None, weight_ih, weight_hh, bias_ih, bias_hh,
+                            grad_clip=grad_clip)
     return output, h_n
 
 
 def rnn(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
         bias_ih: Tensor | None = None, bias_hh: Tensor | None = None,
-        nonlinearity: str = "tanh") -> tuple[Tensor, Tensor]:
-    """Elman RNN layer, ``nonlinearity`` "tanh" or "relu". Returns ``(output, h_n)``."""
+        nonlinearity: str = "tanh", *, grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
+    """Elman RNN layer, ``nonlinearity`` "tanh" or "relu". Returns ``(output, h_n)``. grad_clip:
+    see rnn_stack."""
     if nonlinearity not in _RNN_MODES:
         raise ValueError(f"fastrnn: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     output, h_n, _ = _layer(_RNN_MODES[nonlinearity], input, h0, None, weight_ih, weight_hh,
-                            bias_ih, bias_hh)
+                            bias_ih, bias_hh, grad_clip=grad_clip)
     return output, h_n
 
 

@@ -15,6 +15,13 @@ float32/float64, a device fastrnn cannot run on, autocast enabled, an empty batc
 runs torch.nn's implementation instead, with a warning unless the batch is merely empty: the
 module never fails where torch.nn's would not.
 
+Beyond torch.nn's arguments, each class takes the cells' options, None (the default) for off:
+``grad_clip`` (every class) clamps the gradient with respect to every gate pre-activation to
+[-grad_clip, grad_clip] at every step of backward, inside the fused kernel (Graves 2013);
+``cell_clip`` (LSTM, LSTMCell) clamps the cell state to [-cell_clip, cell_clip] in forward. They
+are plain attributes (not in the state_dict), and a call with one set never falls back to
+torch.nn, which has no such option: it raises instead.
+
 torch.compile: Dynamo does not trace instances of torch.nn.RNN/GRU/LSTM (these subclasses
 included) unless ``torch._dynamo.config.allow_rnn = True``. Without it a compiled model breaks
 the graph around the module, as around torch.nn's (and ``fullgraph=True`` raises); with it the
@@ -87,7 +94,46 @@ def _dropout_masks(module: nn.RNNBase, rows: tuple[int, ...], like: Tensor) -> T
     return masks.bernoulli_(1 - p).div_(1 - p)
 
 
-class _StackForward:
+def _checked_option(name: str, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"fastrnn: {name} must be a number > 0 or None, got {value!r}")
+    return float(value)
+
+
+class _CellOptions:
+    """The cells' options (csrc/cells/options.h) as keyword arguments of the constructor and
+    attributes; a module made by convert() has them off (the class attributes)."""
+
+    _option_names: tuple[str, ...] = ("grad_clip",)
+    grad_clip = None
+    cell_clip = None
+
+    def __init__(self, *args, **kwargs):
+        options = {name: kwargs.pop(name, None) for name in self._option_names}
+        super().__init__(*args, **kwargs)
+        for name, value in options.items():
+            setattr(self, name, _checked_option(name, value))
+
+    def _options(self) -> dict:
+        return {name: getattr(self, name) for name in self._option_names}
+
+    def _refuse_fallback(self, options: dict, reason: str) -> None:
+        given = [name for name, value in options.items() if value is not None]
+        if given:
+            verb = "needs" if len(given) == 1 else "need"
+            raise RuntimeError(f"fastrnn.{type(self).__name__}: {' and '.join(given)} {verb} "
+                               f"fastrnn's kernels, and this call cannot run on them ({reason}); "
+                               "torch.nn, its fallback, has no such option")
+
+    def extra_repr(self) -> str:
+        set_options = [f"{name}={value}" for name, value in self._options().items()
+                       if value is not None]
+        return ", ".join([super().extra_repr(), *set_options])
+
+
+class _StackForward(_CellOptions):
     """``forward`` of RNN, LSTM and GRU: torch.nn's argument handling around one rnn_stack call.
 
     Mixed in before the torch.nn class, whose ``check_input``, ``check_forward_args`` and
@@ -99,7 +145,10 @@ class _StackForward:
         is_packed = isinstance(input, PackedSequence)
         data = input.data if is_packed else input
         weights = [w for w in self._flat_weights if w is not None]
-        if _fallback_reason(self, data, weights) is not None:
+        options = self._options()
+        reason = _fallback_reason(self, data, weights)
+        if reason is not None:
+            self._refuse_fallback(options, reason)
             return super().forward(input, hx)
         args = input, hx
 
@@ -135,7 +184,7 @@ class _StackForward:
         output, h_n, c_n = functional.rnn_stack(
             _MODES[self.mode], x, batch_sizes, h0, c0, weights,
             has_bias=self.bias, num_layers=self.num_layers, bidirectional=self.bidirectional,
-            proj_size=self.proj_size, dropout_masks=_dropout_masks(self, rows, x))
+            proj_size=self.proj_size, dropout_masks=_dropout_masks(self, rows, x), **options)
         hidden = (h_n, c_n) if is_lstm else h_n
 
         if is_packed:
@@ -168,7 +217,8 @@ class _StackForward:
 class RNN(_StackForward, nn.RNN):
     """``torch.nn.RNN`` (tanh or relu) running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.RNN``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.RNN``, plus the option
+    ``grad_clip``; see the module docstring.
     """
 
     _input_rank_message = "RNN: Expected input to be 2D or 3D, got {}D tensor instead"
@@ -177,22 +227,25 @@ class RNN(_StackForward, nn.RNN):
 class LSTM(_StackForward, nn.LSTM):
     """``torch.nn.LSTM`` (with ``proj_size``) running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.LSTM``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.LSTM``, plus the options
+    ``grad_clip`` and ``cell_clip``; see the module docstring.
     """
 
     _input_rank_message = "LSTM: Expected input to be 2D or 3D, got {}D instead"
+    _option_names = ("grad_clip", "cell_clip")
 
 
 class GRU(_StackForward, nn.GRU):
     """``torch.nn.GRU`` running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.GRU``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.GRU``, plus the option
+    ``grad_clip``; see the module docstring.
     """
 
     _input_rank_message = "GRU: Expected input to be 2D or 3D, got {}D instead"
 
 
-class _CellForward:
+class _CellForward(_CellOptions):
     """``forward`` of the cells: torch.nn's checks around one step of fastrnn.functional."""
 
     def forward(self, input, hx=None):
@@ -200,7 +253,10 @@ class _CellForward:
         weight_ih, weight_hh, bias_ih, bias_hh = (self.weight_ih, self.weight_hh, self.bias_ih,
                                                   self.bias_hh)
         weights = [w for w in (weight_ih, weight_hh, bias_ih, bias_hh) if w is not None]
-        if _fallback_reason(self, input, weights) is not None:
+        options = self._options()
+        reason = _fallback_reason(self, input, weights)
+        if reason is not None:
+            self._refuse_fallback(options, reason)
             return super().forward(input, hx)
         args, name = (input, hx), self._torch_name
         is_lstm = isinstance(self, nn.LSTMCell)
@@ -222,16 +278,16 @@ class _CellForward:
         x = input.unsqueeze(0)  # one time step: [1, B, I]
         if is_lstm:
             h0, c0 = states if states else (None, None)
-            _, h, c = functional.lstm(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
+            _, h, c = functional.lstm(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, **options)
             return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
         h0 = states[0] if states else None
         if isinstance(self, nn.GRUCell):
-            _, h = functional.gru(x, h0, weight_ih, weight_hh, bias_ih, bias_hh)
+            _, h = functional.gru(x, h0, weight_ih, weight_hh, bias_ih, bias_hh, **options)
         else:
             if self.nonlinearity not in ("tanh", "relu"):
                 raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
             _, h = functional.rnn(x, h0, weight_ih, weight_hh, bias_ih, bias_hh,
-                                  nonlinearity=self.nonlinearity)
+                                  nonlinearity=self.nonlinearity, **options)
         return h if is_batched else h.squeeze(0)
 
     def _check_sizes(self, input: Tensor, states: tuple[Tensor, ...], weight_hh: Tensor) -> None:
@@ -264,6 +320,7 @@ class LSTMCell(_CellForward, nn.LSTMCell):
     """``torch.nn.LSTMCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
 
     _torch_name = "LSTMCell"
+    _option_names = ("grad_clip", "cell_clip")
 
 
 class GRUCell(_CellForward, nn.GRUCell):

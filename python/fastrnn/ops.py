@@ -37,7 +37,8 @@ def _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size):
 
 @torch.library.register_fake("fastrnn::rnn")
 def _rnn_fake(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional,
-              proj_size, dropout_masks, training):
+              proj_size, dropout_masks, training, *options, **named_options):
+    # options (grad_clip, ...: the cells' options of csrc/cells/options.h) change no shape
     _check_one_device(input, hx, cx, dropout_masks, *weights)
     if batch_sizes is not None and hx is None:
         raise ValueError("fastrnn: packed input needs hx (zeros if none)")
@@ -55,7 +56,8 @@ def _rnn_fake(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, b
 @torch.library.register_fake("fastrnn::rnn_backward")
 def _rnn_backward_fake(mode, grad_output, grad_h_n, grad_c_n, input, batch_sizes, hx, cx, weights,
                        has_bias, num_layers, bidirectional, proj_size, dropout_masks, output,
-                       reserve, input_needs_grad=True, hx_needs_grad=True):
+                       reserve, input_needs_grad=True, hx_needs_grad=True, *options,
+                       **named_options):
     _check_one_device(input, hx, cx, dropout_masks, output, reserve, *weights)
     _, _, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size)
     return (

@@ -16,6 +16,11 @@ GRU, gates (r, z, n):
 RNN:
     h' = act(W_ih x + b_ih + W_hh h + b_hh),        act = tanh or relu
 
+Options, None for off: ``grad_clip`` clamps the gradient with respect to every gate
+pre-activation (the argument of each sigmoid and tanh above, and of act) to [-grad_clip,
+grad_clip] in backward (Graves 2013, section 2), by a tensor hook; ``cell_clip`` (LSTM) clamps
+c' to [-cell_clip, cell_clip] in forward, by torch.clamp.
+
 One step of one cell: ``lstm_cell``, ``gru_cell``, ``rnn_cell``. One layer in one direction over a
 whole sequence: ``lstm``, ``gru``, ``rnn`` (output[t] is h after step t; h_n, c_n the state after
 the last step). A whole torch.nn-style stack (layers, directions, projection, packed input,
@@ -37,35 +42,48 @@ def _affine(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return y if bias is None else y + bias
 
 
+def _clip_cell(c: Tensor, cell_clip: float | None) -> Tensor:
+    return c if cell_clip is None else torch.clamp(c, -cell_clip, cell_clip)
+
+
+def _clip_grad(pre: Tensor, grad_clip: float | None) -> Tensor:
+    """pre itself, whose gradient is clamped to [-grad_clip, grad_clip] on its way back."""
+    if grad_clip is not None and pre.requires_grad:
+        pre.register_hook(lambda grad: grad.clamp(-grad_clip, grad_clip))
+    return pre
+
+
 # One step of each cell: x [B, I] and the state [B, P] (c: [B, H]) to the next state.
 
 def lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Tensor,
               bias_ih: Tensor | None = None, bias_hh: Tensor | None = None,
-              weight_hr: Tensor | None = None) -> tuple[Tensor, Tensor]:
+              weight_hr: Tensor | None = None, *, grad_clip: float | None = None,
+              cell_clip: float | None = None) -> tuple[Tensor, Tensor]:
     """One LSTM step. Returns ``(h', c')``; with weight_hr [P, H], h' is projected to size P."""
-    pre = _affine(x, weight_ih, bias_ih) + _affine(h, weight_hh, bias_hh)
+    pre = _clip_grad(_affine(x, weight_ih, bias_ih) + _affine(h, weight_hh, bias_hh), grad_clip)
     i, f, g, o = pre.chunk(4, dim=-1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    c = _clip_cell(torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g), cell_clip)
     h = torch.sigmoid(o) * torch.tanh(c)
     return (h if weight_hr is None else h @ weight_hr.T), c
 
 
 def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-             bias_ih: Tensor | None = None, bias_hh: Tensor | None = None) -> Tensor:
+             bias_ih: Tensor | None = None, bias_hh: Tensor | None = None, *,
+             grad_clip: float | None = None) -> Tensor:
     """One GRU step, torch.nn.GRU's formulation. Returns h'."""
     xr, xz, xn = _affine(x, weight_ih, bias_ih).chunk(3, dim=-1)
     hr, hz, hn = _affine(h, weight_hh, bias_hh).chunk(3, dim=-1)
-    r = torch.sigmoid(xr + hr)
-    z = torch.sigmoid(xz + hz)
-    n = torch.tanh(xn + r * hn)
+    r = torch.sigmoid(_clip_grad(xr + hr, grad_clip))
+    z = torch.sigmoid(_clip_grad(xz + hz, grad_clip))
+    n = torch.tanh(_clip_grad(xn + r * hn, grad_clip))
     return (1 - z) * n + z * h
 
 
 def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
              bias_ih: Tensor | None = None, bias_hh: Tensor | None = None,
-             nonlinearity: str = "tanh") -> Tensor:
+             nonlinearity: str = "tanh", *, grad_clip: float | None = None) -> Tensor:
     """One Elman RNN step, ``nonlinearity`` "tanh" or "relu". Returns h'."""
-    pre = _affine(x, weight_ih, bias_ih) + _affine(h, weight_hh, bias_hh)
+    pre = _clip_grad(_affine(x, weight_ih, bias_ih) + _affine(h, weight_hh, bias_hh), grad_clip)
     return _activation(nonlinearity)(pre)
 
 
@@ -75,18 +93,32 @@ def _activation(nonlinearity: str):
     return _ACTIVATIONS[nonlinearity]
 
 
-def _step(mode: str, x: Tensor, state: tuple[Tensor, ...], weights: dict) -> tuple[Tensor, ...]:
-    """One step of `mode` on state (h,) or (h, c) with weights w_ih, w_hh, b_ih, b_hh, w_hr."""
+def _step(mode: str, x: Tensor, state: tuple[Tensor, ...], weights: dict,
+          options: dict) -> tuple[Tensor, ...]:
+    """One step of `mode` on state (h,) or (h, c) with weights w_ih, w_hh, b_ih, b_hh, w_hr and
+    the options given (not None)."""
     w = (weights["w_ih"], weights["w_hh"], weights.get("b_ih"), weights.get("b_hh"))
     if mode == "lstm":
-        return lstm_cell(x, *state, *w, weights.get("w_hr"))
+        return lstm_cell(x, *state, *w, weights.get("w_hr"), **options)
     if mode == "gru":
-        return (gru_cell(x, *state, *w),)
-    return (rnn_cell(x, *state, *w, nonlinearity=mode.removeprefix("rnn_")),)
+        return (gru_cell(x, *state, *w, **options),)
+    return (rnn_cell(x, *state, *w, nonlinearity=mode.removeprefix("rnn_"), **options),)
+
+
+def _options(mode: str, grad_clip: float | None, cell_clip: float | None) -> dict:
+    """The options given, checked as the kernels check them."""
+    for name, value in (("grad_clip", grad_clip), ("cell_clip", cell_clip)):
+        if value is not None and not value > 0:
+            raise ValueError(f"fastrnn: {name} must be > 0 (or None), got {value}")
+    if cell_clip is not None and mode != "lstm":
+        raise ValueError(f"fastrnn: cell_clip is only for mode 'lstm', not {mode!r}")
+    options = {"grad_clip": grad_clip, "cell_clip": cell_clip}
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def _sweep(mode: str, steps: list[Tensor], state: tuple[Tensor, ...], weights: dict,
-           reverse: bool = False) -> tuple[list[Tensor], tuple[Tensor, ...]]:
+           reverse: bool = False, options: dict | None = None
+           ) -> tuple[list[Tensor], tuple[Tensor, ...]]:
     """One layer in one direction over the steps x_t [B_t, I], B_t non-increasing in t (all equal
     for padded input; packed input: the sequences still running at t are the first B_t rows).
     Step t updates the first B_t rows of the state and leaves the others as they are, so a
@@ -96,7 +128,7 @@ def _sweep(mode: str, steps: list[Tensor], state: tuple[Tensor, ...], weights: d
     outputs = [None] * len(steps)
     for t in (reversed(range(len(steps))) if reverse else range(len(steps))):
         rows = steps[t].shape[0]
-        new = _step(mode, steps[t], tuple(s[:rows] for s in state), weights)
+        new = _step(mode, steps[t], tuple(s[:rows] for s in state), weights, options or {})
         state = tuple(torch.cat([n, s[rows:]]) for n, s in zip(new, state))
         outputs[t] = new[0]
     return outputs, state
@@ -107,33 +139,38 @@ def _initial_state(state: Tensor | None, input: Tensor, size: int) -> Tensor:
 
 
 def lstm(input: Tensor, h0: Tensor | None, c0: Tensor | None, weight_ih: Tensor,
-         weight_hh: Tensor, bias_ih: Tensor | None = None,
-         bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+         weight_hh: Tensor, bias_ih: Tensor | None = None, bias_hh: Tensor | None = None, *,
+         grad_clip: float | None = None,
+         cell_clip: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """LSTM layer. Returns ``(output, h_n, c_n)``."""
+    options = _options("lstm", grad_clip, cell_clip)
     H = weight_hh.shape[1]
     state = (_initial_state(h0, input, H), _initial_state(c0, input, H))
     weights = {"w_ih": weight_ih, "w_hh": weight_hh, "b_ih": bias_ih, "b_hh": bias_hh}
-    outputs, (h, c) = _sweep("lstm", list(input), state, weights)
+    outputs, (h, c) = _sweep("lstm", list(input), state, weights, options=options)
     return torch.stack(outputs), h, c
 
 
 def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
-        bias_ih: Tensor | None = None, bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        bias_ih: Tensor | None = None, bias_hh: Tensor | None = None, *,
+        grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
     """GRU layer, torch.nn.GRU's formulation. Returns ``(output, h_n)``."""
+    options = _options("gru", grad_clip, None)
     state = (_initial_state(h0, input, weight_hh.shape[1]),)
     weights = {"w_ih": weight_ih, "w_hh": weight_hh, "b_ih": bias_ih, "b_hh": bias_hh}
-    outputs, (h,) = _sweep("gru", list(input), state, weights)
+    outputs, (h,) = _sweep("gru", list(input), state, weights, options=options)
     return torch.stack(outputs), h
 
 
 def rnn(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
         bias_ih: Tensor | None = None, bias_hh: Tensor | None = None,
-        nonlinearity: str = "tanh") -> tuple[Tensor, Tensor]:
+        nonlinearity: str = "tanh", *, grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
     """Elman RNN layer, ``nonlinearity`` "tanh" or "relu". Returns ``(output, h_n)``."""
     _activation(nonlinearity)  # reject an unknown nonlinearity before any work
+    options = _options(f"rnn_{nonlinearity}", grad_clip, None)
     state = (_initial_state(h0, input, weight_hh.shape[1]),)
     weights = {"w_ih": weight_ih, "w_hh": weight_hh, "b_ih": bias_ih, "b_hh": bias_hh}
-    outputs, (h,) = _sweep(f"rnn_{nonlinearity}", list(input), state, weights)
+    outputs, (h,) = _sweep(f"rnn_{nonlinearity}", list(input), state, weights, options=options)
     return torch.stack(outputs), h
 
 
@@ -150,8 +187,9 @@ def _join_steps(steps: list[Tensor], batch_sizes: Tensor | None) -> Tensor:
 
 def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor | None,
               cx: Tensor | None, weights: list[Tensor], *, has_bias: bool, num_layers: int,
-              bidirectional: bool, proj_size: int = 0,
-              dropout_masks: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              bidirectional: bool, proj_size: int = 0, dropout_masks: Tensor | None = None,
+              grad_clip: float | None = None,
+              cell_clip: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """A whole torch.nn-style RNN/LSTM/GRU (docs/stack-op.md): every layer, both directions.
 
     input: padded [T, B, I] (batch_sizes None) or packed data [N, I] with batch_sizes [T].
@@ -161,11 +199,12 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
     dropout_masks: None, or [L-1, T, B, D*P] (packed: [L-1, N, D*P]) multiplied into the output
     of every layer but the last before it feeds the next.
     Returns output [T, B, D*P] (packed: [N, D*P]), h_n [L*D, B, P] and c_n [L*D, B, H] for the
-    LSTM, an empty tensor of shape [0] for the others.
+    LSTM, an empty tensor of shape [0] for the others. grad_clip, cell_clip: as in the cells.
     """
     if mode not in MODES:
         raise ValueError(f"fastrnn: mode must be one of {', '.join(map(repr, MODES))}, "
                          f"got {mode!r}")
+    options = _options(mode, grad_clip, cell_clip)
     if proj_size and mode != "lstm":
         raise ValueError(f"fastrnn: proj_size is only for mode 'lstm', not {mode!r}")
     if cx is not None and mode != "lstm":
@@ -193,7 +232,8 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
             state = (h0,)
             if mode == "lstm":
                 state += (input.new_zeros(B, H) if cx is None else cx[k],)
-            outputs, state = _sweep(mode, steps, state, w, reverse=direction == 1)
+            outputs, state = _sweep(mode, steps, state, w, reverse=direction == 1,
+                                    options=options)
             directions.append(outputs)
             h_n.append(state[0])
             c_n.extend(state[1:])
