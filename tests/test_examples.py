@@ -44,6 +44,15 @@ def test_char_lm_text_file(tmp_path, monkeypatch, capsys):
     assert out.split("sample:\n", 1)[1].startswith("hello wo")
 
 
+def test_char_lm_clip_norm_flag(monkeypatch, capsys):
+    """--clip-norm (alias --clip) sets the max norm; 0 trains without clipping."""
+    for flag in ("--clip-norm", "--clip"):
+        out = run_script("char_lm.py", ["--steps", "2", "--hidden-size", "8", "--seq-len", "8",
+                                        "--batch-size", "2", "--log-every", "1", flag, "0",
+                                        "--sample-length", "3"], monkeypatch, capsys)
+        assert len(losses(out)) == 2
+
+
 def test_convert_model(monkeypatch, capsys):
     out = run_script("convert_model.py", [], monkeypatch, capsys)
     assert "'encoder': 'fastrnn.modules.LSTM'" in out
