@@ -79,7 +79,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping")
+    parser.add_argument("--clip-norm", "--clip", type=float, default=1.0,
+                        help="max global gradient norm, torch.nn.utils.clip_grad_norm_ "
+                             "(0: no clipping)")
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--sample-length", type=int, default=300)
     parser.add_argument("--temperature", type=float, default=0.7)
@@ -113,7 +115,8 @@ def main(argv=None) -> None:
         loss = loss_fn(logits.reshape(-1, len(chars)), targets.reshape(-1))
         optimizer.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        if args.clip_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip_norm)
         optimizer.step()
         running.append(loss.item())
         if step % args.log_every == 0 or step == args.steps:

@@ -11,8 +11,10 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def run_script(name, args, monkeypatch, capsys):
-    """examples/<name> as `python examples/<name> *args` would run it; returns its stdout."""
+    """examples/<name> as `python examples/<name> *args` would run it (its folder first on
+    sys.path, for examples/progress.py); returns its stdout."""
     monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name), *args])
+    monkeypatch.syspath_prepend(str(EXAMPLES))
     runpy.run_path(str(EXAMPLES / name), run_name="__main__")
     return capsys.readouterr().out
 
@@ -44,6 +46,54 @@ def test_char_lm_text_file(tmp_path, monkeypatch, capsys):
     assert out.split("sample:\n", 1)[1].startswith("hello wo")
 
 
+def test_char_lm_clip_norm_flag(monkeypatch, capsys):
+    """--clip-norm (alias --clip) sets the max norm; 0 trains without clipping."""
+    for flag in ("--clip-norm", "--clip"):
+        out = run_script("char_lm.py", ["--steps", "2", "--hidden-size", "8", "--seq-len", "8",
+                                        "--batch-size", "2", "--log-every", "1", flag, "0",
+                                        "--sample-length", "3"], monkeypatch, capsys)
+        assert len(losses(out)) == 2
+
+
+def test_adding_problem(tmp_path, monkeypatch, capsys):
+    """Every model, unclipped and clipped, gets a finite test MSE printed beside the baseline;
+    the plot is written."""
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "adding.png"
+    out = run_script("adding_problem.py", ["--seq-len", "12", "--steps", "25", "--batch-size",
+                                           "8", "--hidden-size", "8", "--test-size", "64",
+                                           "--grad-clip", "0.5", "--plot", str(plot)],
+                     monkeypatch, capsys)
+    assert "baseline (predict 1): 0.167" in out and "clip_grad_norm_ 0.5" in out
+    for model in ("RNN tanh", "IRNN", "LSTM", "GRU"):
+        row = re.search(rf"^{model} +(\S+) +(\S+)$", out, re.MULTILINE)
+        assert row, out
+        assert all(0 < float(mse) < 10 for mse in row.groups()), row.group(0)
+    assert plot.stat().st_size > 0
+
+
+def test_adding_problem_without_clipping_and_bad_model(monkeypatch, capsys):
+    out = run_script("adding_problem.py", ["--seq-len", "6", "--steps", "3", "--batch-size",
+                                           "4", "--hidden-size", "4", "--test-size", "8",
+                                           "--grad-clip", "0", "--models", "irnn"],
+                     monkeypatch, capsys)
+    assert re.search(r"^IRNN +\S+$", out, re.MULTILINE) and "clip_grad_norm_" not in out
+    with pytest.raises(SystemExit):
+        run_script("adding_problem.py", ["--models", "lstm,transformer"], monkeypatch, capsys)
+
+
+def test_seq2seq_reverse(monkeypatch, capsys):
+    """One accuracy row per schedule, each accuracy a fraction."""
+    out = run_script("seq2seq_reverse.py", ["--length", "3", "--steps", "6", "--batch-size", "4",
+                                            "--hidden-size", "8", "--embedding-size", "4",
+                                            "--test-size", "16"], monkeypatch, capsys)
+    for name in ("teacher", "free", "linear", "exponential", "sigmoid"):
+        row = re.search(rf"^{name} +(\d\.\d+) +(\d\.\d+) ", out, re.MULTILINE)
+        assert row, out
+        exact, digits = map(float, row.groups())
+        assert 0 <= exact <= digits <= 1
+
+
 def test_convert_model(monkeypatch, capsys):
     out = run_script("convert_model.py", [], monkeypatch, capsys)
     assert "'encoder': 'fastrnn.modules.LSTM'" in out
@@ -54,7 +104,8 @@ def test_convert_model(monkeypatch, capsys):
     assert len(logged) == 5 and logged[-1] < logged[0]
 
 
-@pytest.mark.parametrize("name", ["char_lm.py", "convert_model.py"])
+@pytest.mark.parametrize("name", ["char_lm.py", "convert_model.py", "adding_problem.py",
+                                  "seq2seq_reverse.py"])
 def test_examples_have_a_docstring_with_usage(name):
     source = (EXAMPLES / name).read_text()
     assert source.startswith('"""') and f"python examples/{name}" in source

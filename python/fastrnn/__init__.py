@@ -3,14 +3,16 @@
 ``fastrnn.LSTM``, ``GRU``, ``RNN`` and the ``*Cell`` classes are drop-in subclasses of their
 torch.nn namesakes; ``fastrnn.convert(model)`` swaps them into an existing model.
 ``fastrnn.functional`` runs one layer on tensors; ``fastrnn.reference`` holds the pure-PyTorch
-ground truth the kernels are tested against. The ops themselves are ``torch.ops.fastrnn.*``.
+ground truth the kernels are tested against; ``fastrnn.init`` holds initialisations for
+recurrent modules (IRNN, orthogonal, forget bias, chrono) and ``fastrnn.seq2seq`` a decoder with
+teacher forcing and scheduled sampling. The ops themselves are ``torch.ops.fastrnn.*``.
 """
 
 import torch  # noqa: F401  (loads libtorch before our extension links against it)
 
 from . import _C
 from . import ops  # noqa: F401  (fake kernels of torch.ops.fastrnn.*)
-from . import functional, reference
+from . import functional, init, reference, seq2seq
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert
 
 __version__ = "0.1.0"
@@ -27,4 +29,4 @@ def cuda_available() -> bool:
 
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert", "functional",
-           "reference", "built_with_cuda", "cuda_available", "__version__"]
+           "init", "reference", "seq2seq", "built_with_cuda", "cuda_available", "__version__"]
