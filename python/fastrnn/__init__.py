@@ -6,9 +6,37 @@ torch.nn namesakes; ``fastrnn.convert(model)`` swaps them into an existing model
 ground truth the kernels are tested against. The ops themselves are ``torch.ops.fastrnn.*``.
 """
 
-import torch  # noqa: F401  (loads libtorch before our extension links against it)
+import torch  # (loads libtorch before our extension links against it)
 
-from . import _C
+# How to rebuild for the torch installed now; the README's "Install" says the same.
+_REBUILD = ("rebuild fastrnn against the torch installed now, from its source tree: `pip install "
+            "scikit-build-core pybind11 ninja cmake scipy-openblas32`, then `pip install "
+            "--no-build-isolation --no-deps --force-reinstall .`")
+
+
+def _check_torch() -> None:
+    """Raise ImportError, saying which torch fastrnn was built against and how to rebuild, when
+    that is not the torch imported: the extension links against libtorch's C++ ABI, which
+    changes between versions (the failure would otherwise be an undefined symbol)."""
+    try:
+        from ._build_info import TORCH_VERSION as built_with
+    except ImportError:  # a source tree rather than an installed build
+        raise ImportError(f"fastrnn is not built here ({__file__} has no _build_info.py); "
+                          f"install it with `pip install --no-build-isolation .` (README, "
+                          f"\"Install\")") from None
+    if torch.__version__ != built_with:
+        raise ImportError(f"fastrnn was built against torch {built_with}, but torch "
+                          f"{torch.__version__} is installed; {_REBUILD}")
+
+
+_check_torch()
+try:
+    from . import _C
+except ImportError as e:
+    raise ImportError(f"fastrnn's extension (fastrnn._C) failed to load: {e}. It was built "
+                      f"against torch {torch.__version__}, the torch installed; if that or its "
+                      f"libraries changed since, {_REBUILD}") from e
+
 from . import ops  # noqa: F401  (fake kernels of torch.ops.fastrnn.*)
 from . import functional, reference
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert
