@@ -1,9 +1,14 @@
-"""fastrnn: fused LSTM, GRU and RNN kernels for PyTorch.
+"""fastrnn: fused LSTM, GRU and RNN kernels for PyTorch, on the CPU.
 
 ``fastrnn.LSTM``, ``GRU``, ``RNN`` and the ``*Cell`` classes are drop-in subclasses of their
 torch.nn namesakes; ``fastrnn.convert(model)`` swaps them into an existing model.
-``fastrnn.functional`` runs one layer on tensors; ``fastrnn.reference`` holds the pure-PyTorch
-ground truth the kernels are tested against. The ops themselves are ``torch.ops.fastrnn.*``.
+``fastrnn.functional`` runs one layer (or a whole stack) on tensors; ``fastrnn.reference`` holds
+the pure-PyTorch ground truth the kernels are tested against. The ops themselves are
+``torch.ops.fastrnn.*``.
+
+Devices: fastrnn's kernels run on the CPU only (float32, float64). CUDA kernels are not written
+yet: ``cuda_available()`` is always False, the modules on CUDA tensors run torch.nn's
+implementation (cuDNN) with a warning, and ``fastrnn.functional`` on CUDA tensors raises.
 """
 
 import torch  # (loads libtorch before our extension links against it)
@@ -45,12 +50,19 @@ __version__ = "0.1.0"
 
 
 def built_with_cuda() -> bool:
-    """Whether this build compiled the CUDA sources (torch with CUDA and nvcc at build time)."""
+    """Whether this build compiled the CUDA sources (torch with CUDA and nvcc at build time).
+
+    Compiled CUDA sources are the cell math and step kernels only, not yet anything that runs:
+    see ``cuda_available``."""
     return bool(_C.built_with_cuda)
 
 
 def cuda_available() -> bool:
-    """Whether fastrnn can run on CUDA tensors here: CUDA kernels built and a GPU visible."""
+    """Whether fastrnn can run on CUDA tensors here: CUDA kernels built and a GPU visible.
+
+    Always False in this version, whatever the build and the machine: the CUDA drivers are not
+    written yet. fastrnn's modules on CUDA tensors run torch.nn's implementation (cuDNN) with a
+    warning; ``fastrnn.functional`` on CUDA tensors raises."""
     return bool(_C.has_cuda_kernels) and torch.cuda.is_available()
 
 

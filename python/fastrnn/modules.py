@@ -40,9 +40,9 @@ def _unserved_device(device: torch.device) -> str | None:
     if device.type == "cuda":
         from . import cuda_available  # the package has finished importing by now
         if not cuda_available():
-            return f"device {device}; fastrnn.cuda_available() is False"
+            return f"device {device}; fastrnn has no CUDA kernels yet: it runs on the CPU only"
     elif device.type != "cpu":
-        return f"device {device}; fastrnn runs on CPU and CUDA"
+        return f"device {device}; fastrnn runs on the CPU only"
     return None
 
 
