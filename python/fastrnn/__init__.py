@@ -1,10 +1,10 @@
 """fastrnn: fused LSTM, GRU and RNN kernels for PyTorch, on the CPU.
 
 ``fastrnn.LSTM``, ``GRU``, ``RNN`` and the ``*Cell`` classes are drop-in subclasses of their
-torch.nn namesakes; ``fastrnn.convert(model)`` swaps them into an existing model.
-``fastrnn.functional`` runs one layer (or a whole stack) on tensors; ``fastrnn.reference`` holds
-the pure-PyTorch ground truth the kernels are tested against. The ops themselves are
-``torch.ops.fastrnn.*``.
+torch.nn namesakes; ``fastrnn.convert(model)`` swaps them into an existing model and
+``fastrnn.revert(model)`` swaps them back. ``fastrnn.functional`` runs one layer (or a whole
+stack) on tensors; ``fastrnn.reference`` holds the pure-PyTorch ground truth the kernels are
+tested against. The ops themselves are ``torch.ops.fastrnn.*``.
 
 Devices: fastrnn's kernels run on the CPU only (float32, float64). CUDA kernels are not written
 yet: ``cuda_available()`` is always False, the modules on CUDA tensors run torch.nn's
@@ -44,7 +44,7 @@ except ImportError as e:
 
 from . import ops  # noqa: F401  (fake kernels of torch.ops.fastrnn.*)
 from . import functional, reference
-from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert
+from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert, revert
 
 __version__ = "0.1.0"
 
@@ -66,5 +66,5 @@ def cuda_available() -> bool:
     return bool(_C.has_cuda_kernels) and torch.cuda.is_available()
 
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert", "functional",
-           "reference", "built_with_cuda", "cuda_available", "__version__"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert", "revert",
+           "functional", "reference", "built_with_cuda", "cuda_available", "__version__"]

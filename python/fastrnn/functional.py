@@ -20,17 +20,32 @@ _GATES = {mode: _C.cell_shape(mode)[0] for mode in ("lstm", "gru", "rnn_tanh", "
 
 def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor | None,
               cx: Tensor | None, weights: list[Tensor], *, has_bias: bool, num_layers: int,
-              bidirectional: bool, proj_size: int = 0,
-              dropout_masks: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """A whole stack of layers (and directions) in one op call: see docs/stack-op.md.
+              bidirectional: bool, proj_size: int = 0, dropout_masks: Tensor | None = None,
+              training: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """A whole torch.nn-style stack (every layer and direction, padded or packed) in one op call.
 
-    Returns ``(output, h_n, c_n)``; c_n is an empty tensor unless mode is "lstm"."""
+    ``mode``: "lstm", "gru", "rnn_tanh" or "rnn_relu". ``input``: padded ``[T, B, I]``
+    (time-major), or with ``batch_sizes`` (a PackedSequence's, int64 on the CPU) packed data
+    ``[N, I]``. ``hx`` ``[L*D, B, P]``, ``cx`` ``[L*D, B, H]`` (LSTM only) or ``None`` for zeros,
+    with L = num_layers, D = 2 if bidirectional else 1, P = proj_size or H. ``weights``: torch.nn's
+    ``_flat_weights`` order (per layer, per direction: w_ih, w_hh, then b_ih, b_hh if has_bias,
+    then w_hr if proj_size). ``dropout_masks``: the masks applied between layers, already scaled by
+    1/(1-p), ``[L-1, T, B, D*P]`` (packed ``[L-1, N, D*P]``), or None. ``training``: whether
+    forward saves what backward needs; None (default) decides it: when grad is enabled and a
+    tensor requires grad. False saves nothing (backward then raises), as an export of an
+    ``eval()`` module records. With packed input the rows of hx and of the results are in the
+    packed (sorted) order.
+
+    Returns ``(output, h_n, c_n)``: output ``[T, B, D*P]`` (packed ``[N, D*P]``), h_n
+    ``[L*D, B, P]``, c_n ``[L*D, B, H]``, an empty tensor unless mode is "lstm". The full contract
+    is docs/stack-op.md in fastrnn's source repository."""
     if batch_sizes is not None and hx is None:  # the op needs B, which packed data cannot give
         directions = 2 if bidirectional else 1
         hx = input.new_zeros(num_layers * directions, int(batch_sizes[0]), weights[1].shape[1])
     # Save what backward needs only when a gradient can flow; inference saves nothing.
-    training = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (input, hx, cx, *weights))
+    if training is None:
+        training = torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (input, hx, cx, *weights))
     output, h_n, c_n, _ = torch.ops.fastrnn.rnn(
         mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional, proj_size,
         dropout_masks, training)
