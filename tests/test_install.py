@@ -29,7 +29,7 @@ def test_pyproject_declares_the_licence():
 
 @pytest.fixture
 def package_copy(tmp_path):
-    """A copy of the installed package in tmp_path/site (put first on PYTHONPATH by import_error)."""
+    """A copy of the installed package in tmp_path/site (first on the path in import_error)."""
     site = tmp_path / "site"
     shutil.copytree(INSTALLED, site / "fastrnn", ignore=shutil.ignore_patterns("__pycache__"))
     return site / "fastrnn"

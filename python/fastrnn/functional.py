@@ -2,7 +2,9 @@
 
 Shapes: input ``[T, B, I]``; h0, c0 ``[B, H]`` or ``None`` for zeros; weight_ih ``[G*H, I]``,
 weight_hh ``[G*H, H]``, biases ``[G*H]`` or ``None``, with G = 4 (LSTM: i f g o), 3 (GRU: r z n),
-1 (RNN). Returns output ``[T, B, H]`` and the final states ``[B, H]``.
+1 (RNN). Returns output ``[T, B, H]`` and the final states ``[B, H]``. float32 or float64, every
+tensor of one dtype, on the CPU (CUDA tensors raise: fastrnn has no CUDA kernels yet).
+``rnn_stack`` runs a whole multi-layer, bidirectional, padded or packed stack in one call.
 """
 
 from __future__ import annotations
@@ -76,13 +78,50 @@ def _layer(mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh):
 def lstm(input: Tensor, h0: Tensor | None, c0: Tensor | None, weight_ih: Tensor,
          weight_hh: Tensor, bias_ih: Tensor | None = None,
          bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """LSTM layer. Returns ``(output, h_n, c_n)``."""
+    """One LSTM layer, one direction, forward and backward on fastrnn's fused CPU kernels.
+
+    Args:
+        input: ``[T, B, I]``, time-major (``x.transpose(0, 1)`` of a batch-first tensor).
+        h0, c0: initial hidden and cell state ``[B, H]``, or ``None`` for zeros.
+        weight_ih: ``[4*H, I]``, weight_hh: ``[4*H, H]``, gates in torch.nn's order i, f, g, o
+            (``torch.nn.LSTM``'s ``weight_ih_l0`` and ``weight_hh_l0`` as they are).
+        bias_ih, bias_hh: ``[4*H]`` each, or both ``None`` for no bias.
+
+    Every tensor float32 or float64, one dtype, on the CPU; strided views are accepted.
+    Gradients flow to every tensor that requires grad; under ``torch.no_grad()`` or when none
+    does, nothing is saved for backward.
+
+    Returns:
+        ``(output, h_n, c_n)``: output ``[T, B, H]`` (h at every step), h_n and c_n ``[B, H]``.
+
+    Example::
+
+        lstm = torch.nn.LSTM(256, 512)
+        x = torch.randn(100, 32, 256)
+        out, h_n, c_n = fastrnn.functional.lstm(x, None, None, lstm.weight_ih_l0,
+                                                lstm.weight_hh_l0, lstm.bias_ih_l0,
+                                                lstm.bias_hh_l0)
+    """
     return _layer("lstm", input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh)
 
 
 def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
         bias_ih: Tensor | None = None, bias_hh: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """GRU layer, torch.nn.GRU's formulation. Returns ``(output, h_n)``."""
+    """One GRU layer, one direction, torch.nn.GRU's formulation
+    (``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``), on fastrnn's fused CPU kernels.
+
+    Args as ``lstm``'s without c0: input ``[T, B, I]``; h0 ``[B, H]`` or ``None`` for zeros;
+    weight_ih ``[3*H, I]``, weight_hh ``[3*H, H]`` (gates r, z, n); bias_ih, bias_hh ``[3*H]`` or
+    both ``None``. float32 or float64, on the CPU.
+
+    Returns ``(output, h_n)``: output ``[T, B, H]``, h_n ``[B, H]``.
+
+    Example::
+
+        gru = torch.nn.GRU(64, 128)
+        out, h_n = fastrnn.functional.gru(torch.randn(10, 4, 64), None, gru.weight_ih_l0,
+                                          gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
+    """
     output, h_n, _ = _layer("gru", input, h0, None, weight_ih, weight_hh, bias_ih, bias_hh)
     return output, h_n
 
@@ -90,7 +129,22 @@ def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
 def rnn(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
         bias_ih: Tensor | None = None, bias_hh: Tensor | None = None,
         nonlinearity: str = "tanh") -> tuple[Tensor, Tensor]:
-    """Elman RNN layer, ``nonlinearity`` "tanh" or "relu". Returns ``(output, h_n)``."""
+    """One Elman RNN layer, one direction, ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with
+    ``nonlinearity`` (act) "tanh" or "relu", on fastrnn's fused CPU kernels.
+
+    Args as ``gru``'s with G = 1: input ``[T, B, I]``; h0 ``[B, H]`` or ``None`` for zeros;
+    weight_ih ``[H, I]``, weight_hh ``[H, H]``; bias_ih, bias_hh ``[H]`` or both ``None``.
+    float32 or float64, on the CPU.
+
+    Returns ``(output, h_n)``: output ``[T, B, H]``, h_n ``[B, H]``.
+
+    Example::
+
+        rnn = torch.nn.RNN(64, 128, nonlinearity="relu")
+        out, h_n = fastrnn.functional.rnn(torch.randn(10, 4, 64), None, rnn.weight_ih_l0,
+                                          rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0,
+                                          nonlinearity="relu")
+    """
     if nonlinearity not in _RNN_MODES:
         raise ValueError(f"fastrnn: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
     output, h_n, _ = _layer(_RNN_MODES[nonlinearity], input, h0, None, weight_ih, weight_hh,

@@ -2,11 +2,12 @@
 ``revert`` swaps them back.
 
 ``fastrnn.LSTM`` *is a* ``torch.nn.LSTM``: each class here subclasses its torch.nn namesake and
-overrides only ``forward``. Constructor arguments, defaults, validation, parameter names and
-registration order, initialisation, ``repr``, ``state_dict``, ``_flat_weights`` and
-``flatten_parameters`` are torch.nn's own, and ``isinstance(fastrnn.LSTM(...), torch.nn.LSTM)``
-is True, so code that looks for torch.nn's classes (weight init loops, ``flatten_parameters``
-calls) treats fastrnn's modules as it treated torch.nn's.
+overrides only ``forward`` (and the name ``repr`` prints: ``fastrnn.LSTM(...)``). Constructor
+arguments, defaults, validation, parameter names and registration order, initialisation,
+``state_dict``, ``_flat_weights`` and ``flatten_parameters`` are torch.nn's own, and
+``isinstance(fastrnn.LSTM(...), torch.nn.LSTM)`` is True, so code that looks for torch.nn's
+classes (weight init loops, ``flatten_parameters`` calls) treats fastrnn's modules as it treated
+torch.nn's.
 
 ``forward`` checks its arguments as torch.nn does (the same exception types; torch.nn's messages
 for bad shapes), then runs the whole stack (every layer, both directions, padded or packed) in
@@ -35,6 +36,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
+import sys
 import warnings
 
 import torch
@@ -63,6 +66,20 @@ def _unserved_device(device: torch.device) -> str | None:
     return None
 
 
+# Frames of these files are between a module's forward and the code that called the module.
+_INTERNAL_FILES = (os.path.dirname(__file__) + os.sep,
+                   os.path.dirname(nn.Module.__call__.__code__.co_filename) + os.sep)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of a warning raised here that points at the line which called the
+    module: the first frame outside fastrnn and torch.nn's module machinery (hooks included)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_FILES):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _unserved(tensors) -> str | None:
     """Why fastrnn's kernels cannot run on these tensors, or None when they can."""
     for t in tensors:
@@ -87,7 +104,7 @@ def _fallback_reason(module: nn.Module, input, weights: list[Tensor]) -> str | N
         reason = f"autocast is enabled for {input.device.type}"
     if reason:
         warnings.warn(f"fastrnn.{type(module).__name__} runs torch.nn's implementation for this "
-                      f"call ({reason})", stacklevel=2)
+                      f"call ({reason})", stacklevel=_user_stacklevel())
     return reason
 
 
@@ -121,6 +138,9 @@ def _dropout_masks(module: nn.RNNBase, rows: tuple[int, ...], like: Tensor) -> T
 
 class _Fastrnn:
     """What every fastrnn module adds to its torch.nn class besides ``forward``."""
+
+    def _get_name(self) -> str:  # the name repr prints, so print(model) shows what runs
+        return f"fastrnn.{type(self).__name__}"
 
     def __prepare_scriptable__(self):  # torch.jit.script calls this on every submodule first
         raise RuntimeError(
@@ -235,7 +255,11 @@ class _StackForward(_Fastrnn):
 class RNN(_StackForward, nn.RNN):
     """``torch.nn.RNN`` (tanh or relu) running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.RNN``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.RNN`` (padded, batch-first,
+    unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
+    ways. float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
+    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
     _input_rank_message = "RNN: Expected input to be 2D or 3D, got {}D tensor instead"
@@ -244,7 +268,11 @@ class RNN(_StackForward, nn.RNN):
 class LSTM(_StackForward, nn.LSTM):
     """``torch.nn.LSTM`` (with ``proj_size``) running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.LSTM``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.LSTM`` (padded, batch-first,
+    unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
+    ways. float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
+    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
     _input_rank_message = "LSTM: Expected input to be 2D or 3D, got {}D instead"
@@ -253,7 +281,11 @@ class LSTM(_StackForward, nn.LSTM):
 class GRU(_StackForward, nn.GRU):
     """``torch.nn.GRU`` running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.GRU``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.GRU`` (padded, batch-first,
+    unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
+    ways. float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
+    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
     _input_rank_message = "GRU: Expected input to be 2D or 3D, got {}D instead"
@@ -322,19 +354,25 @@ class _CellForward(_Fastrnn):
 
 
 class RNNCell(_CellForward, nn.RNNCell):
-    """``torch.nn.RNNCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+    """``torch.nn.RNNCell`` running on fastrnn's kernels (one time step of
+    ``fastrnn.functional``); a subclass of it with the same constructor, parameters, inputs and
+    outputs. Fallback, export and TorchScript behaviour: ``help(fastrnn.modules)``."""
 
     _torch_name = "RNNCell"
 
 
 class LSTMCell(_CellForward, nn.LSTMCell):
-    """``torch.nn.LSTMCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+    """``torch.nn.LSTMCell`` running on fastrnn's kernels (one time step of
+    ``fastrnn.functional``); a subclass of it with the same constructor, parameters, inputs and
+    outputs. Fallback, export and TorchScript behaviour: ``help(fastrnn.modules)``."""
 
     _torch_name = "LSTMCell"
 
 
 class GRUCell(_CellForward, nn.GRUCell):
-    """``torch.nn.GRUCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+    """``torch.nn.GRUCell`` running on fastrnn's kernels (one time step of
+    ``fastrnn.functional``); a subclass of it with the same constructor, parameters, inputs and
+    outputs. Fallback, export and TorchScript behaviour: ``help(fastrnn.modules)``."""
 
     _torch_name = "GRUCell"
 
@@ -352,11 +390,12 @@ def convert(module: nn.Module, inplace: bool = True, *, return_replaced: bool = 
     Each module whose type is exactly one of those six, ``module`` itself included, becomes the
     fastrnn class of the same name in place: the object keeps its identity, its Parameter objects
     (an optimizer made before conversion still updates them), buffers, hooks, training mode and
-    every other attribute; only its class changes. Modules fastrnn cannot serve are left as they
-    are with a warning saying why: subclasses of the torch.nn classes (their ``forward`` may be
-    overridden), parameters of a dtype other than float32/float64, or on a device fastrnn cannot
-    run on. fastrnn modules are left as they are. With ``inplace=False`` a deep copy of
-    ``module`` is converted and ``module`` is untouched. ``revert`` undoes it.
+    every other attribute; only its class changes (and ``print(model)`` shows ``fastrnn.LSTM``
+    where it showed ``LSTM``). Modules fastrnn cannot serve are left as they are with a warning
+    saying why: subclasses of the torch.nn classes (their ``forward`` may be overridden),
+    parameters of a dtype other than float32/float64, or on a device fastrnn cannot run on.
+    fastrnn modules are left as they are. With ``inplace=False`` a deep copy of ``module`` is
+    converted and ``module`` is untouched. ``revert`` undoes it.
 
     Returns the converted model, or with ``return_replaced=True`` ``(model, replaced)``:
     ``replaced`` the qualified names (as ``named_modules`` gives them, "" for the model itself)

@@ -49,8 +49,8 @@ class Result:
         gflops = flop / 1e9 / (median_ms / 1e3)
         pct_peak = None if not peak_gflops else 100.0 * gflops / peak_gflops
         return cls(threads, case.cell, case.T, case.B, case.I, case.H, case.layers,
-                   case.bidirectional, case.batch_first, case.packed, mode, impl, times_ms, median_ms, min(times_ms),
-                   max(times_ms), gflop=flop / 1e9, gflops=gflops, pct_peak=pct_peak,
+                   case.bidirectional, case.batch_first, case.packed, mode, impl, times_ms,
+                   median_ms, min(times_ms), max(times_ms), gflop=flop / 1e9, gflops=gflops, pct_peak=pct_peak,
                    saved_bytes=None if saved is None else saved.extra,
                    saved_bytes_all=None if saved is None else saved.all)
 
