@@ -106,3 +106,18 @@ def test_cuda_is_unserved_and_says_why():
     assert not fastrnn.cuda_available()
     assert fastrnn.modules._unserved_device(torch.device("cuda", 0)) == (
         "device cuda:0; fastrnn has no CUDA kernels yet: it runs on the CPU only")
+
+
+def test_whole_model_loads_with_weights_only_under_safe_globals(tmp_path):
+    """The README's recipe: torch.load(weights_only=True) of a pickled model holding fastrnn
+    modules needs their classes allowed, as any module class's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(fastrnn.LSTM(3, 4, num_layers=2), fastrnn.GRUCell(4, 4))
+    torch.save(model, tmp_path / "model.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(tmp_path / "model.pt", weights_only=True)
+    with torch.serialization.safe_globals([nn.Sequential, fastrnn.LSTM, fastrnn.GRUCell]):
+        loaded = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert [type(m) for m in loaded] == [fastrnn.LSTM, fastrnn.GRUCell]
+    x = torch.randn(5, 2, 3)
+    assert torch.equal(loaded[0](x)[0], model[0](x)[0])
