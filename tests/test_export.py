@@ -3,19 +3,17 @@ ONNX export through both of torch's exporters checked against onnxruntime, Torch
 raises and points to revert; trace records torch.nn's op), and torch.export (an eval() model
 records an inference op)."""
 
-import copy
 import warnings
 
 import numpy as np
+import onnx  # onnx, onnxruntime (and onnxscript, the dynamo exporter's): the Makefile's test deps
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 import fastrnn
 from tolerances import assert_close
-
-onnx = pytest.importorskip("onnx")  # test deps of the Makefile: always there under make test
-ort = pytest.importorskip("onnxruntime")
 
 
 class Model(nn.Module):
