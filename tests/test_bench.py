@@ -48,12 +48,13 @@ def test_smoke_prints_the_table_and_writes_json_and_csv(tmp_path):
     assert (f"kernels   fastrnn CPU kernels on {fastrnn._C.cpu_isa()}; whole-sequence GEMMs "
             f"through {engine}") in out.stdout
     rows = table_rows(out.stdout)
-    # thr cell TxBxIxH L D mode impl median min max GFLOP/s %peak vs-torch saved-MiB (train only)
-    assert {(r[1], r[5], r[6]) for r in rows} == {
+    # thr cell TxBxIxH L D input mode impl median min max GFLOP/s %peak vs-torch saved-MiB (train)
+    assert {(r[1], r[6], r[7]) for r in rows} == {
         (cell, mode, impl) for cell in CELLS for mode in ("inference", "train")
         for impl in ("torch", "fastrnn")}
-    assert all(len(r) == (14 if r[5] == "train" else 13) and r[2] == "5x3x8x8" for r in rows)
-    assert all(r[12] == "1.00x" for r in rows if r[6] == "torch")
+    assert all(len(r) == (15 if r[6] == "train" else 14) and r[2] == "5x3x8x8" and
+               r[5] == "padded" for r in rows)
+    assert all(r[13] == "1.00x" for r in rows if r[7] == "torch")
 
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["results"]) == len(rows) == 16
@@ -86,7 +87,7 @@ def test_every_impl_layers_bidirectional_threads(tmp_path):
                 str(tmp_path / "r.csv"), "--plot", str(tmp_path / "plots" / "speedup.png"))
     assert "peak      " not in out.stdout
     rows = table_rows(out.stdout)
-    assert {(r[0], r[1], r[5], r[6]) for r in rows} == {
+    assert {(r[0], r[1], r[6], r[7]) for r in rows} == {
         (thr, cell, mode, impl) for thr in ("1", "2") for cell in ("lstm", "gru")
         for mode in ("inference", "train") for impl in IMPLS}
     assert all(r[2:5] == ["3x2x4x5", "2", "2"] for r in rows)
@@ -111,9 +112,52 @@ def test_readme_preset_with_its_shapes_overridden():
     out = bench("--preset", "readme", "--T", "2", "--B", "2", "--I", "4", "--H", "4",
                 "--repeats", "1", "--warmup", "0", "--settle-ms", "0", "--no-peak")
     rows = table_rows(out.stdout)
-    assert {(r[1], r[3]) for r in rows} == {("lstm", "1"), ("gru", "1"), ("rnn_tanh", "1"),
-                                           ("lstm", "2")}
-    assert len(rows) == 4 * 2 * 2
+    cases = {(r[1], r[3], r[4], r[5]) for r in rows}  # cell, layers, directions, input
+    assert cases == {("lstm", "1", "1", "padded"), ("gru", "1", "1", "padded"),
+                     ("rnn_tanh", "1", "1", "padded"), ("lstm", "2", "1", "padded"),
+                     ("lstm", "1", "1", "packed(uniform)"), ("gru", "1", "1", "packed(uniform)"),
+                     ("lstm", "2", "2", "packed(uniform),bf")}
+    assert len(rows) == len(cases) * 2 * 2
+
+
+def test_packed_and_batch_first_every_impl(tmp_path):
+    """A packed, batch-first case end to end: every implementation passes the parity check
+    (outputs, h_n and gradients) and GFLOP counts only the rows of the sequences."""
+    out = bench("--preset", "smoke", "--impls", ",".join(IMPLS), "--cells", "lstm,rnn_relu",
+                "--T", "6", "--B", "4", "--layers", "2", "--bidirectional", "--packed",
+                "uniform", "--batch-first", "--no-peak", "--csv", str(tmp_path / "r.csv"))
+    assert "agree with torch" in out.stdout and "packed(DIST)" in out.stdout
+    rows = table_rows(out.stdout)
+    assert {(r[1], r[5], r[6], r[7]) for r in rows} == {
+        (cell, "packed(uniform),bf", mode, impl) for cell in ("lstm", "rnn_relu")
+        for mode in ("inference", "train") for impl in IMPLS}
+    with open(tmp_path / "r.csv", newline="") as f:
+        records = list(csv.DictReader(f))
+    assert all(rec["packed"] == "uniform" and rec["batch_first"] == "True" for rec in records)
+    N = int(Case("lstm", 6, 4, 8, 8, packed="uniform").lengths(seed=0).sum())
+    assert N < 6 * 4  # uniform lengths: shorter than padded, or the test proves nothing
+    lstm = next(r for r in records if r["cell"] == "lstm" and r["mode"] == "inference")
+    # FLOP model with N rows: per layer D*2*N*G*H*(I_l+H), I_0 = I = 8, I_1 = D*H
+    assert float(lstm["gflop"]) * 1e9 == pytest.approx(sum(2 * 2 * N * 4 * 8 * (i + 8)
+                                                           for i in (8, 16)))
+
+
+@pytest.mark.parametrize("text,want", [("uniform", "uniform"), ("0.50", "0.5"), ("1", "1")])
+def test_packed_option_parses_the_length_distribution(text, want):
+    config = config_from_args(parse_args(["--smoke", "--packed", text, "--batch-first"]))
+    assert all(c.packed == want and c.batch_first for c in config.cases)
+    assert all(c.packed is None and not c.batch_first
+               for c in config_from_args(parse_args(["--smoke"])).cases)
+
+
+@pytest.mark.parametrize("packed,low", [("uniform", 1), ("0.5", 5), ("1", 10)])
+def test_packed_lengths_follow_the_distribution(packed, low):
+    lengths = Case("gru", 10, 64, 4, 4, packed=packed).lengths(seed=3)
+    assert lengths.dtype == torch.int64 and lengths.shape == (64,) and lengths[0] == 10
+    assert int(lengths.min()) >= low and int(lengths.max()) == 10
+    if packed == "uniform":
+        assert int(lengths.min()) < 5  # 63 draws on 1..10 stay above 4 with probability 1e-14
+    assert torch.equal(lengths, Case("gru", 10, 64, 4, 4, packed=packed).lengths(seed=3))
 
 
 @pytest.mark.parametrize("rewarm_s,untimed_per_run", [(0.0, 0), (1e-9, 1)])
@@ -152,7 +196,9 @@ def test_rewarm_in_the_header_and_the_json(tmp_path):
                                   ["--rewarm-ms", "-1"],
                                   ["--preset", "readme", "--cells", "rnn_relu"],
                                   ["--smoke", "--preset", "readme"],
-                                  ["--smoke", "--impls", "torch", "--plot", "p.png"]])
+                                  ["--smoke", "--impls", "torch", "--plot", "p.png"],
+                                  ["--smoke", "--packed", "0"], ["--smoke", "--packed", "1.5"],
+                                  ["--smoke", "--packed", "half"]])
 def test_bad_arguments_exit_2(args):
     proc = bench(*args, returncode=2)
     assert "fastrnn.bench:" in proc.stderr

@@ -175,3 +175,10 @@ def test_module_options_match_reference(cls):
     torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-13, rtol=1e-13)
     for w, w_ref in zip(module._flat_weights, weights):
         torch.testing.assert_close(w.grad, w_ref.grad, atol=1e-13, rtol=1e-13)
+
+
+def test_revert_says_it_drops_the_options():
+    model = torch.nn.Sequential(fastrnn.LSTM(5, 7, grad_clip=1.0))
+    with pytest.warns(UserWarning, match="0 loses grad_clip"):
+        fastrnn.revert(model)
+    assert type(model[0]) is torch.nn.LSTM

@@ -1,6 +1,8 @@
 """torch.compile(fullgraph=True) of code calling fastrnn.functional, and of a model holding a
-fastrnn.LSTM (padded and packed input), matches eager, forward and backward. Compiling is slow:
-one case per cell, the default (inductor) backend for the functional LSTM."""
+fastrnn.LSTM (padded and packed input, with and without initial states), matches eager, forward
+and backward; packing inside the compiled function breaks the graph only where torch.nn's own
+pack_padded_sequence does. Compiling is slow: one case per cell, the default (inductor) backend
+for the functional LSTM."""
 
 import pytest
 import torch
@@ -84,35 +86,49 @@ class Tagger(torch.nn.Module):
         return self.head(torch.relu(output)), h_n, c_n
 
 
-@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
-def test_compile_module_matches_eager(packed):
+@pytest.mark.parametrize("packed,with_hx", [(False, True), (True, False), (True, True)],
+                         ids=["padded", "packed", "packed_with_hx"])
+def test_compile_module_matches_eager(packed, with_hx):
     # Dynamo refuses to trace instances of torch.nn.RNN/GRU/LSTM, and fastrnn's modules are
     # such instances (they subclass them) unless allow_rnn is set; see fastrnn/modules.py.
+    # Packed with (h0, c0): torch.nn's hidden-size check would read batch_sizes[0], a value the
+    # graph cannot guard on; fastrnn's forward checks the rest and leaves B to the op.
     with torch._dynamo.config.patch(allow_rnn=True):
-        _check_compile_module(packed, fullgraph=True)
+        _check_compile_module(packed, with_hx, fullgraph=True)
 
 
 def test_compile_module_graph_breaks_without_allow_rnn():
     """Without allow_rnn, compiling breaks the graph around the module, as for torch.nn.LSTM,
     and still gives eager's results."""
-    _check_compile_module(packed=False, fullgraph=False)
+    _check_compile_module(packed=False, with_hx=True, fullgraph=False)
 
 
-def _check_compile_module(packed, fullgraph):
+def _pack(x, enforce_sorted=False):
+    """x packed with lengths 1 and T among them (unsorted unless enforce_sorted)."""
+    lengths = torch.tensor([6, 4, 3, 1] if enforce_sorted else [3, 6, 1, 4])
+    return torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                   enforce_sorted=enforce_sorted)
+
+
+def _check_compile_module(packed, with_hx, fullgraph, pack_inside=False, enforce_sorted=False):
     torch._dynamo.reset()
     torch.manual_seed(0)
     model = Tagger()
     x = torch.randn(4, 6, 7, requires_grad=True)
     h0 = (torch.randn(4, 4, 5, requires_grad=True), torch.randn(4, 4, 16, requires_grad=True))
-    leaves = [x, *model.parameters()] if packed else [x, *h0, *model.parameters()]
-    compiled = torch.compile(model, fullgraph=fullgraph, backend="aot_eager")
+    leaves = [x, *(h0 if with_hx else ()), *model.parameters()]
+    hx = h0 if with_hx else None
+
+    def packing_model(x, hx):
+        return model(_pack(x, enforce_sorted), hx)
+    run = packing_model if pack_inside else model
+    compiled = torch.compile(run, fullgraph=fullgraph, backend="aot_eager")
     results = []
-    for fn in (model, compiled):
-        if packed:  # unsorted lengths, 1 and T among them
-            outputs = fn(torch.nn.utils.rnn.pack_padded_sequence(
-                x, torch.tensor([3, 6, 1, 4]), batch_first=True, enforce_sorted=False))
+    for fn in (run, compiled):
+        if packed and not pack_inside:
+            outputs = fn(_pack(x), hx)
         else:
-            outputs = fn(x, h0)
+            outputs = fn(x, hx)
         loss = sum((o * torch.cos(torch.arange(o.numel(), dtype=o.dtype)).view_as(o)).sum()
                    for o in outputs)
         results.append(([o.detach() for o in outputs], torch.autograd.grad(loss, leaves)))
@@ -121,3 +137,20 @@ def _check_compile_module(packed, fullgraph):
         assert_close(value, expected, "output", f"output {k}")
     for k, (grad, expected) in enumerate(zip(grads, expected_grads)):
         assert_close(grad, expected, "grad", f"gradient {k}")
+
+
+@pytest.mark.parametrize("enforce_sorted", [False, True], ids=["unsorted", "sorted"])
+def test_packing_inside_the_compiled_function(enforce_sorted):
+    """Dynamo does not trace pack_padded_sequence (torch marks it skipped), so a function that
+    packs cannot compile with fullgraph=True; the graph breaks there and nowhere in fastrnn.
+    Sorted packing without hx needs B = batch_sizes[0], a value read from a tensor: a graph
+    break of its own unless capture_scalar_outputs is on, as here."""
+    model = Tagger()
+    x = torch.randn(4, 6, 7)
+    with torch._dynamo.config.patch(allow_rnn=True, capture_scalar_outputs=enforce_sorted):
+        explanation = torch._dynamo.explain(
+            lambda x: model(_pack(x, enforce_sorted)))(x)
+        reasons = [str(r.reason) for r in explanation.break_reasons]
+        assert all("pack_padded_sequence" in r for r in reasons), reasons
+        _check_compile_module(packed=True, with_hx=False, fullgraph=False, pack_inside=True,
+                              enforce_sorted=enforce_sorted)

@@ -1,17 +1,19 @@
-"""Drop-in replacements for torch.nn's recurrent modules, and ``convert`` to swap them into a model.
+"""Drop-in replacements for torch.nn's recurrent modules; ``convert`` swaps them into a model and
+``revert`` swaps them back.
 
 ``fastrnn.LSTM`` *is a* ``torch.nn.LSTM``: each class here subclasses its torch.nn namesake and
-overrides only ``forward``. Constructor arguments, defaults, validation, parameter names and
-registration order, initialisation, ``repr``, ``state_dict``, ``_flat_weights`` and
-``flatten_parameters`` are torch.nn's own, and ``isinstance(fastrnn.LSTM(...), torch.nn.LSTM)``
-is True, so code that looks for torch.nn's classes (weight init loops, ``flatten_parameters``
-calls) treats fastrnn's modules as it treated torch.nn's.
+overrides only ``forward`` (and the name ``repr`` prints: ``fastrnn.LSTM(...)``). Constructor
+arguments, defaults, validation, parameter names and registration order, initialisation,
+``state_dict``, ``_flat_weights`` and ``flatten_parameters`` are torch.nn's own, and
+``isinstance(fastrnn.LSTM(...), torch.nn.LSTM)`` is True, so code that looks for torch.nn's
+classes (weight init loops, ``flatten_parameters`` calls) treats fastrnn's modules as it treated
+torch.nn's.
 
 ``forward`` checks its arguments as torch.nn does (the same exception types; torch.nn's messages
 for bad shapes), then runs the whole stack (every layer, both directions, padded or packed) in
 one call of ``fastrnn.functional.rnn_stack``; a cell runs one time step of
 ``fastrnn.functional.lstm/gru/rnn``. Where fastrnn has no kernel for the call (a dtype other than
-float32/float64, a device fastrnn cannot run on, autocast enabled, an empty batch) ``forward``
+float32/float64, a device other than the CPU, autocast enabled, an empty batch) ``forward``
 runs torch.nn's implementation instead, with a warning unless the batch is merely empty: the
 module never fails where torch.nn's would not.
 
@@ -22,15 +24,27 @@ Beyond torch.nn's arguments, each class takes the cells' options, None (the defa
 are plain attributes (not in the state_dict), and a call with one set never falls back to
 torch.nn, which has no such option: it raises instead.
 
+Export: under ``torch.onnx.export`` (either exporter) and ``torch.jit.trace`` ``forward`` runs
+torch.nn's implementation, which the exporters map to ONNX's LSTM/GRU/RNN operators and the
+tracer records as ``aten::lstm``/``gru``/``rnn_*``, so the exported file needs no fastrnn; an LSTM
+with ``proj_size``, which ONNX's LSTM operator cannot express, raises instead.
+``torch.jit.script`` raises (the forward is not TorchScript): ``revert`` the model first.
+``torch.export`` records fastrnn's op, for inference (nothing saved for backward) when the module
+is in ``eval()`` mode.
+
 torch.compile: Dynamo does not trace instances of torch.nn.RNN/GRU/LSTM (these subclasses
 included) unless ``torch._dynamo.config.allow_rnn = True``. Without it a compiled model breaks
 the graph around the module, as around torch.nn's (and ``fullgraph=True`` raises); with it the
-module's op is traced into the graph. The cells are traced either way.
+module's op is traced into the graph, packed input and explicit initial states included. The
+cells are traced either way.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import os
+import sys
 import warnings
 
 import torch
@@ -38,6 +52,12 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import functional
+
+try:  # torch.onnx.export's own flag: Dynamo folds torch.onnx.is_in_onnx_export() to False, and
+    # the exporter retries a failed non-strict torch.export with a strict (Dynamo) one
+    from torch.onnx._internal.exporter import _flags as _onnx_export_flags
+except ImportError:  # another torch's layout: is_in_onnx_export() alone
+    _onnx_export_flags = None
 
 _MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
 _DTYPES = (torch.float32, torch.float64)
@@ -47,10 +67,24 @@ def _unserved_device(device: torch.device) -> str | None:
     if device.type == "cuda":
         from . import cuda_available  # the package has finished importing by now
         if not cuda_available():
-            return f"device {device}; fastrnn.cuda_available() is False"
+            return f"device {device}; fastrnn has no CUDA kernels yet: it runs on the CPU only"
     elif device.type != "cpu":
-        return f"device {device}; fastrnn runs on CPU and CUDA"
+        return f"device {device}; fastrnn runs on the CPU only"
     return None
+
+
+# Frames of these files are between a module's forward and the code that called the module.
+_INTERNAL_FILES = (os.path.dirname(__file__) + os.sep,
+                   os.path.dirname(nn.Module.__call__.__code__.co_filename) + os.sep)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of a warning raised here that points at the line which called the
+    module: the first frame outside fastrnn and torch.nn's module machinery (hooks included)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_FILES):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _unserved(tensors) -> str | None:
@@ -77,8 +111,23 @@ def _fallback_reason(module: nn.Module, input, weights: list[Tensor]) -> str | N
         reason = f"autocast is enabled for {input.device.type}"
     if reason:
         warnings.warn(f"fastrnn.{type(module).__name__} runs torch.nn's implementation for this "
-                      f"call ({reason})", stacklevel=2)
+                      f"call ({reason})", stacklevel=_user_stacklevel())
     return reason
+
+
+def _records_torch_nn(module: nn.Module) -> bool:
+    """Whether ``forward`` runs torch.nn's implementation for an exporter: under torch.onnx.export
+    (either exporter), which maps it to ONNX's LSTM/GRU/RNN operators, and torch.jit.trace, which
+    records the aten op; a configuration ONNX cannot express raises."""
+    if torch.onnx.is_in_onnx_export() or getattr(_onnx_export_flags, "_is_onnx_exporting", False):
+        if getattr(module, "proj_size", 0) > 0:
+            raise RuntimeError(
+                f"fastrnn.{type(module).__name__} with proj_size={module.proj_size} cannot be "
+                f"exported to ONNX: ONNX's LSTM operator has no projection (torch.nn.LSTM's "
+                f"export fails or gives a wrong model too). fastrnn.revert(model) gives torch.nn's "
+                f"LSTM, sharing the parameters, for torch.export or TorchScript")
+        return True
+    return torch.jit.is_tracing()
 
 
 def _dropout_masks(module: nn.RNNBase, rows: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -92,6 +141,22 @@ def _dropout_masks(module: nn.RNNBase, rows: tuple[int, ...], like: Tensor) -> T
     if p == 1:  # torch.nn drops everything rather than dividing by zero
         return masks.zero_()
     return masks.bernoulli_(1 - p).div_(1 - p)
+
+
+class _Fastrnn:
+    """What every fastrnn module adds to its torch.nn class besides ``forward``."""
+
+    def _get_name(self) -> str:  # the name repr prints, so print(model) shows what runs
+        return f"fastrnn.{type(self).__name__}"
+
+    def __prepare_scriptable__(self):  # torch.jit.script calls this on every submodule first
+        raise RuntimeError(
+            f"fastrnn.{type(self).__name__} cannot be compiled by torch.jit.script (its forward "
+            f"calls fastrnn's op through Python). Script fastrnn.revert(model) instead, which "
+            f"makes its fastrnn modules torch.nn's again with the same parameters; "
+            f"torch.jit.trace and torch.export work on the model as it is")
+
+
 
 
 def _checked_option(name: str, value):
@@ -127,13 +192,20 @@ class _CellOptions:
                                f"fastrnn's kernels, and this call cannot run on them ({reason}); "
                                "torch.nn, its fallback, has no such option")
 
+    def _refuse_export(self, options: dict) -> None:
+        # an exported graph is forward only: grad_clip does not change it, cell_clip does
+        if options.get("cell_clip") is not None:
+            raise RuntimeError(f"fastrnn.{type(self).__name__} with cell_clip cannot be exported "
+                               "through torch.nn's forward (ONNX, torch.jit.trace), which has no "
+                               "cell clip; torch.export records fastrnn's op with it")
+
     def extra_repr(self) -> str:
         set_options = [f"{name}={value}" for name, value in self._options().items()
                        if value is not None]
         return ", ".join([super().extra_repr(), *set_options])
 
 
-class _StackForward(_CellOptions):
+class _StackForward(_Fastrnn, _CellOptions):
     """``forward`` of RNN, LSTM and GRU: torch.nn's argument handling around one rnn_stack call.
 
     Mixed in before the torch.nn class, whose ``check_input``, ``check_forward_args`` and
@@ -146,6 +218,9 @@ class _StackForward(_CellOptions):
         data = input.data if is_packed else input
         weights = [w for w in self._flat_weights if w is not None]
         options = self._options()
+        if _records_torch_nn(self):
+            self._refuse_export(options)
+            return super().forward(input, hx)
         reason = _fallback_reason(self, data, weights)
         if reason is not None:
             self._refuse_fallback(options, reason)
@@ -170,6 +245,11 @@ class _StackForward(_CellOptions):
                 hx = self._hidden_to_batched(hx, is_batched)
         if hx is None:
             self.check_input(input, batch_sizes)
+        elif is_packed and torch.compiler.is_compiling():
+            # torch.nn's check reads batch_sizes[0], a data-dependent value a graph cannot
+            # guard on: check all but B here, and leave B (hx's rows) to the op
+            self.check_input(input, batch_sizes)
+            self._check_packed_hidden(hx)
         else:
             self.check_forward_args(input, hx, batch_sizes)
 
@@ -180,11 +260,19 @@ class _StackForward(_CellOptions):
             return super().forward(*args)  # no kernel for an empty batch
 
         h0, c0 = hx if is_lstm and hx is not None else (hx, None)
+        if h0 is None and sorted_indices is not None:
+            # B from a shape, not from batch_sizes[0] as rnn_stack would: under torch.compile
+            # a value read from a tensor breaks the graph
+            h0 = x.new_zeros(self.num_layers * (2 if self.bidirectional else 1),
+                             sorted_indices.size(0), self.proj_size or self.hidden_size)
         rows = (x.size(0),) if is_packed else (x.size(0), x.size(1))
+        # An exported eval() model is an inference graph: the op saves nothing for backward.
+        inference = not self.training and torch.compiler.is_exporting()
         output, h_n, c_n = functional.rnn_stack(
             _MODES[self.mode], x, batch_sizes, h0, c0, weights,
             has_bias=self.bias, num_layers=self.num_layers, bidirectional=self.bidirectional,
-            proj_size=self.proj_size, dropout_masks=_dropout_masks(self, rows, x), **options)
+            proj_size=self.proj_size, dropout_masks=_dropout_masks(self, rows, x),
+            training=False if inference else None, **options)
         hidden = (h_n, c_n) if is_lstm else h_n
 
         if is_packed:
@@ -196,6 +284,17 @@ class _StackForward(_CellOptions):
             output = output.squeeze(batch_dim)
             hidden = (h_n.squeeze(1), c_n.squeeze(1)) if is_lstm else h_n.squeeze(1)
         return output, hidden
+
+    def _check_packed_hidden(self, hx) -> None:
+        """torch.nn's checks of hx for packed input, its batch size left out, its messages."""
+        D = 2 if self.bidirectional else 1
+        sizes = (("hx", hx[0], self.proj_size or self.hidden_size), ("cx", hx[1], self.hidden_size)
+                 ) if self.mode == "LSTM" else (("hx", hx, self.hidden_size),)
+        for name, state, size in sizes:
+            got = tuple(state.shape)
+            if len(got) != 3 or got[0] != self.num_layers * D or got[2] != size:
+                raise RuntimeError(f"Expected hidden size ({self.num_layers * D}, B, {size}) "
+                                   f"with B the batch size, got {list(got)} for {name}")
 
     def _hidden_to_batched(self, hx, is_batched: bool):
         """torch.nn's rank checks of a padded input's hx; unbatched hx gains the batch dim."""
@@ -217,8 +316,11 @@ class _StackForward(_CellOptions):
 class RNN(_StackForward, nn.RNN):
     """``torch.nn.RNN`` (tanh or relu) running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.RNN``, plus the option
-    ``grad_clip``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.RNN`` (padded, batch-first,
+    unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
+    ways; plus the option ``grad_clip`` (``help(fastrnn.modules)``). float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
+    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
     _input_rank_message = "RNN: Expected input to be 2D or 3D, got {}D tensor instead"
@@ -227,8 +329,11 @@ class RNN(_StackForward, nn.RNN):
 class LSTM(_StackForward, nn.LSTM):
     """``torch.nn.LSTM`` (with ``proj_size``) running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.LSTM``, plus the options
-    ``grad_clip`` and ``cell_clip``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.LSTM`` (padded, batch-first,
+    unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
+    ways; plus the options ``grad_clip`` and ``cell_clip`` (``help(fastrnn.modules)``). float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
+    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
     _input_rank_message = "LSTM: Expected input to be 2D or 3D, got {}D instead"
@@ -238,14 +343,17 @@ class LSTM(_StackForward, nn.LSTM):
 class GRU(_StackForward, nn.GRU):
     """``torch.nn.GRU`` running on fastrnn's kernels; a subclass of it.
 
-    Same constructor, parameters, inputs and outputs as ``torch.nn.GRU``, plus the option
-    ``grad_clip``; see the module docstring.
+    Same constructor, parameters, inputs and outputs as ``torch.nn.GRU`` (padded, batch-first,
+    unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
+    ways; plus the option ``grad_clip`` (``help(fastrnn.modules)``). float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
+    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
     _input_rank_message = "GRU: Expected input to be 2D or 3D, got {}D instead"
 
 
-class _CellForward(_CellOptions):
+class _CellForward(_Fastrnn, _CellOptions):
     """``forward`` of the cells: torch.nn's checks around one step of fastrnn.functional."""
 
     def forward(self, input, hx=None):
@@ -254,6 +362,9 @@ class _CellForward(_CellOptions):
                                                   self.bias_hh)
         weights = [w for w in (weight_ih, weight_hh, bias_ih, bias_hh) if w is not None]
         options = self._options()
+        if _records_torch_nn(self):
+            self._refuse_export(options)
+            return super().forward(input, hx)
         reason = _fallback_reason(self, input, weights)
         if reason is not None:
             self._refuse_fallback(options, reason)
@@ -311,20 +422,26 @@ class _CellForward(_CellOptions):
 
 
 class RNNCell(_CellForward, nn.RNNCell):
-    """``torch.nn.RNNCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+    """``torch.nn.RNNCell`` running on fastrnn's kernels (one time step of
+    ``fastrnn.functional``); a subclass of it with the same constructor, parameters, inputs and
+    outputs. Fallback, export and TorchScript behaviour: ``help(fastrnn.modules)``."""
 
     _torch_name = "RNNCell"
 
 
 class LSTMCell(_CellForward, nn.LSTMCell):
-    """``torch.nn.LSTMCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+    """``torch.nn.LSTMCell`` running on fastrnn's kernels (one time step of
+    ``fastrnn.functional``); a subclass of it with the same constructor, parameters, inputs and
+    outputs. Fallback, export and TorchScript behaviour: ``help(fastrnn.modules)``."""
 
     _torch_name = "LSTMCell"
     _option_names = ("grad_clip", "cell_clip")
 
 
 class GRUCell(_CellForward, nn.GRUCell):
-    """``torch.nn.GRUCell`` running on fastrnn's kernels; a subclass of it (see the module doc)."""
+    """``torch.nn.GRUCell`` running on fastrnn's kernels (one time step of
+    ``fastrnn.functional``); a subclass of it with the same constructor, parameters, inputs and
+    outputs. Fallback, export and TorchScript behaviour: ``help(fastrnn.modules)``."""
 
     _torch_name = "GRUCell"
 
@@ -333,20 +450,34 @@ _FASTRNN = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU,
             nn.RNNCell: RNNCell, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell}
 
 
-def convert(module: nn.Module, inplace: bool = True) -> nn.Module:
+_TORCH_NN = {fast: torch_nn for torch_nn, fast in _FASTRNN.items()}
+
+
+def convert(module: nn.Module, inplace: bool = True, *, return_replaced: bool = False):
     """Make every torch.nn RNN/LSTM/GRU/RNNCell/LSTMCell/GRUCell in ``module`` a fastrnn one.
 
     Each module whose type is exactly one of those six, ``module`` itself included, becomes the
     fastrnn class of the same name in place: the object keeps its identity, its Parameter objects
     (an optimizer made before conversion still updates them), buffers, hooks, training mode and
-    every other attribute; only its class changes. Modules fastrnn cannot serve are left as they
-    are with a warning saying why: subclasses of the torch.nn classes (their ``forward`` may be
-    overridden), parameters of a dtype other than float32/float64, or on a device fastrnn cannot
-    run on. fastrnn modules are left as they are. With ``inplace=False`` a deep copy of
-    ``module`` is converted and ``module`` is untouched. Returns the converted model.
+    every other attribute; only its class changes (and ``print(model)`` shows ``fastrnn.LSTM``
+    where it showed ``LSTM``). Modules fastrnn cannot serve are left as they are with a warning
+    saying why: subclasses of the torch.nn classes (their ``forward`` may be overridden),
+    parameters of a dtype other than float32/float64, or on a device fastrnn cannot run on.
+    fastrnn modules are left as they are. With ``inplace=False`` a deep copy of ``module`` is
+    converted and ``module`` is untouched. ``revert`` undoes it.
+
+    Returns the converted model, or with ``return_replaced=True`` ``(model, replaced)``:
+    ``replaced`` the qualified names (as ``named_modules`` gives them, "" for the model itself)
+    of the modules converted, in order.
+
+    Example::
+
+        model, replaced = fastrnn.convert(model, return_replaced=True)
+        print(replaced)  # ['encoder', 'decoder.cell']
     """
     if not inplace:
         module = copy.deepcopy(module)
+    replaced = []
     for name, m in module.named_modules(remove_duplicate=True):
         if isinstance(m, tuple(_FASTRNN.values())):
             continue
@@ -355,12 +486,45 @@ def convert(module: nn.Module, inplace: bool = True) -> nn.Module:
             reason = _unserved(list(m.parameters(recurse=False)))
             if reason is None:
                 m.__class__ = _FASTRNN[type(m)]
+                replaced.append(name)
             else:
                 warnings.warn(f"fastrnn.convert: left {where} as it is ({reason})", stacklevel=2)
         elif isinstance(m, tuple(_FASTRNN)):
             warnings.warn(f"fastrnn.convert: left {where} as it is (a subclass of a torch.nn "
                           "recurrent module may override forward)", stacklevel=2)
-    return module
+    return (module, replaced) if return_replaced else module
 
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert"]
+def revert(module: nn.Module, inplace: bool = True, *, return_replaced: bool = False):
+    """The inverse of ``convert``: make every fastrnn module in ``module`` its torch.nn class.
+
+    Each fastrnn RNN/LSTM/GRU/RNNCell/LSTMCell/GRUCell, ``module`` itself included, becomes the
+    torch.nn class of the same name in place, keeping its identity, its Parameter objects,
+    buffers, hooks and training mode, so a model trained with fastrnn goes, with its trained
+    weights, where only torch.nn's modules can (``torch.jit.script``, tools that look for
+    torch.nn's classes by type). With ``inplace=False`` the model is copied first and
+    ``module`` is untouched, but the copy shares ``module``'s parameter and buffer tensors (no
+    memory is copied; training one trains the other). Returns the reverted model, or with
+    ``return_replaced=True`` ``(model, replaced)``, ``replaced`` as for ``convert``.
+
+    Example::
+
+        scripted = torch.jit.script(fastrnn.revert(model, inplace=False))
+    """
+    if not inplace:  # a copy of the modules that shares their tensors
+        memo = {id(t): t for t in itertools.chain(module.parameters(), module.buffers())}
+        module = copy.deepcopy(module, memo)
+    replaced = []
+    for name, m in module.named_modules(remove_duplicate=True):
+        if type(m) in _TORCH_NN:
+            given = [o for o, value in m._options().items() if value is not None]
+            if given:
+                warnings.warn(f"fastrnn.revert: {name or 'the model'} loses {' and '.join(given)}"
+                              f", which torch.nn's {_TORCH_NN[type(m)].__name__} does not have",
+                              stacklevel=2)
+            m.__class__ = _TORCH_NN[type(m)]
+            replaced.append(name)
+    return (module, replaced) if return_replaced else module
+
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert", "revert"]

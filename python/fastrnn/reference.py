@@ -24,7 +24,8 @@ c' to [-cell_clip, cell_clip] in forward, by torch.clamp.
 One step of one cell: ``lstm_cell``, ``gru_cell``, ``rnn_cell``. One layer in one direction over a
 whole sequence: ``lstm``, ``gru``, ``rnn`` (output[t] is h after step t; h_n, c_n the state after
 the last step). A whole torch.nn-style stack (layers, directions, projection, packed input,
-dropout between layers): ``rnn_stack``, the contract of docs/stack-op.md.
+dropout between layers): ``rnn_stack``, the contract of ``fastrnn.functional.rnn_stack``
+(docs/stack-op.md in fastrnn's source repository).
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def lstm(input: Tensor, h0: Tensor | None, c0: Tensor | None, weight_ih: Tensor,
          weight_hh: Tensor, bias_ih: Tensor | None = None, bias_hh: Tensor | None = None, *,
          grad_clip: float | None = None,
          cell_clip: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """LSTM layer. Returns ``(output, h_n, c_n)``."""
+    """LSTM layer, step by step: ``fastrnn.functional.lstm``'s arguments, shapes and results.
+    Returns ``(output, h_n, c_n)``."""
     options = _options("lstm", grad_clip, cell_clip)
     H = weight_hh.shape[1]
     state = (_initial_state(h0, input, H), _initial_state(c0, input, H))
@@ -154,7 +156,8 @@ def lstm(input: Tensor, h0: Tensor | None, c0: Tensor | None, weight_ih: Tensor,
 def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
         bias_ih: Tensor | None = None, bias_hh: Tensor | None = None, *,
         grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
-    """GRU layer, torch.nn.GRU's formulation. Returns ``(output, h_n)``."""
+    """GRU layer, torch.nn.GRU's formulation, step by step: ``fastrnn.functional.gru``'s
+    arguments, shapes and results. Returns ``(output, h_n)``."""
     options = _options("gru", grad_clip, None)
     state = (_initial_state(h0, input, weight_hh.shape[1]),)
     weights = {"w_ih": weight_ih, "w_hh": weight_hh, "b_ih": bias_ih, "b_hh": bias_hh}
@@ -165,7 +168,8 @@ def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
 def rnn(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
         bias_ih: Tensor | None = None, bias_hh: Tensor | None = None,
         nonlinearity: str = "tanh", *, grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
-    """Elman RNN layer, ``nonlinearity`` "tanh" or "relu". Returns ``(output, h_n)``."""
+    """Elman RNN layer, ``nonlinearity`` "tanh" or "relu", step by step:
+    ``fastrnn.functional.rnn``'s arguments, shapes and results. Returns ``(output, h_n)``."""
     _activation(nonlinearity)  # reject an unknown nonlinearity before any work
     options = _options(f"rnn_{nonlinearity}", grad_clip, None)
     state = (_initial_state(h0, input, weight_hh.shape[1]),)
@@ -190,7 +194,8 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
               bidirectional: bool, proj_size: int = 0, dropout_masks: Tensor | None = None,
               grad_clip: float | None = None,
               cell_clip: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """A whole torch.nn-style RNN/LSTM/GRU (docs/stack-op.md): every layer, both directions.
+    """A whole torch.nn-style RNN/LSTM/GRU (``fastrnn.functional.rnn_stack``'s contract): every
+    layer, both directions.
 
     input: padded [T, B, I] (batch_sizes None) or packed data [N, I] with batch_sizes [T].
     hx [L*D, B, P] and cx [L*D, B, H] (LSTM only), None for zeros; rows in the packed order.

@@ -22,7 +22,8 @@ from .report import format_footer, format_header, format_load, format_table, plo
 from .results import Result, add_speedups, write_csv, write_json
 from .timing import TIMERS, time_interleaved
 from .workloads import (BASELINE, CELLS, DEVICES, DTYPES, FLOP_MODEL, IMPLS, MODES, STEPS, Case,
-                        Workload, check_device, exact_fp32, flop_count, make_workload)
+                        Workload, check_device, exact_fp32, flop_count, length_distribution,
+                        make_workload)
 
 CASE_FIELDS = ("T", "B", "I", "H", "layers")  # flags that override every case of the preset
 
@@ -38,11 +39,19 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
+def _length_distribution(text: str) -> str:
+    try:
+        return length_distribution(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default = PRESETS["default"]
     p = argparse.ArgumentParser(
         prog="python -m fastrnn.bench",
-        description="Time fastrnn against torch.nn on the CPU (or, with --device cuda, the GPU). "
+        description="Time fastrnn against torch.nn on the CPU (with --device cuda, torch.nn's "
+                    "baselines on the GPU: fastrnn has no CUDA kernels yet). "
                     "A run is a list of cases (cell, shape, layers) from a preset; flags left out "
                     "take the preset's value.")
     p.add_argument("--preset", choices=tuple(PRESETS), default="default",
@@ -66,11 +75,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--H", type=int, help="hidden size, in every case")
     p.add_argument("--layers", type=int, help="num_layers, in every case")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional, in every case")
+    p.add_argument("--batch-first", action="store_true",
+                   help="batch-first input [B, T, I] (module built with batch_first=True), in "
+                        "every case")
+    p.add_argument("--packed", metavar="DIST", type=_length_distribution,
+                   help="packed input, in every case: B sequences, the longest T, the others of "
+                        "lengths drawn (seeded) uniformly on 1..T (DIST 'uniform') or on "
+                        "ceil(DIST*T)..T (DIST a fraction in (0, 1]), packed inside each timed "
+                        "call with pack_padded_sequence(enforce_sorted=False); torch.nn then runs "
+                        "without oneDNN, which has no packed path")
     p.add_argument("--dtype", choices=tuple(DTYPES), help=f"(default {default.dtype})")
     p.add_argument("--device", choices=DEVICES,
                    help=f"where the cases run; on cuda torch is cuDNN, torch-native is torch.nn "
-                        f"without cuDNN, times come from CUDA events, float32 runs without TF32, "
-                        f"and fastrnn needs CUDA kernels (default {default.device})")
+                        f"without cuDNN, times come from CUDA events and float32 runs without "
+                        f"TF32; fastrnn has no CUDA kernels yet, so cuda takes --impls "
+                        f"torch,torch-native[,reference] (default {default.device})")
     p.add_argument("--cells", type=_names,
                    help=f"comma-separated, from {','.join(CELLS)}: keep only the preset's cases "
                         f"of these cells (default all)")
@@ -113,6 +132,10 @@ def _cases(base: tuple[Case, ...], args: argparse.Namespace) -> tuple[Case, ...]
     changes = {name: getattr(args, name) for name in CASE_FIELDS if getattr(args, name) is not None}
     if args.bidirectional:
         changes["bidirectional"] = True
+    if args.batch_first:
+        changes["batch_first"] = True
+    if args.packed is not None:
+        changes["packed"] = args.packed
     return tuple(dict.fromkeys(dataclasses.replace(c, **changes) for c in cases))
 
 
@@ -160,7 +183,7 @@ def time_workload(config: BenchConfig, workload: Workload, mode: str, peak: Peak
     times = time_interleaved(steps, config.repeats, config.warmup, config.block,
                              config.settle_ms / 1e3, TIMERS[config.device],
                              config.rewarm_ms / 1e3)
-    flop = flop_count(workload.case, mode)
+    flop = flop_count(workload.case, mode, workload.rows)
     threads = torch.get_num_threads()
     # The peak is an fp32 GEMM's: a float64 run gets no % peak.
     peak_gflops = peak.gflops if peak is not None and config.dtype == "float32" else None
@@ -196,7 +219,8 @@ class Progress:
 def _summary(results: list[Result]) -> str:
     first = results[0]
     timed = ", ".join(f"{r.impl} {r.median_ms:.3f} ms" for r in results)
-    return f"thr {first.threads} {first.cell} {first.shape} L{first.layers} {first.mode}: {timed}"
+    return (f"thr {first.threads} {first.cell} {first.shape} L{first.layers} {first.layout} "
+            f"{first.mode}: {timed}")
 
 
 def _report_checks(checks: list[Check]) -> bool:

@@ -77,7 +77,8 @@ PRESETS = {
     "smoke": BenchConfig(cases=grid(tuple(CELLS), T=5, B=3, I=8, H=8), repeats=2, warmup=1,
                          block=1, settle_ms=0.0, rewarm_ms=0.0, peak_size=256,
                          peak_repeats=1),
-    # The table of the performance issue: (T, B, I=H) per cell, 1 layer unless stated.
+    # The table of the performance issue: (T, B, I=H) per cell, 1 layer unless stated; then
+    # packed batches of lengths uniform on 1..T, where torch.nn's LSTM has no oneDNN path.
     "readme": BenchConfig(cases=(
         Case("lstm", 100, 32, 256, 256),
         Case("lstm", 100, 1, 256, 256),
@@ -86,5 +87,9 @@ PRESETS = {
         Case("rnn_tanh", 100, 32, 256, 256),
         Case("lstm", 20, 256, 1024, 1024),
         Case("lstm", 50, 64, 512, 512, layers=2),
+        Case("lstm", 100, 32, 256, 256, packed="uniform"),
+        Case("gru", 100, 32, 256, 256, packed="uniform"),
+        Case("lstm", 100, 32, 256, 256, layers=2, bidirectional=True, batch_first=True,
+             packed="uniform"),
     )),
 }

@@ -36,6 +36,8 @@ def _label(r: Result) -> str:
         shape += f" L{r.layers}"
     if r.bidirectional:
         shape += " bi"
+    if r.layout != "padded":
+        shape += f" {r.layout}"
     return f"{r.cell}\n{shape}\n{r.mode}"
 
 

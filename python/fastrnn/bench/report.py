@@ -60,17 +60,17 @@ def _row(result: Result) -> list[str]:
     pct_peak = "" if result.pct_peak is None else f"{result.pct_peak:.1f}"
     saved = "" if result.saved_bytes is None else f"{result.saved_bytes / 2**20:.3f}"
     return [str(result.threads), result.cell, result.shape, str(result.layers),
-            "2" if result.bidirectional else "1", result.mode, result.impl,
+            "2" if result.bidirectional else "1", result.layout, result.mode, result.impl,
             f"{result.median_ms:.3f}", f"{result.min_ms:.3f}", f"{result.max_ms:.3f}",
             f"{result.gflops:.2f}", pct_peak, speedup, saved]
 
 
 def format_table(results: list[Result], baseline: str) -> str:
-    header = ["thr", "cell", "TxBxIxH", "L", "D", "mode", "impl", "median ms", "min ms", "max ms",
+    header = ["thr", "cell", "TxBxIxH", "L", "D", "input", "mode", "impl", "median ms", "min ms", "max ms",
               "GFLOP/s", "% peak", f"vs {baseline}", "saved MiB"]
     rows = [_row(r) for r in results]
     widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
-    numeric_from = 7  # the columns from here on are right-aligned
+    numeric_from = 8  # the columns from here on are right-aligned
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < numeric_from else c.rjust(w)
@@ -93,7 +93,10 @@ def format_footer(config: BenchConfig, env: Environment, baseline: str, flop_mod
         "inference = forward under torch.inference_mode; train = forward + backward of a loss on "
         "output and h_n (input and all parameters get gradients; no optimizer step).",
         "thr = torch threads; TxBxIxH = sequence length x batch x input size x hidden size; "
-        "L = layers; D = directions.",
+        "L = layers; D = directions; input = padded [T, B, I], or packed(DIST): a PackedSequence "
+        "packed inside each timed call by pack_padded_sequence(enforce_sorted=False) from "
+        "lengths drawn once per case, the longest T, the others uniform on 1..T (DIST uniform) "
+        "or on ceil(DIST*T)..T; \",bf\" = batch-first [B, T, I].",
         flop_model + ".",
         "Runs are separated by idle time because a thread pool still spinning after a call slows "
         "whatever runs next; --settle-ms 0 leaves it out. The untimed calls after it take the "
@@ -119,7 +122,8 @@ def format_footer(config: BenchConfig, env: Environment, baseline: str, flop_mod
                      "count with them.")
     if (config.device == "cpu" and env.mkldnn and config.dtype == "float32"
             and any(c.cell == "lstm" for c in config.cases)):
-        lines.append("torch.nn.LSTM on CPU in float32 runs through oneDNN (aten::mkldnn_rnn_layer); "
+        lines.append("torch.nn.LSTM on CPU in float32 runs through oneDNN (aten::mkldnn_rnn_layer) "
+                     "on padded input and step by step through ATen ops on packed input; "
                      "torch.nn.GRU and RNN run step by step through ATen ops.")
     if "torch-native" in config.impls:
         module, name = {"cpu": ("mkldnn", "oneDNN"), "cuda": ("cudnn", "cuDNN")}[config.device]

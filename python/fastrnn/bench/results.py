@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass
 
 from .memory import SavedBytes
-from .workloads import Case
+from .workloads import Case, layout_name
 
 
 @dataclass
@@ -23,13 +23,15 @@ class Result:
     H: int
     layers: int
     bidirectional: bool
+    batch_first: bool
+    packed: str | None  # Case.packed: the length distribution of a packed input, or None
     mode: str
     impl: str
     times_ms: list[float]  # every timed run, in the order run
     median_ms: float
     min_ms: float
     max_ms: float
-    gflop: float  # per step, by the FLOP model
+    gflop: float  # per step, by the FLOP model (packed: the rows of the sequences only)
     gflops: float  # GFLOP/s at the median
     pct_peak: float | None = None  # gflops / the OpenBLAS sgemm peak at this thread count, in %
     speedup: float | None = None  # baseline median / this median; None until compared
@@ -47,8 +49,8 @@ class Result:
         gflops = flop / 1e9 / (median_ms / 1e3)
         pct_peak = None if not peak_gflops else 100.0 * gflops / peak_gflops
         return cls(threads, case.cell, case.T, case.B, case.I, case.H, case.layers,
-                   case.bidirectional, mode, impl, times_ms, median_ms, min(times_ms),
-                   max(times_ms), gflop=flop / 1e9, gflops=gflops, pct_peak=pct_peak,
+                   case.bidirectional, case.batch_first, case.packed, mode, impl, times_ms,
+                   median_ms, min(times_ms), max(times_ms), gflop=flop / 1e9, gflops=gflops, pct_peak=pct_peak,
                    saved_bytes=None if saved is None else saved.extra,
                    saved_bytes_all=None if saved is None else saved.all)
 
@@ -56,11 +58,15 @@ class Result:
     def group(self) -> tuple:
         """What results compared with each other share: all but the implementation."""
         return (self.threads, self.cell, self.T, self.B, self.I, self.H, self.layers,
-                self.bidirectional, self.mode)
+                self.bidirectional, self.batch_first, self.packed, self.mode)
 
     @property
     def shape(self) -> str:
         return f"{self.T}x{self.B}x{self.I}x{self.H}"
+
+    @property
+    def layout(self) -> str:
+        return layout_name(self.batch_first, self.packed)
 
 
 def add_speedups(results: list[Result], baseline: str) -> None:
@@ -92,14 +98,15 @@ def write_json(path: str, **sections) -> None:
         f.write("\n")
 
 
-CSV_COLUMNS = ("threads", "cell", "T", "B", "I", "H", "layers", "bidirectional", "mode", "impl",
+CSV_COLUMNS = ("threads", "cell", "T", "B", "I", "H", "layers", "bidirectional", "batch_first",
+               "packed", "mode", "impl",
                "median_ms", "min_ms", "max_ms", "gflop", "gflops", "pct_peak", "speedup",
                "saved_bytes", "saved_bytes_all")
 
 
 def write_csv(path: str, results: list[Result]) -> None:
     """One row per result, CSV_COLUMNS; empty cells where a value is None (speedup: no baseline;
-    saved bytes: inference)."""
+    saved bytes: inference; packed: a padded input)."""
     make_parent_dir(path)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)

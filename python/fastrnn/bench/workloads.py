@@ -1,11 +1,15 @@
 """The cases, the implementations under test, and the steps the timer calls.
 
-A case is one cell at one shape (``T, B, I, H``, layers, directions). A workload is a case made
-concrete on a device (cpu or cuda): a torch.nn module, whose parameters every implementation
-starts from, an input and fixed output gradients. An implementation turns a workload into a
-:class:`Runner`: a forward ``input -> (output, h_n)``, ``h_n`` of shape
+A case is one cell at one shape (``T, B, I, H``, layers, directions) and input layout (time-major
+or batch-first, padded or packed). A workload is a case made concrete on a device (cpu or cuda):
+a torch.nn module, whose parameters every implementation starts from, a padded input, the
+sequence lengths of a packed case, and fixed output gradients. An implementation turns a workload
+into a :class:`Runner`: a forward ``padded input -> (output, h_n)``, ``output`` padded as the
+input is or, for a packed case, the packed rows ``[N, D*H]``, ``h_n`` of shape
 ``[layers * directions, B, H]``, and the named parameters it trains; a mode turns a runner into a
-step, a call with no arguments that the timer runs.
+step, a call with no arguments that the timer runs. A packed case packs the padded input inside
+the call (``pack_padded_sequence(..., enforce_sorted=False)``, as a training loop does per batch),
+for every implementation alike.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
+import math
+
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from .. import _C
 from .. import modules as fastrnn_modules
@@ -46,9 +53,33 @@ CELLS = {
 }
 
 
+def length_distribution(text: str) -> str:
+    """``text`` as a packed case's length distribution: "uniform" (lengths uniform on 1..T) or
+    a fraction F in (0, 1] (lengths uniform on ceil(F*T)..T), normalised ("0.50" -> "0.5");
+    ValueError otherwise."""
+    if text == "uniform":
+        return text
+    try:
+        fraction = float(text)
+    except ValueError:
+        fraction = math.nan
+    if not 0 < fraction <= 1:  # (False for nan)
+        raise ValueError(f"a length distribution is 'uniform' or a fraction of T in (0, 1], "
+                         f"got {text!r}")
+    return f"{fraction:g}"
+
+
+def layout_name(batch_first: bool, packed: str | None) -> str:
+    """An input layout in one word: padded or packed(DIST), then ",bf" when batch-first."""
+    kind = "padded" if packed is None else f"packed({packed})"
+    return kind + (",bf" if batch_first else "")
+
+
 @dataclass(frozen=True)
 class Case:
-    """One cell at one shape: input ``[T, B, I]``, hidden size ``H``, h0 = zeros."""
+    """One cell at one shape: input ``[T, B, I]`` (``[B, T, I]`` when ``batch_first``), hidden
+    size ``H``, h0 = zeros. ``packed``: None for a padded input, else the distribution of the
+    sequence lengths (:func:`length_distribution`): the longest is T, and the input is packed."""
 
     cell: str
     T: int
@@ -57,6 +88,8 @@ class Case:
     H: int
     layers: int = 1
     bidirectional: bool = False
+    batch_first: bool = False
+    packed: str | None = None
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -64,6 +97,10 @@ class Case:
         for name in ("T", "B", "I", "H", "layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.packed is not None and length_distribution(self.packed) != self.packed:
+            raise ValueError(f"packed must be a normalised length distribution, got "
+                             f"{self.packed!r} (length_distribution gives "
+                             f"{length_distribution(self.packed)!r})")
 
     @property
     def directions(self) -> int:
@@ -73,14 +110,29 @@ class Case:
     def shape(self) -> str:
         return f"{self.T}x{self.B}x{self.I}x{self.H}"
 
+    @property
+    def layout(self) -> str:
+        return layout_name(self.batch_first, self.packed)
+
     def describe(self) -> str:
         return (f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H} L={self.layers}"
-                f"{' bidirectional' if self.bidirectional else ''}")
+                f"{' bidirectional' if self.bidirectional else ''}"
+                f"{'' if self.layout == 'padded' else ' ' + self.layout}")
+
+    def lengths(self, seed: int) -> Tensor | None:
+        """The sequence lengths of a packed case (int64, [B], the first one T), or None."""
+        if self.packed is None:
+            return None
+        low = 1 if self.packed == "uniform" else math.ceil(float(self.packed) * self.T)
+        generator = torch.Generator().manual_seed(seed)
+        lengths = torch.randint(low, self.T + 1, (self.B,), generator=generator)
+        lengths[0] = self.T
+        return lengths
 
 
 def make_module(cls: type[nn.RNNBase], cell: Cell, case: Case) -> nn.RNNBase:
     return cls(case.I, case.H, num_layers=case.layers, bidirectional=case.bidirectional,
-               **cell.options)
+               batch_first=case.batch_first, **cell.options)
 
 
 @dataclass
@@ -88,9 +140,20 @@ class Workload:
     case: Case
     cell: Cell
     module: nn.RNNBase  # the torch.nn module; every implementation starts from its parameters
-    input: Tensor  # [T, B, I], requires grad: train mode computes the input gradient too
-    grad_output: Tensor  # [T, B, D*H], the gradient of the loss with respect to output
+    # [T, B, I] ([B, T, I] batch-first), padded; requires grad: train mode computes its gradient
+    input: Tensor
+    lengths: Tensor | None  # [B] int64 on the CPU, the sequence lengths of a packed case
+    grad_output: Tensor  # the gradient of the loss with respect to output (as Runner returns it)
     grad_h_n: Tensor  # [L*D, B, H], the gradient of the loss with respect to h_n
+
+    @property
+    def rows(self) -> int:
+        """The (step, sequence) pairs the recurrence runs: T*B, or the sum of the lengths."""
+        return self.case.T * self.case.B if self.lengths is None else int(self.lengths.sum())
+
+    def pack(self, x: Tensor) -> PackedSequence:
+        return pack_padded_sequence(x, self.lengths, batch_first=self.case.batch_first,
+                                    enforce_sorted=False)
 
 
 def make_workload(case: Case, dtype: torch.dtype, seed: int, device: str = "cpu") -> Workload:
@@ -100,13 +163,17 @@ def make_workload(case: Case, dtype: torch.dtype, seed: int, device: str = "cpu"
     cell = CELLS[case.cell]
     module = make_module(cell.torch_class, cell, case).to(device=device, dtype=dtype)
     D = case.directions
-    x = torch.randn(case.T, case.B, case.I, dtype=dtype)
+    T, B = (case.B, case.T) if case.batch_first else (case.T, case.B)
+    x = torch.randn(T, B, case.I, dtype=dtype)
+    lengths = case.lengths(seed)
+    out_rows = (T, B) if lengths is None else (int(lengths.sum()),)
     return Workload(
         case=case,
         cell=cell,
         module=module,
         input=x.to(device).requires_grad_(),
-        grad_output=torch.randn(case.T, case.B, D * case.H, dtype=dtype).to(device),
+        lengths=lengths,
+        grad_output=torch.randn(*out_rows, D * case.H, dtype=dtype).to(device),
         grad_h_n=torch.randn(case.layers * D, case.B, case.H, dtype=dtype).to(device),
     )
 
@@ -157,18 +224,23 @@ class Runner:
         return [workload.input, *self.params.values()]
 
 
-def _h_n(state) -> Tensor:
-    return state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
+def _module_forward(module: nn.RNNBase, workload: Workload) -> Forward:
+    """``module`` on the padded input, packed first in a packed case; (output, h_n), output the
+    packed rows in a packed case."""
+    packed = workload.lengths is not None
+
+    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
+        output, state = module(workload.pack(x) if packed else x)
+        h_n = state[0] if isinstance(state, tuple) else state  # LSTM: (h_n, c_n)
+        return (output.data if packed else output), h_n
+    return forward
 
 
 def _torch(workload: Workload) -> Runner:
-    """torch.nn as the user gets it (float32 LSTM on CPU: oneDNN; on CUDA: cuDNN)."""
+    """torch.nn as the user gets it (float32 LSTM on CPU: oneDNN, padded input only; on CUDA:
+    cuDNN)."""
     module = workload.module
-
-    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
-        output, state = module(x)
-        return output, _h_n(state)
-    return Runner(forward, dict(module.named_parameters()))
+    return Runner(_module_forward(module, workload), dict(module.named_parameters()))
 
 
 @contextmanager
@@ -191,11 +263,11 @@ def _torch_native(workload: Workload) -> Runner:
     """torch.nn with oneDNN (CPU) or cuDNN (CUDA) switched off: ATen's own RNN kernels."""
     module = workload.module
     backend = VENDOR_BACKENDS[workload.input.device.type]
+    module_forward = _module_forward(module, workload)
 
     def forward(x: Tensor) -> tuple[Tensor, Tensor]:
         with _disabled(backend):
-            output, state = module(x)
-        return output, _h_n(state)
+            return module_forward(x)
     return Runner(forward, dict(module.named_parameters()))
 
 
@@ -204,11 +276,7 @@ def _fastrnn(workload: Workload) -> Runner:
     cell, torch_module = workload.cell, workload.module
     module = make_module(cell.fastrnn_class, cell, workload.case).to(workload.input)
     module.load_state_dict(torch_module.state_dict())
-
-    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
-        output, state = module(x)
-        return output, _h_n(state)
-    return Runner(forward, dict(module.named_parameters()))
+    return Runner(_module_forward(module, workload), dict(module.named_parameters()))
 
 
 def _reference(workload: Workload) -> Runner:
@@ -218,10 +286,20 @@ def _reference(workload: Workload) -> Runner:
     weights = [params[name] for layer in module._all_weights for name in layer]
 
     def forward(x: Tensor) -> tuple[Tensor, Tensor]:
-        output, h_n, _ = reference.rnn_stack(workload.cell.name, x, None, None, None, weights,
-                                             has_bias=module.bias, num_layers=case.layers,
+        if workload.lengths is not None:
+            packed = workload.pack(x)
+            x, batch_sizes = packed.data, packed.batch_sizes
+            D = case.directions
+            hx = x.new_zeros(case.layers * D, case.B, case.H)  # the op needs B with packed input
+        else:
+            x, batch_sizes, hx = x.transpose(0, 1) if case.batch_first else x, None, None
+        output, h_n, _ = reference.rnn_stack(workload.cell.name, x, batch_sizes, hx, None,
+                                             weights, has_bias=module.bias,
+                                             num_layers=case.layers,
                                              bidirectional=case.bidirectional)
-        return output, h_n
+        if workload.lengths is not None:  # h_n's rows are in the packed (sorted) order
+            return output, h_n.index_select(1, packed.unsorted_indices)
+        return (output.transpose(0, 1) if case.batch_first else output), h_n
     return Runner(forward, params)
 
 
@@ -263,16 +341,18 @@ STEPS: dict[str, Callable[[Runner, Workload], Step]] = {
 }
 
 FLOP_MODEL = (
-    "GFLOP/s counts the GEMMs only: forward = sum over layers l of D*2*T*B*G*H*(I_l+H), with "
-    "D = 2 if bidirectional else 1, G = 4 (lstm), 3 (gru), 1 (rnn), I_0 = I and I_l = D*H for "
-    "l > 0; train = 3 x forward (forward, then the input/state gradient GEMMs and the weight "
-    "gradient GEMMs); pointwise math is not counted"
+    "GFLOP/s counts the GEMMs only: forward = sum over layers l of D*2*N*G*H*(I_l+H), with "
+    "N = T*B (packed: the sum of the sequence lengths), D = 2 if bidirectional else 1, "
+    "G = 4 (lstm), 3 (gru), 1 (rnn), I_0 = I and I_l = D*H for l > 0; train = 3 x forward "
+    "(forward, then the input/state gradient GEMMs and the weight gradient GEMMs); pointwise math "
+    "is not counted"
 )
 
 
-def flop_count(case: Case, mode: str) -> float:
-    """FLOPs of one step by FLOP_MODEL."""
+def flop_count(case: Case, mode: str, rows: int | None = None) -> float:
+    """FLOPs of one step by FLOP_MODEL; ``rows`` is N (default T*B; Workload.rows)."""
     G, D = CELLS[case.cell].gates, case.directions
-    forward = sum(D * 2.0 * case.T * case.B * G * case.H * ((case.I if l == 0 else D * case.H) + case.H)
+    N = case.T * case.B if rows is None else rows
+    forward = sum(D * 2.0 * N * G * case.H * ((case.I if l == 0 else D * case.H) + case.H)
                   for l in range(case.layers))
     return forward if mode == "inference" else 3.0 * forward
