@@ -4,16 +4,19 @@
 //
 // Ops (namespace fastrnn), one call for a whole stack of layers (docs/stack-op.md):
 //   rnn(mode, input, batch_sizes?, hx?, cx?, weights[], has_bias, num_layers, bidirectional,
-//       proj_size, dropout_masks?, training, <options>) -> (output, h_n, c_n, reserve)
+//       proj_size, dropout_masks?, training, <options>, norms_probe?)
+//       -> (output, h_n, c_n, reserve)
 //   rnn_backward(mode, grad_output?, grad_h_n?, grad_c_n?, <rnn's inputs but training>, output,
-//                reserve, input_needs_grad=True, hx_needs_grad=True, <options>)
-//       -> (grad_input, grad_hx, grad_cx, grad_weights[])
+//                reserve, input_needs_grad=True, hx_needs_grad=True, <options>,
+//                record_norms=False)
+//       -> (grad_input, grad_hx, grad_cx, grad_weights[], grad_norms)
 // <options>: the cells' options of cells/options.h, `float? grad_clip=None, ...`.
 // mode: a name of cells/cells.h's kModes. input: padded [T, B, I], or packed data [N, I] with
 // batch_sizes [T] (int64, CPU; then hx is required). weights: torch.nn's _flat_weights order.
 // c_n and grad_cx are [0] unless LSTM; reserve, what backward needs, is [N, W] when training and
 // [0] otherwise. grad_input (grad_hx) is [0] when input_needs_grad (hx_needs_grad) is false, and
-// backward skips the products only it needs.
+// backward skips the products only it needs. norms_probe (float32 [2, L*D, T]): its gradient,
+// through autograd, is backward's grad_norms (recorded when the probe is given), [0] otherwise.
 #include <torch/extension.h>
 #include <torch/library.h>
 
@@ -30,15 +33,16 @@ TORCH_LIBRARY(fastrnn, m) {
   m.def(
       "rnn(str mode, Tensor input, Tensor? batch_sizes, Tensor? hx, Tensor? cx, Tensor[] weights, "
       "bool has_bias, int num_layers, bool bidirectional, int proj_size, Tensor? dropout_masks, "
-      "bool training" FASTRNN_OPTIONS_SCHEMA
+      "bool training" FASTRNN_OPTIONS_SCHEMA ", Tensor? norms_probe=None"
       ") -> (Tensor output, Tensor h_n, Tensor c_n, Tensor reserve)");
   m.def(
       "rnn_backward(str mode, Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, "
       "Tensor input, Tensor? batch_sizes, Tensor? hx, Tensor? cx, Tensor[] weights, "
       "bool has_bias, int num_layers, bool bidirectional, int proj_size, Tensor? dropout_masks, "
       "Tensor output, Tensor reserve, bool input_needs_grad=True, bool hx_needs_grad=True"
-      FASTRNN_OPTIONS_SCHEMA
-      ") -> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor[] grad_weights)");
+      FASTRNN_OPTIONS_SCHEMA ", bool record_norms=False"
+      ") -> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor[] grad_weights, "
+      "Tensor grad_norms)");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -42,7 +42,7 @@ struct GruCell {
   // dh_prev_direct: the part of dL/dh_prev that does not go through W_hh (z * dh). With
   // opt.grad_clip the pre-activations' gradients are clamped, n's (of xn + b_in + r * hn) before
   // it flows on to r.
-  template <typename T>
+  template <class Flags, typename T>
   FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row,
                                   const CellOptions& opt) {
     using C = compute_t<T>;

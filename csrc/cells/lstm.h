@@ -65,7 +65,7 @@ struct LstmCell {
   // Backward of one unit: dL/d(pre-activation) of the 4 gates to dx_pre (which is also the
   // gradient of W_hh h_prev), each clamped to opt.grad_clip, and dL/dc_{t-1} to dc. Reads dh,
   // dc, saved and c_prev.
-  template <typename T>
+  template <class Flags, typename T>
   FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row,
                                   const CellOptions& opt) {
     using C = compute_t<T>;
@@ -78,6 +78,7 @@ struct LstmCell {
     const C o = row.saved[3 * H + j];
     const C tc = tanh_(C(row.saved[4 * H + j]));
     const C dc_t = C(row.dc[j]) + dh * o * d_tanh(tc);              // dL/dc_t
+    if constexpr (Flags::kRecordCellGrad) row.dc_total[j] = T(dc_t);
     const C dc_sum = copysign_(C(1), f_signed) > C(0) ? dc_t : C(0);  // through cell_clip
     row.dx_pre[0 * H + j] = T(clamp_abs(dc_sum * g * d_sigmoid(i), clip));
     row.dx_pre[1 * H + j] = T(clamp_abs(dc_sum * C(row.c_prev[j]) * d_sigmoid(f), clip));

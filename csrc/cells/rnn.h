@@ -31,7 +31,7 @@ struct RnnCell {
 
   // The derivative is taken from the output h: tanh' = 1 - h^2, relu' = [h > 0] (NaN: 1);
   // the pre-activation's gradient clamped to opt.grad_clip.
-  template <typename T>
+  template <class Flags, typename T>
   FASTRNN_HD static void backward(int64_t j, int64_t H, const BackwardRow<T>& row,
                                   const CellOptions& opt) {
     using C = compute_t<T>;

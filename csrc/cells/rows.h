@@ -29,6 +29,12 @@ struct CellFlags {
   static constexpr bool kHasBias = kHasBias_;    // b_ih and b_hh given (else both nullptr)
 };
 
+// Compile-time flags of a backward call.
+template <bool kRecordCellGrad_>
+struct BackwardFlags {
+  static constexpr bool kRecordCellGrad = kRecordCellGrad_;  // write dc_total (cell state)
+};
+
 template <typename T>
 struct ForwardRow {
   const T* x_pre = nullptr;   // [G*H] W_ih x of the row; may alias saved (each unit reads first)
@@ -57,6 +63,9 @@ struct BackwardRow {
   // [H] the part of dL/dh_{t-1} that does not go through W_hh (kSplitHiddenGrad cells); may
   // alias dh (each unit reads its dh first)
   T* dh_prev_direct = nullptr;
+  // [H] the full dL/dc_t (through h_t and c_{t+1}), written by cells with a cell state when
+  // BackwardFlags::kRecordCellGrad (the driver records its norm)
+  T* dc_total = nullptr;
 };
 
 }  // namespace fastrnn

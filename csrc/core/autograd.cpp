@@ -24,6 +24,7 @@ struct SavedCall : torch::CustomClassHolder {
   bool has_cx = false;
   bool input_needs_grad = false;  // dL/dx and dL/dh0 each cost products of their own
   bool hx_needs_grad = false;
+  bool record_norms = false;  // a norms_probe was given: its gradient is backward's grad_norms
 };
 
 // The tensors backward reads, in one fixed order through save_for_backward (which checks that
@@ -49,7 +50,7 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
   static variable_list forward(AutogradContext* ctx, const StackConfig& config, bool training,
                                const at::Tensor& input, const OptTensor& batch_sizes,
                                const OptTensor& hx, const OptTensor& cx, at::TensorList weights,
-                               const OptTensor& dropout_masks) {
+                               const OptTensor& dropout_masks, const OptTensor& norms_probe) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     // Contiguous once here, and saved so, for backward to copy nothing again (a no-op for the
     // contiguous tensors of a module; the input's layout the kernels take as it is).
@@ -59,13 +60,14 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
     weights_.reserve(weights.size());
     for (const at::Tensor& w : weights) weights_.push_back(w.contiguous());
     const StackTensors stack{input, batch_sizes, hx_, cx_, weights_, masks};
-    auto [output, h_n, c_n, reserve] = call_rnn(RnnArgs{config, stack, training});
+    auto [output, h_n, c_n, reserve] = call_rnn(RnnArgs{config, stack, training, norms_probe});
     auto saved = c10::make_intrusive<SavedCall>();
     saved->config = config;
     saved->training = training;
     saved->has_cx = cx.has_value();
     saved->input_needs_grad = input.requires_grad();
     saved->hx_needs_grad = hx.has_value() && hx->requires_grad();
+    saved->record_norms = norms_probe.has_value();
     ctx->saved_data["call"] = c10::IValue::make_capsule(std::move(saved));
     ctx->save_for_backward(SavedTensors{input, batch_sizes.value_or(at::Tensor()),
                                         hx_.value_or(at::Tensor()), cx_.value_or(at::Tensor()),
@@ -85,10 +87,11 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
     const SavedTensors t = SavedTensors::from_list(ctx->get_saved_variables());
     const StackTensors stack{t.input, optional(t.batch_sizes), optional(t.hx), optional(t.cx),
                              t.weights, optional(t.dropout_masks)};
-    auto [grad_input, grad_hx, grad_cx, grad_weights] = call_rnn_backward(RnnBackwardArgs{
-        call->config, stack, optional(grads[0]), optional(grads[1]),
-        call->config.lstm() ? optional(grads[2]) : OptTensor(), t.output, t.reserve,
-        call->input_needs_grad, call->hx_needs_grad});
+    auto [grad_input, grad_hx, grad_cx, grad_weights, grad_norms] =
+        call_rnn_backward(RnnBackwardArgs{
+            call->config, stack, optional(grads[0]), optional(grads[1]),
+            call->config.lstm() ? optional(grads[2]) : OptTensor(), t.output, t.reserve,
+            call->input_needs_grad, call->hx_needs_grad, call->record_norms});
     // one gradient per argument of forward, the weights list counting one per tensor
     variable_list result = {
         at::Tensor(), at::Tensor(),  // config, training
@@ -98,6 +101,8 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
         call->has_cx ? grad_cx : at::Tensor()};
     result.insert(result.end(), grad_weights.begin(), grad_weights.end());
     result.emplace_back();  // dropout_masks
+    // not a derivative: the probe's gradient is how the recorded norms leave backward
+    result.push_back(call->record_norms ? grad_norms : at::Tensor());
     return result;
   }
 };
@@ -112,8 +117,8 @@ class RnnBackwardFunction : public torch::autograd::Function<RnnBackwardFunction
                                const OptTensor& grad_output, const OptTensor& grad_h_n,
                                const OptTensor& grad_c_n) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [grad_input, grad_hx, grad_cx, grad_weights] = call_rnn_backward(args);
-    variable_list result = {grad_input, grad_hx, grad_cx};
+    auto [grad_input, grad_hx, grad_cx, grad_weights, grad_norms] = call_rnn_backward(args);
+    variable_list result = {grad_input, grad_hx, grad_cx, grad_norms};
     result.insert(result.end(), grad_weights.begin(), grad_weights.end());
     return result;
   }
@@ -129,7 +134,7 @@ class RnnBackwardFunction : public torch::autograd::Function<RnnBackwardFunction
 RnnResult rnn_autograd(const RnnArgs& a) {
   const StackTensors& s = a.stack;
   const auto out = RnnFunction::apply(a.config, a.training, s.input, s.batch_sizes, s.hx, s.cx,
-                                      s.weights, s.dropout_masks);
+                                      s.weights, s.dropout_masks, a.norms_probe);
   return {out[0], out[1], out[2], out[3]};
 }
 
@@ -138,7 +143,7 @@ RnnBackwardResult rnn_backward_autograd(const RnnBackwardArgs& a) {
   const StackTensors& s = a.stack;
   const auto out = RnnBackwardFunction::apply(a, s.input, s.hx, s.cx, s.weights, a.output,
                                               a.grad_output, a.grad_h_n, a.grad_c_n);
-  return {out[0], out[1], out[2], std::vector<at::Tensor>(out.begin() + 3, out.end())};
+  return {out[0], out[1], out[2], std::vector<at::Tensor>(out.begin() + 4, out.end()), out[3]};
 }
 
 }  // namespace

@@ -57,7 +57,8 @@ std::vector<int64_t> StackShape::output_shape(int64_t width) const {
   return packed ? std::vector<int64_t>{N, width} : std::vector<int64_t>{T, B, width};
 }
 
-StackShape check_stack(const StackConfig& config, const StackTensors& stack) {
+StackShape check_stack(const StackConfig& config, const StackTensors& stack,
+                       const OptTensor& norms_probe) {
   const at::Tensor& input = stack.input;
   const at::TensorList weights = stack.weights;
   const std::string_view mode = config.mode();
@@ -168,6 +169,16 @@ StackShape check_stack(const StackConfig& config, const StackTensors& stack) {
       check_tensor(*stack.dropout_masks, "dropout_masks", input, {s.L - 1, s.T, s.B, DP});
     }
   }
+  if (norms_probe) {
+    const at::Tensor& probe = *norms_probe;
+    TORCH_CHECK(probe.device() == input.device(), "fastrnn: norms_probe is on ", probe.device(),
+                " but input is on ", input.device(), ": all tensors must be on one device");
+    TORCH_CHECK_TYPE(probe.scalar_type() == at::kFloat,
+                     "fastrnn: norms_probe must be float32, got ", probe.scalar_type());
+    TORCH_CHECK_VALUE(probe.sizes() == at::IntArrayRef({2, s.L * s.D, s.T}),
+                      "fastrnn: norms_probe must have shape [2, L*D, T] = [2, ", s.L * s.D, ", ",
+                      s.T, "], got ", probe.sizes());
+  }
   return s;
 }
 
@@ -248,6 +259,8 @@ StackGrads::StackGrads(const StackShape& s, const RnnBackwardArgs& a, const Stac
   grad_hx = a.hx_needs_grad ? at::empty(s.state_shape(s.P), options) : empty0(options);
   grad_cx = s.config.lstm() ? at::empty(s.state_shape(s.H), options) : empty0(options);
   for (const at::Tensor& w : in.weights) grad_weights.push_back(at::empty_like(w));
+  grad_norms = a.record_norms ? at::zeros({2, s.L * s.D, s.T}, options.dtype(at::kFloat))
+                              : at::empty({0}, options.dtype(at::kFloat));
 }
 
 template <typename scalar_t>
@@ -275,6 +288,7 @@ void StackGrads::fill(RnnGradParams<scalar_t>& p, std::vector<LayerGrads<scalar_
   p.grad_hx = mutable_ptr_or_null<scalar_t>(grad_hx);
   p.grad_cx = mutable_ptr_or_null<scalar_t>(grad_cx);
   p.grads = lg.data();
+  p.grad_norms = grad_norms.numel() ? grad_norms.mutable_data_ptr<float>() : nullptr;
 }
 
 #define FASTRNN_INSTANTIATE(scalar_t)                                                          \

@@ -28,8 +28,10 @@ struct StackShape {
   std::vector<int64_t> state_shape(int64_t width) const { return {L * D, B, width}; }
 };
 
-// Raises ValueError/TypeError/RuntimeError naming the offending tensor or size.
-StackShape check_stack(const StackConfig& config, const StackTensors& stack);
+// Raises ValueError/TypeError/RuntimeError naming the offending tensor or size. norms_probe:
+// the forward's (RnnArgs), checked when given.
+StackShape check_stack(const StackConfig& config, const StackTensors& stack,
+                       const OptTensor& norms_probe = std::nullopt);
 
 // What the kernels read, laid out as they want it: x with a unit stride along I (a view of the
 // input where it can be), hx (and cx) zeros when absent, the rest contiguous.
@@ -63,12 +65,15 @@ struct StackGrads {
   at::Tensor output, reserve;                  // contiguous
   at::Tensor grad_input, grad_hx, grad_cx;     // [0] where not wanted (or not LSTM)
   std::vector<at::Tensor> grad_weights;
+  at::Tensor grad_norms;  // float32 [2, L*D, T] zeros when recording, else [0]
 
   StackGrads(const StackShape& s, const RnnBackwardArgs& args, const StackInputs& in);
   // fills p.fwd's output and reserve and every gradient pointer; `grads` must outlive p
   template <typename scalar_t>
   void fill(RnnGradParams<scalar_t>& p, std::vector<LayerGrads<scalar_t>>& grads) const;
-  RnnBackwardResult result() const { return {grad_input, grad_hx, grad_cx, grad_weights}; }
+  RnnBackwardResult result() const {
+    return {grad_input, grad_hx, grad_cx, grad_weights, grad_norms};
+  }
 };
 
 }  // namespace fastrnn

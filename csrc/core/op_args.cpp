@@ -64,7 +64,8 @@ RnnResult call_rnn(const RnnArgs& a) {
   const StackTensors& s = a.stack;
   return op.call(std::string(config.mode()), s.input, s.batch_sizes, s.hx, s.cx, s.weights,
                  config.has_bias, config.num_layers, config.directions == 2, config.proj_size,
-                 s.dropout_masks, a.training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_TO_ARG));
+                 s.dropout_masks, a.training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_TO_ARG),
+                 a.norms_probe);
 }
 
 RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& a) {
@@ -76,7 +77,8 @@ RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& a) {
   return op.call(std::string(config.mode()), a.grad_output, a.grad_h_n, a.grad_c_n, s.input,
                  s.batch_sizes, s.hx, s.cx, s.weights, config.has_bias, config.num_layers,
                  config.directions == 2, config.proj_size, s.dropout_masks, a.output, a.reserve,
-                 a.input_needs_grad, a.hx_needs_grad FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_TO_ARG));
+                 a.input_needs_grad, a.hx_needs_grad FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_TO_ARG),
+                 a.record_norms);
 }
 
 }  // namespace fastrnn

@@ -69,6 +69,9 @@ struct RnnArgs {
   StackConfig config;
   StackTensors stack;
   bool training;  // save the reserve for backward
+  // [2, L*D, T] float32 or absent: a probe whose gradient is the gradient norms backward
+  // records (RnnBackwardResult's grad_norms); forward does not read it
+  OptTensor norms_probe;
 };
 // (output, h_n, c_n, reserve)
 using RnnResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
@@ -79,10 +82,12 @@ struct RnnBackwardArgs {
   OptTensor grad_output, grad_h_n, grad_c_n;  // absent: zero
   at::Tensor output, reserve;                 // of the training forward
   bool input_needs_grad, hx_needs_grad;       // false: skip the products only that one needs
+  bool record_norms;                          // return grad_norms
 };
-// (grad_input, grad_hx, grad_cx, grad_weights)
+// (grad_input, grad_hx, grad_cx, grad_weights, grad_norms): grad_norms [2, L*D, T] float32,
+// ||dL/dh_t|| then (LSTM) ||dL/dc_t|| of each layer and direction at each step, or [0]
 using RnnBackwardResult =
-    std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>>;
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, at::Tensor>;
 
 // A kernel taking the struct, with the op's positional signature for registration
 // (m.impl("rnn", &rnn_kernel<&my_kernel>)).
@@ -91,12 +96,14 @@ RnnResult rnn_kernel(const std::string& mode, const at::Tensor& input,
                      const OptTensor& batch_sizes, const OptTensor& hx, const OptTensor& cx,
                      at::TensorList weights, bool has_bias, int64_t num_layers,
                      bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
-                     bool training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM)) {
+                     bool training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM),
+                     const OptTensor& norms_probe) {
   CellOptions options;
   FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_FROM_ARG)
   return kernel(
       RnnArgs{make_config(mode, has_bias, num_layers, bidirectional, proj_size, options),
-              StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks}, training});
+              StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks}, training,
+              norms_probe});
 }
 
 template <RnnBackwardResult (*kernel)(const RnnBackwardArgs&)>
@@ -106,13 +113,13 @@ RnnBackwardResult rnn_backward_kernel(
     const OptTensor& hx, const OptTensor& cx, at::TensorList weights, bool has_bias,
     int64_t num_layers, bool bidirectional, int64_t proj_size, const OptTensor& dropout_masks,
     const at::Tensor& output, const at::Tensor& reserve, bool input_needs_grad,
-    bool hx_needs_grad FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM)) {
+    bool hx_needs_grad FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM), bool record_norms) {
   CellOptions options;
   FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_FROM_ARG)
   return kernel(RnnBackwardArgs{
       make_config(mode, has_bias, num_layers, bidirectional, proj_size, options),
       StackTensors{input, batch_sizes, hx, cx, weights, dropout_masks}, grad_output, grad_h_n,
-      grad_c_n, output, reserve, input_needs_grad, hx_needs_grad});
+      grad_c_n, output, reserve, input_needs_grad, hx_needs_grad, record_norms});
 }
 
 // The ops through the dispatcher (from the autograd kernels, below autograd).

@@ -79,6 +79,9 @@ struct RnnGradParams {
   scalar_t* grad_hx = nullptr;            // [L*D, B, P], or nullptr
   scalar_t* grad_cx = nullptr;            // [L*D, B, H], LSTM only
   const LayerGrads<scalar_t>* grads = nullptr;  // [L*D]
+  // [2, L*D, T] or nullptr: the Frobenius norm over the active rows and units of the total
+  // dL/dh_t each step t's backward receives, then (LSTM) of the full dL/dc_t
+  float* grad_norms = nullptr;
 };
 
 }  // namespace fastrnn

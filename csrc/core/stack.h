@@ -63,6 +63,8 @@ struct LayerGradIO {
   scalar_t* grad_h0;       // [B, P], or nullptr: not wanted
   scalar_t* grad_c0;       // [B, H] or nullptr
   LayerGrads<scalar_t> grads;
+  float* h_norms;  // [T] ||dL/dh_t|| per time step, or nullptr: not recorded
+  float* c_norms;  // [T] ||dL/dc_t|| (cell state), or nullptr
 };
 
 // Layer l, direction d of the stack, reading x ([N, I] with leading dimension ldx) and writing
@@ -152,6 +154,8 @@ void stack_backward(const Driver& driver, const RnnGradParams<scalar_t>& g) {
       io.grad_h0 = g.grad_hx ? g.grad_hx + k * p.B * p.P : nullptr;
       io.grad_c0 = g.grad_cx ? g.grad_cx + k * p.B * p.H : nullptr;
       io.grads = g.grads[k];
+      io.h_norms = g.grad_norms ? g.grad_norms + k * p.T : nullptr;
+      io.c_norms = g.grad_norms ? g.grad_norms + (p.L * p.D + k) * p.T : nullptr;
       driver.template layer_backward<Cell>(
           make_layer(p, l, d, x, I, ldx, out, reserve.saved(l, d)), io);
     }

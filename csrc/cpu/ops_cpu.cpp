@@ -96,7 +96,7 @@ Context<scalar_t> context() {
 }
 
 RnnResult forward_kernel(const RnnArgs& a) {
-  const StackShape s = check_stack(a.config, a.stack);
+  const StackShape s = check_stack(a.config, a.stack, a.norms_probe);
   const StackInputs in(s, a.stack);
   const StackOutputs out(s, a.training, a.stack.input.options());
   AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn", [&] {

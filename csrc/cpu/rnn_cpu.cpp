@@ -1,6 +1,7 @@
 #include "cpu/rnn_cpu.h"
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -160,7 +161,7 @@ class Driver {
               row.saved = kTraining ? layer.saved + r * SH : nullptr;
               // units are independent; in-place rows (saved over gx, c over c_prev) are read
               // before they are written within each unit, so the loop vectorises
-  #pragma GCC ivdep
+#pragma GCC ivdep
               for (int64_t j = j0; j < j1; ++j) {
                 Cell::template forward<CellFlags<kTraining, kHasBias>>(j, H, row, options);
               }
@@ -241,87 +242,124 @@ class Driver {
     const bool copy_db = !Cell::kSplitHiddenGrad && db_ih && g.grads.b_hh;
     scalar_t* const db_hh = copy_db ? nullptr : g.grads.b_hh;
 
-    threads.team(std::min(threads.count, (H + 63) / 64), [&](int64_t rank, int64_t size) {
-      const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
-      const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
-      // and its columns of dh: its units, or with a projection a share of P
-      const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
-      const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
-      const auto [i0, i1] = share(layer.I, 64, rank, size);  // and of dL/dx
-      const int64_t v0 = i0 / 64, v1 = (i1 + 63) / 64;
-      if (recurrent) recurrent->pack_units(q0, q1);
-      if (projection) projection->pack_units(u0, u1);
-      if (input_grad) input_grad->pack_units(v0, v1);
-      auto input_grad_product = [&](int64_t s) {  // dL/dx of step s, this thread's columns
-        const int64_t t = layer.step(s), row0 = layer.offsets[t];
-        input_grad->multiply_units(v0, v1, layer.batch_sizes[t], dgx.get() + row0 * GH, GH,
-                                   g.grad_x + row0 * g.ld_grad_x, g.ld_grad_x,
-                                   g.accumulate_grad_x);
-      };
-      for (scalar_t* db : {db_ih, db_hh}) {
-        if (!db) continue;
-        for (int64_t k = 0; k < Cell::kGates; ++k) {
-          std::fill(db + k * H + j0, db + k * H + j1, scalar_t(0));
-        }
+    // Recorded gradient norms: each thread's sums of squares of its columns, per step, added in
+    // rank order after the steps.
+    const bool record = g.h_norms != nullptr;
+    const int64_t team = std::min(threads.count, (H + 63) / 64);
+    std::vector<double> squares(record ? 2 * layer.T * team : 0, 0.0);
+    const auto dc_total = scratch<scalar_t>(record && Cell::kHasCellState ? B * H : 0);
+    const auto sum_squares = [](const scalar_t* rows, int64_t ld, int64_t count, int64_t c0,
+                                int64_t c1) {
+      double sum = 0;
+      for (int64_t b = 0; b < count; ++b) {
+        for (int64_t k = c0; k < c1; ++k) sum += double(rows[b * ld + k]) * double(rows[b * ld + k]);
       }
-      for (int64_t s = layer.T - 1; s >= 0; --s) {
-        const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
-        if (g.grad_out) {
+      return sum;
+    };
+
+    bool_switch(record, [&](auto kRecord) {
+      threads.team(team, [&](int64_t rank, int64_t size) {
+        const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
+        const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
+        // and its columns of dh: its units, or with a projection a share of P
+        const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
+        const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
+        const auto [i0, i1] = share(layer.I, 64, rank, size);  // and of dL/dx
+        const int64_t v0 = i0 / 64, v1 = (i1 + 63) / 64;
+        if (recurrent) recurrent->pack_units(q0, q1);
+        if (projection) projection->pack_units(u0, u1);
+        if (input_grad) input_grad->pack_units(v0, v1);
+        auto input_grad_product = [&](int64_t s) {  // dL/dx of step s, this thread's columns
+          const int64_t t = layer.step(s), row0 = layer.offsets[t];
+          input_grad->multiply_units(v0, v1, layer.batch_sizes[t], dgx.get() + row0 * GH, GH,
+                                     g.grad_x + row0 * g.ld_grad_x, g.ld_grad_x,
+                                     g.accumulate_grad_x);
+        };
+        for (scalar_t* db : {db_ih, db_hh}) {
+          if (!db) continue;
+          for (int64_t k = 0; k < Cell::kGates; ++k) {
+            std::fill(db + k * H + j0, db + k * H + j1, scalar_t(0));
+          }
+        }
+        for (int64_t s = layer.T - 1; s >= 0; --s) {
+          const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
+          if (g.grad_out) {
+            for (int64_t b = 0; b < Bt; ++b) {
+              const scalar_t* go = g.grad_out + (row0 + b) * g.ld_grad_out;
+              for (int64_t k = p0; k < p1; ++k) dh[b * P + k] += go[k];
+            }
+          }
+          if constexpr (decltype(kRecord)::value) {  // dL/dh_t whole: from the output and t+1
+            squares[(t * team + rank) * 2] = sum_squares(dh.data(), P, Bt, p0, p1);
+          }
+          const scalar_t* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
+          if (project) {
+            copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.get() + row0 * P, P);
+            barrier.wait(size);  // dh of every column
+            projection->multiply_units(u0, u1, Bt, dh.data(), P, dm.get(), H, /*accumulate=*/false);
+            dh_cell = dm.get();
+          }
           for (int64_t b = 0; b < Bt; ++b) {
-            const scalar_t* go = g.grad_out + (row0 + b) * g.ld_grad_out;
-            for (int64_t k = p0; k < p1; ++k) dh[b * P + k] += go[k];
-          }
-        }
-        const scalar_t* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
-        if (project) {
-          copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.get() + row0 * P, P);
-          barrier.wait(size);  // dh of every column
-          projection->multiply_units(u0, u1, Bt, dh.data(), P, dm.get(), H, /*accumulate=*/false);
-          dh_cell = dm.get();
-        }
-        for (int64_t b = 0; b < Bt; ++b) {
-          const int64_t r = row0 + b;
-          const int64_t prev = layer.prev_step(t, b);
-          const int64_t prev_row = prev >= 0 ? layer.offsets[prev] + b : -1;
-          const scalar_t* h_prev = prev >= 0 ? layer.out + prev_row * layer.ld_out : layer.h0 + b * P;
-          std::copy(h_prev + p0, h_prev + p1, h_prev_rows.get() + r * P + p0);
-          const scalar_t* saved_row = layer.saved ? layer.saved + r * SH : nullptr;
-          BackwardRow<scalar_t> row;
-          row.dh = dh_cell + b * H;
-          row.saved = saved_row;
-          row.h_prev = h_prev;
-          row.h = layer.out + r * layer.ld_out;
-          if constexpr (Cell::kHasCellState) {
-            row.dc = dc.data() + b * H;
-            row.c_prev = prev >= 0 ? Cell::saved_c(layer.saved + prev_row * SH, H) : layer.c0 + b * H;
-          }
-          row.dx_pre = dgx.get() + r * GH;
-          row.dh_pre = dgh + r * GH;
-          // dh's row doubles as the GRU's dh_prev_direct output: each unit reads its value first
-          row.dh_prev_direct = dh.data() + b * P;
-  #pragma GCC ivdep
-          for (int64_t j = j0; j < j1; ++j) Cell::backward(j, H, row, options);
-          if (db_ih) add_units(dgx.get() + r * GH, Cell::kGates, H, j0, j1, db_ih);
-          if (db_hh) add_units(dgh + r * GH, Cell::kGates, H, j0, j1, db_hh);
-          if constexpr (Cell::kHasProjection) {
-            if (project) {
-              for (int64_t j = j0; j < j1; ++j) {
-                m_rows[r * H + j] = Cell::unprojected_h(j, H, saved_row);
+            const int64_t r = row0 + b;
+            const int64_t prev = layer.prev_step(t, b);
+            const int64_t prev_row = prev >= 0 ? layer.offsets[prev] + b : -1;
+            const scalar_t* h_prev = prev >= 0 ? layer.out + prev_row * layer.ld_out : layer.h0 + b * P;
+            std::copy(h_prev + p0, h_prev + p1, h_prev_rows.get() + r * P + p0);
+            const scalar_t* saved_row = layer.saved ? layer.saved + r * SH : nullptr;
+            BackwardRow<scalar_t> row;
+            row.dh = dh_cell + b * H;
+            row.saved = saved_row;
+            row.h_prev = h_prev;
+            row.h = layer.out + r * layer.ld_out;
+            if constexpr (Cell::kHasCellState) {
+              row.dc = dc.data() + b * H;
+              row.c_prev = prev >= 0 ? Cell::saved_c(layer.saved + prev_row * SH, H) : layer.c0 + b * H;
+              if constexpr (decltype(kRecord)::value) row.dc_total = dc_total.get() + b * H;
+            }
+            row.dx_pre = dgx.get() + r * GH;
+            row.dh_pre = dgh + r * GH;
+            // dh's row doubles as the GRU's dh_prev_direct output: each unit reads its value first
+            row.dh_prev_direct = dh.data() + b * P;
+#pragma GCC ivdep
+            for (int64_t j = j0; j < j1; ++j) {
+              Cell::template backward<BackwardFlags<decltype(kRecord)::value>>(j, H, row, options);
+            }
+            if (db_ih) add_units(dgx.get() + r * GH, Cell::kGates, H, j0, j1, db_ih);
+            if (db_hh) add_units(dgh + r * GH, Cell::kGates, H, j0, j1, db_hh);
+            if constexpr (Cell::kHasProjection) {
+              if (project) {
+                for (int64_t j = j0; j < j1; ++j) {
+                  m_rows[r * H + j] = Cell::unprojected_h(j, H, saved_row);
+                }
               }
             }
           }
+          if constexpr (decltype(kRecord)::value && Cell::kHasCellState) {
+            squares[(t * team + rank) * 2 + 1] = sum_squares(dc_total.get(), H, Bt, j0, j1);
+          }
+          const int64_t round = barrier.arrive(size);  // dgh (and dgx) of every unit
+          if (input_grad && s + 1 < layer.T) input_grad_product(s + 1);
+          barrier.await(round);
+          // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh
+          if (s > 0 || want_h0) {
+            recurrent->multiply_units(q0, q1, Bt, dgh + row0 * GH, GH, dh.data(), P,
+                                      /*accumulate=*/Cell::kSplitHiddenGrad);
+          }
         }
-        const int64_t round = barrier.arrive(size);  // dgh (and dgx) of every unit
-        if (input_grad && s + 1 < layer.T) input_grad_product(s + 1);
-        barrier.await(round);
-        // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh
-        if (s > 0 || want_h0) {
-          recurrent->multiply_units(q0, q1, Bt, dgh + row0 * GH, GH, dh.data(), P,
-                                    /*accumulate=*/Cell::kSplitHiddenGrad);
-        }
-      }
-      if (input_grad) input_grad_product(0);
+        if (input_grad) input_grad_product(0);
+      });
     });
+    if (record) {
+      for (int64_t t = 0; t < layer.T; ++t) {
+        double h_sum = 0, c_sum = 0;
+        for (int64_t r = 0; r < team; ++r) {
+          h_sum += squares[(t * team + r) * 2];
+          c_sum += squares[(t * team + r) * 2 + 1];
+        }
+        g.h_norms[t] = static_cast<float>(std::sqrt(h_sum));
+        if constexpr (Cell::kHasCellState) g.c_norms[t] = static_cast<float>(std::sqrt(c_sum));
+      }
+    }
     if (want_h0) std::copy(dh.begin(), dh.end(), g.grad_h0);
     if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
 

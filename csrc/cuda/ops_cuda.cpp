@@ -22,7 +22,7 @@ namespace {
 
 // The arguments are checked first, as on every device, so bad input names its tensor.
 RnnResult forward_kernel(const RnnArgs& a) {
-  check_stack(a.config, a.stack);
+  check_stack(a.config, a.stack, a.norms_probe);
   no_cuda_kernels(a.stack.input);
 }
 

@@ -13,7 +13,8 @@ namespace fastrnn::cuda {
   FASTRNN_INSTANTIATE_FORWARD(Cell, false, true, scalar_t)                               \
   FASTRNN_INSTANTIATE_FORWARD(Cell, true, false, scalar_t)                               \
   FASTRNN_INSTANTIATE_FORWARD(Cell, true, true, scalar_t)                                \
-  template __global__ void backward_step_kernel<Cell, scalar_t>(BackwardStep<scalar_t>);
+  template __global__ void backward_step_kernel<Cell, BackwardFlags<false>, scalar_t>(    \
+      BackwardStep<scalar_t>);
 
 #define FASTRNN_INSTANTIATE(scalar_t)             \
   FASTRNN_INSTANTIATE_CELL(LstmCell, scalar_t)    \

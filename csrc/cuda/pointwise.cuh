@@ -69,7 +69,7 @@ __global__ void forward_step_kernel(ForwardStep<scalar_t> s) {
   Cell::template forward<Flags>(j, s.H, row, s.options);
 }
 
-template <class Cell, typename scalar_t>
+template <class Cell, class Flags, typename scalar_t>
 __global__ void backward_step_kernel(BackwardStep<scalar_t> s) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t b = blockIdx.y;
@@ -87,7 +87,7 @@ __global__ void backward_step_kernel(BackwardStep<scalar_t> s) {
   row.dx_pre = s.dgx + b * GH;
   row.dh_pre = s.dgh + b * GH;
   row.dh_prev_direct = s.dh_prev_direct + b * s.ld_h_prev;
-  Cell::backward(j, s.H, row, s.options);
+  Cell::template backward<Flags>(j, s.H, row, s.options);
 }
 
 }  // namespace fastrnn::cuda

@@ -24,7 +24,8 @@ _GATES = {mode: _C.cell_shape(mode)[0] for mode in _C.modes}
 def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor | None,
               cx: Tensor | None, weights: list[Tensor], *, has_bias: bool, num_layers: int,
               bidirectional: bool, proj_size: int = 0, dropout_masks: Tensor | None = None,
-              training: bool | None = None, **options) -> tuple[Tensor, Tensor, Tensor]:
+              training: bool | None = None, norms_probe: Tensor | None = None,
+              **options) -> tuple[Tensor, Tensor, Tensor]:
     """A whole torch.nn-style stack (every layer and direction, padded or packed) in one op call.
 
     ``mode``: "lstm", "gru", "rnn_tanh" or "rnn_relu". ``input``: padded ``[T, B, I]``
@@ -40,7 +41,11 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
     packed (sorted) order. ``options`` are the cells' options, each a float or None (off):
     ``grad_clip`` clamps the gradient of every gate pre-activation to [-grad_clip, grad_clip] at
     every step of backward (Graves 2013); ``cell_clip`` (LSTM) clamps the cell state to
-    [-cell_clip, cell_clip] in forward, with a zero gradient where it clamps.
+    [-cell_clip, cell_clip] in forward, with a zero gradient where it clamps. ``norms_probe``:
+    None, or a float32 ``[2, L*D, T]`` tensor requiring grad whose gradient, after backward,
+    holds the norms backward recorded (not a derivative): ``[0, k, t]`` the Frobenius norm of the
+    total dL/dh_t that step t of layer/direction k received (over its active rows and units),
+    ``[1, k, t]`` that of dL/dc_t (LSTM; zero for the others). The modules' record_grad_norms.
 
     Returns ``(output, h_n, c_n)``: output ``[T, B, D*P]`` (packed ``[N, D*P]``), h_n
     ``[L*D, B, P]``, c_n ``[L*D, B, H]``, an empty tensor unless mode is "lstm". The full contract
@@ -54,7 +59,7 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
             t is not None and t.requires_grad for t in (input, hx, cx, *weights))
     output, h_n, c_n, _ = torch.ops.fastrnn.rnn(
         mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional, proj_size,
-        dropout_masks, training, **options)
+        dropout_masks, training, norms_probe=norms_probe, **options)
     return output, h_n, c_n
 
 

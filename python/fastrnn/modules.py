@@ -24,6 +24,13 @@ Beyond torch.nn's arguments, each class takes the cells' options, None (the defa
 are plain attributes (not in the state_dict), and a call with one set never falls back to
 torch.nn, which has no such option: it raises instead.
 
+``record_grad_norms=True`` (RNN, LSTM, GRU) makes backward record, inside the fused kernel, the
+Frobenius norm of the total dL/dh_t each time step's backward receives (over the active batch
+rows and the units), for every layer and direction, and for the LSTM that of the full dL/dc_t.
+After each backward they are ``module.grad_norms`` and ``module.cell_grad_norms`` (LSTM), float32
+``[num_layers * directions, T]`` layer-major as h_0, index t the time step; None before. Eager
+mode only (a compiled or exported forward raises with it on).
+
 Export: under ``torch.onnx.export`` (either exporter) and ``torch.jit.trace`` ``forward`` runs
 torch.nn's implementation, which the exporters map to ONNX's LSTM/GRU/RNN operators and the
 tracer records as ``aten::lstm``/``gru``/``rnn_*``, so the exported file needs no fastrnn; an LSTM
@@ -186,6 +193,8 @@ class _CellOptions:
 
     def _refuse_fallback(self, options: dict, reason: str) -> None:
         given = [name for name, value in options.items() if value is not None]
+        if getattr(self, "record_grad_norms", False):
+            given.append("record_grad_norms")
         if given:
             verb = "needs" if len(given) == 1 else "need"
             raise RuntimeError(f"fastrnn.{type(self).__name__}: {' and '.join(given)} {verb} "
@@ -206,6 +215,28 @@ class _CellOptions:
 
 
 class _StackForward(_Fastrnn, _CellOptions):
+    record_grad_norms = False
+    _norms_probe = None
+
+    def __init__(self, *args, record_grad_norms: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.record_grad_norms = bool(record_grad_norms)
+
+    @property
+    def grad_norms(self) -> Tensor | None:
+        """||dL/dh_t|| per layer and direction (rows, as h_0) and time step of the last backward
+        of a forward with record_grad_norms on; None before."""
+        probe = self._norms_probe
+        return None if probe is None or probe.grad is None else probe.grad[0]
+
+    @property
+    def cell_grad_norms(self) -> Tensor | None:
+        """||dL/dc_t||, as grad_norms (LSTM only; None for the others)."""
+        probe = self._norms_probe
+        if self.mode != "LSTM" or probe is None or probe.grad is None:
+            return None
+        return probe.grad[1]
+
     """``forward`` of RNN, LSTM and GRU: torch.nn's argument handling around one rnn_stack call.
 
     Mixed in before the torch.nn class, whose ``check_input``, ``check_forward_args`` and
@@ -266,13 +297,22 @@ class _StackForward(_Fastrnn, _CellOptions):
             h0 = x.new_zeros(self.num_layers * (2 if self.bidirectional else 1),
                              sorted_indices.size(0), self.proj_size or self.hidden_size)
         rows = (x.size(0),) if is_packed else (x.size(0), x.size(1))
+        if self.record_grad_norms:
+            if torch.compiler.is_compiling():
+                raise RuntimeError(f"fastrnn.{type(self).__name__}: record_grad_norms works in "
+                                   "eager mode only; turn it off to compile or export")
+            steps = batch_sizes.size(0) if is_packed else x.size(0)
+            D = 2 if self.bidirectional else 1
+            self._norms_probe = torch.zeros(2, self.num_layers * D, steps, dtype=torch.float32,
+                                            device=x.device, requires_grad=True)
         # An exported eval() model is an inference graph: the op saves nothing for backward.
         inference = not self.training and torch.compiler.is_exporting()
         output, h_n, c_n = functional.rnn_stack(
             _MODES[self.mode], x, batch_sizes, h0, c0, weights,
             has_bias=self.bias, num_layers=self.num_layers, bidirectional=self.bidirectional,
             proj_size=self.proj_size, dropout_masks=_dropout_masks(self, rows, x),
-            training=False if inference else None, **options)
+            training=False if inference else None,
+            norms_probe=self._norms_probe if self.record_grad_norms else None, **options)
         hidden = (h_n, c_n) if is_lstm else h_n
 
         if is_packed:

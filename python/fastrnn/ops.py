@@ -35,18 +35,31 @@ def _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size):
     return rows, N, B, H, P, D
 
 
+def _bound(op, args, kwargs) -> dict:
+    """A call's arguments by name, defaults filled in, as the op's schema lists them: the cells'
+    options (csrc/cells/options.h), which change no shape, come and go without a change here."""
+    schema = op.default._schema.arguments
+    values = {a.name: a.default_value for a in schema if a.has_default_value()}
+    values.update(zip((a.name for a in schema), args))
+    values.update(kwargs)
+    return values
+
+
 @torch.library.register_fake("fastrnn::rnn")
-def _rnn_fake(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional,
-              proj_size, dropout_masks, training, *options, **named_options):
-    # options (grad_clip, ...: the cells' options of csrc/cells/options.h) change no shape
-    _check_one_device(input, hx, cx, dropout_masks, *weights)
+def _rnn_fake(*args, **kwargs):
+    a = _bound(torch.ops.fastrnn.rnn, args, kwargs)
+    mode, input, batch_sizes, hx, weights = (a["mode"], a["input"], a["batch_sizes"], a["hx"],
+                                             a["weights"])
+    num_layers, proj_size = a["num_layers"], a["proj_size"]
+    _check_one_device(input, hx, a["cx"], a["dropout_masks"], *weights)
     if batch_sizes is not None and hx is None:
         raise ValueError("fastrnn: packed input needs hx (zeros if none)")
-    rows, N, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size)
+    rows, N, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, a["bidirectional"],
+                                 proj_size)
     output = input.new_empty((*rows, D * P))
     h_n = input.new_empty((num_layers * D, B, P))
     c_n = input.new_empty((num_layers * D, B, H)) if mode == "lstm" else input.new_empty((0,))
-    if training:
+    if a["training"]:
         reserve = input.new_empty((N, _C.reserve_width(mode, num_layers, D, H, proj_size)))
     else:
         reserve = input.new_empty((0,))
@@ -54,15 +67,20 @@ def _rnn_fake(mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, b
 
 
 @torch.library.register_fake("fastrnn::rnn_backward")
-def _rnn_backward_fake(mode, grad_output, grad_h_n, grad_c_n, input, batch_sizes, hx, cx, weights,
-                       has_bias, num_layers, bidirectional, proj_size, dropout_masks, output,
-                       reserve, input_needs_grad=True, hx_needs_grad=True, *options,
-                       **named_options):
-    _check_one_device(input, hx, cx, dropout_masks, output, reserve, *weights)
-    _, _, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size)
+def _rnn_backward_fake(*args, **kwargs):
+    a = _bound(torch.ops.fastrnn.rnn_backward, args, kwargs)
+    mode, input, batch_sizes, hx, weights = (a["mode"], a["input"], a["batch_sizes"], a["hx"],
+                                             a["weights"])
+    num_layers = a["num_layers"]
+    _check_one_device(input, hx, a["cx"], a["dropout_masks"], a["output"], a["reserve"], *weights)
+    _, _, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, a["bidirectional"],
+                              a["proj_size"])
+    T = batch_sizes.shape[0] if batch_sizes is not None else input.shape[0]
+    norms = (2, num_layers * D, T) if a["record_norms"] else (0,)
     return (
-        input.new_empty(input.shape) if input_needs_grad else input.new_empty((0,)),
-        input.new_empty((num_layers * D, B, P)) if hx_needs_grad else input.new_empty((0,)),
+        input.new_empty(input.shape) if a["input_needs_grad"] else input.new_empty((0,)),
+        input.new_empty((num_layers * D, B, P)) if a["hx_needs_grad"] else input.new_empty((0,)),
         input.new_empty((num_layers * D, B, H)) if mode == "lstm" else input.new_empty((0,)),
         [w.new_empty(w.shape) for w in weights],
+        input.new_empty(norms, dtype=torch.float32),
     )
