@@ -57,9 +57,13 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
     if training is None:
         training = torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (input, hx, cx, *weights))
+    # only the options given: keyword arguments slow every op call down (~20 us at T=B=1)
+    extra = {name: value for name, value in options.items() if value is not None}
+    if norms_probe is not None:
+        extra["norms_probe"] = norms_probe
     output, h_n, c_n, _ = torch.ops.fastrnn.rnn(
         mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional, proj_size,
-        dropout_masks, training, norms_probe=norms_probe, **options)
+        dropout_masks, training, **extra)
     return output, h_n, c_n
 
 
