@@ -28,6 +28,7 @@
 #include "core/reserve.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/rnn_cpu.h"
+#include "cuda/emulator.h"
 
 TORCH_LIBRARY(fastrnn, m) {
   m.def(
@@ -58,8 +59,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemm_engine", &fastrnn::cpu::gemm_engine,
         "Engine of the whole-sequence GEMMs: 'torch' (at::mm, MKL) on Intel CPUs, 'openblas' "
         "elsewhere; FASTRNN_GEMM=torch or openblas picks one");
-  // True once CUDA sequence drivers are registered; the CUDA build so far has the pointwise kernels.
+  // True once CUDA sequence drivers are registered; the CUDA build so far has the pointwise
+  // kernels.
   m.attr("has_cuda_kernels") = false;
+  m.def("_set_cuda_emulation", &fastrnn::cuda::set_emulation,
+        "Run the ops on CPU tensors through the CUDA drivers under host emulation (or not)");
+  m.def("_cuda_emulation", &fastrnn::cuda::emulation_enabled);
+  m.def("_reset_cuda_emulation_stats", &fastrnn::cuda::reset_emulation_stats);
+  m.def("_cuda_emulation_stats", [] {
+    const fastrnn::cuda::EmulationStats s = fastrnn::cuda::emulation_stats();
+    return std::make_tuple(s.launches, s.synced_launches, s.gemms);
+  });
   std::vector<std::string> modes;
   for (const fastrnn::Mode& mode : fastrnn::kModes) modes.emplace_back(mode.name);
   m.attr("modes") = modes;

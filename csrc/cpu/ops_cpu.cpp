@@ -17,6 +17,7 @@
 #include "cpu/blas.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/rnn_cpu.h"
+#include "cuda/emulator.h"
 
 namespace fastrnn::cpu {
 namespace {
@@ -103,7 +104,11 @@ RnnResult forward_kernel(const RnnArgs& a) {
     std::vector<LayerWeights<scalar_t>> weights;
     RnnParams<scalar_t> p = in.params<scalar_t>(s, weights);
     out.fill(p);
-    rnn_forward(p, context<scalar_t>());
+    if (cuda::emulation_enabled()) {
+      cuda::emulated_forward(p);  // fastrnn.cuda_emulation(): the CUDA drivers, on the host
+    } else {
+      rnn_forward(p, context<scalar_t>());
+    }
   });
   return out.result();
 }
@@ -118,7 +123,11 @@ RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
     RnnGradParams<scalar_t> p;
     p.fwd = in.params<scalar_t>(s, weights);
     out.fill(p, grads);
-    rnn_backward(p, context<scalar_t>());
+    if (cuda::emulation_enabled()) {
+      cuda::emulated_backward(p);
+    } else {
+      rnn_backward(p, context<scalar_t>());
+    }
   });
   return out.result();
 }

@@ -41,7 +41,8 @@ void copy_columns(const scalar_t* src, int64_t ld_src, int64_t rows, int64_t c0,
 // The part `rank` of [0, n) cut into `size` near-equal parts of whole blocks of `block`.
 inline std::pair<int64_t, int64_t> share(int64_t n, int64_t block, int64_t rank, int64_t size) {
   const int64_t blocks = (n + block - 1) / block;
-  return {std::min(n, blocks * rank / size * block), std::min(n, blocks * (rank + 1) / size * block)};
+  return {std::min(n, blocks * rank / size * block),
+          std::min(n, blocks * (rank + 1) / size * block)};
 }
 
 // Whether a layer's step products pack their weights (RecurrentGemm) or read them where they
@@ -103,7 +104,8 @@ class Driver {
     if (fuse_input) {
       input.emplace(layer.w.w_ih, GH, layer.I, /*w_transposed=*/false, Cell::kGates, pack);
     } else {
-      whole_sequence_gemm(false, true, layer.N, GH, layer.I, layer.x, layer.ldx, layer.w.w_ih, layer.I, 0, gx, ld_gx);
+      whole_sequence_gemm(false, true, layer.N, GH, layer.I, layer.x, layer.ldx, layer.w.w_ih,
+                          layer.I, 0, gx, ld_gx);
     }
 
     // The running state: row b holds the latest h (and c) of sequence b. Rows of sequences that
@@ -135,12 +137,15 @@ class Driver {
           scalar_t* h_prev = h.data();
           scalar_t* h_cur = h_next.data();
           // gx of the first row of step t
-          auto gx_of = [&](int64_t t) { return gx + (gx_per_batch_row ? 0 : layer.offsets[t] * ld_gx); };
+          auto gx_of = [&](int64_t t) {
+            return gx + (gx_per_batch_row ? 0 : layer.offsets[t] * ld_gx);
+          };
           // W_ih x of step s, this thread's units: it depends on no other thread's work
           auto input_product = [&](int64_t s) {
             const int64_t t = layer.step(s);
-            input->multiply_units(u0, u1, layer.batch_sizes[t], layer.x + layer.offsets[t] * layer.ldx, layer.ldx,
-                                  gx_of(t), ld_gx, /*accumulate=*/false);
+            input->multiply_units(u0, u1, layer.batch_sizes[t],
+                                  layer.x + layer.offsets[t] * layer.ldx, layer.ldx, gx_of(t),
+                                  ld_gx, /*accumulate=*/false);
           };
           if (input) input_product(0);
           for (int64_t s = 0; s < layer.T; ++s) {
@@ -211,7 +216,9 @@ class Driver {
     const bool want_h0 = g.grad_h0 != nullptr;
     std::optional<RecurrentGemm<scalar_t>> recurrent;
     const bool pack = pack_step_weights(layer);
-    if (layer.T > 1 || want_h0) recurrent.emplace(layer.w.w_hh, P, GH, /*w_transposed=*/true, 1, pack);
+    if (layer.T > 1 || want_h0) {
+      recurrent.emplace(layer.w.w_hh, P, GH, /*w_transposed=*/true, 1, pack);
+    }
     // Where forward computes W_ih x in the steps (input_in_steps), backward computes dL/dx =
     // dgx W_ih in them too, each thread a share of x's columns, for a step whose dgx is whole:
     // while it waits for the others at the next step's barrier.
@@ -252,7 +259,10 @@ class Driver {
                                 int64_t c1) {
       double sum = 0;
       for (int64_t b = 0; b < count; ++b) {
-        for (int64_t k = c0; k < c1; ++k) sum += double(rows[b * ld + k]) * double(rows[b * ld + k]);
+        for (int64_t k = c0; k < c1; ++k) {
+          const double v = rows[b * ld + k];
+          sum += v * v;
+        }
       }
       return sum;
     };
@@ -303,7 +313,8 @@ class Driver {
             const int64_t r = row0 + b;
             const int64_t prev = layer.prev_step(t, b);
             const int64_t prev_row = prev >= 0 ? layer.offsets[prev] + b : -1;
-            const scalar_t* h_prev = prev >= 0 ? layer.out + prev_row * layer.ld_out : layer.h0 + b * P;
+            const scalar_t* h_prev =
+                prev >= 0 ? layer.out + prev_row * layer.ld_out : layer.h0 + b * P;
             std::copy(h_prev + p0, h_prev + p1, h_prev_rows.get() + r * P + p0);
             const scalar_t* saved_row = layer.saved ? layer.saved + r * SH : nullptr;
             BackwardRow<scalar_t> row;
@@ -313,7 +324,8 @@ class Driver {
             row.h = layer.out + r * layer.ld_out;
             if constexpr (Cell::kHasCellState) {
               row.dc = dc.data() + b * H;
-              row.c_prev = prev >= 0 ? Cell::saved_c(layer.saved + prev_row * SH, H) : layer.c0 + b * H;
+              row.c_prev =
+                  prev >= 0 ? Cell::saved_c(layer.saved + prev_row * SH, H) : layer.c0 + b * H;
               if constexpr (decltype(kRecord)::value) row.dc_total = dc_total.get() + b * H;
             }
             row.dx_pre = dgx.get() + r * GH;
@@ -367,7 +379,8 @@ class Driver {
       whole_sequence_gemm(false, false, N, layer.I, GH, dgx.get(), GH, layer.w.w_ih, layer.I,
                             g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
     }
-    whole_sequence_gemm(true, false, GH, layer.I, N, dgx.get(), GH, layer.x, layer.ldx, 0, g.grads.w_ih, layer.I);
+    whole_sequence_gemm(true, false, GH, layer.I, N, dgx.get(), GH, layer.x, layer.ldx, 0,
+                        g.grads.w_ih, layer.I);
     whole_sequence_gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, g.grads.w_hh,
                           P);
     if (copy_db) std::copy(db_ih, db_ih + GH, g.grads.b_hh);

@@ -1,19 +1,39 @@
-// The CUDA glue: the op kernels for the CUDA dispatch key. There are no CUDA sequence drivers
-// yet (the per-step pointwise kernels of pointwise.cuh are compiled in CUDA builds to prove the
-// shared cell math builds for the device), so a CUDA call says so clearly; fastrnn's modules
-// fall back to torch.nn before they get here.
+// The CUDA glue: the op kernels for the CUDA dispatch key. The CUDA drivers (cuda/driver.h over
+// the device Exec of rnn_cuda.cu) are verified on the CPU under host emulation but have not run
+// on a GPU yet, so they serve CUDA tensors only when FASTRNN_EXPERIMENTAL_CUDA=1 (for the GPU
+// check script); otherwise a CUDA call says clearly that there are no kernels for it, and
+// fastrnn's modules fall back to torch.nn before they get here.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <torch/library.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
 
 #include "core/checks.h"
 #include "core/op_args.h"
+#ifdef FASTRNN_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+
+#include "cuda/rnn_cuda.h"
+#endif
 
 namespace fastrnn::cuda {
 namespace {
 
+#ifdef FASTRNN_WITH_CUDA
+bool experimental_drivers() {
+  const char* want = std::getenv("FASTRNN_EXPERIMENTAL_CUDA");
+  return want && std::strcmp(want, "1") == 0;
+}
+#endif
+
 [[noreturn]] void no_cuda_kernels(const at::Tensor& input) {
 #ifdef FASTRNN_WITH_CUDA
   TORCH_CHECK_NOT_IMPLEMENTED(false, "fastrnn: no kernels for ", input.device(),
-                              " yet; this build has CPU kernels and the CUDA build plumbing");
+                              " yet; this build has CUDA drivers not yet run on a GPU, which "
+                              "FASTRNN_EXPERIMENTAL_CUDA=1 turns on");
 #else
   TORCH_CHECK_NOT_IMPLEMENTED(false, "fastrnn: no kernels for ", input.device(),
                               "; this build of fastrnn has CPU kernels only");
@@ -22,12 +42,42 @@ namespace {
 
 // The arguments are checked first, as on every device, so bad input names its tensor.
 RnnResult forward_kernel(const RnnArgs& a) {
-  check_stack(a.config, a.stack, a.norms_probe);
+  [[maybe_unused]] const StackShape s = check_stack(a.config, a.stack, a.norms_probe);
+#ifdef FASTRNN_WITH_CUDA
+  if (experimental_drivers()) {
+    const c10::cuda::CUDAGuard guard(a.stack.input.device());
+    const StackInputs in(s, a.stack);
+    const StackOutputs out(s, a.training, a.stack.input.options());
+    AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn", [&] {
+      std::vector<LayerWeights<scalar_t>> weights;
+      RnnParams<scalar_t> p = in.params<scalar_t>(s, weights);
+      out.fill(p);
+      device_forward(p);
+    });
+    return out.result();
+  }
+#endif
   no_cuda_kernels(a.stack.input);
 }
 
 RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
-  check_stack(a.config, a.stack);
+  [[maybe_unused]] const StackShape s = check_stack(a.config, a.stack);
+#ifdef FASTRNN_WITH_CUDA
+  if (experimental_drivers()) {
+    const c10::cuda::CUDAGuard guard(a.stack.input.device());
+    const StackInputs in(s, a.stack);
+    const StackGrads out(s, a, in);
+    AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn_backward", [&] {
+      std::vector<LayerWeights<scalar_t>> weights;
+      std::vector<LayerGrads<scalar_t>> grads;
+      RnnGradParams<scalar_t> p;
+      p.fwd = in.params<scalar_t>(s, weights);
+      out.fill(p, grads);
+      device_backward(p);
+    });
+    return out.result();
+  }
+#endif
   no_cuda_kernels(a.stack.input);
 }
 

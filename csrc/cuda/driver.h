@@ -1,0 +1,182 @@
+// The CUDA layer driver for core/stack.h, written against an Exec (cuda/exec.h) so that it runs
+// on a GPU (cuda/rnn_cuda.cu) and under host emulation (cuda/emulator.cpp): the alternating
+// path. Forward of a layer: W_ih x of all N rows as one GEMM, then per step the recurrent GEMM
+// over the active rows and one ForwardStep kernel (plus the projection GEMM), the state updated
+// in place. Backward: per step in reverse the output's gradient added, one BackwardStep kernel
+// and the recurrent GEMM; then the input and weight gradients as whole-sequence GEMMs and the
+// bias gradients as deterministic column sums. The sums run in another order than the CPU
+// drivers' (cuBLAS's, and the column sums'), so results agree to the tolerances of
+// tests/tolerances.py, not bitwise.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cells/cells.h"
+#include "core/stack.h"
+#include "cuda/exec.h"
+#include "cuda/kernels.cuh"
+
+namespace fastrnn::cuda {
+
+template <class Exec, typename scalar_t>
+class Driver {
+ public:
+  explicit Driver(Exec& exec) : exec_(exec) {}
+
+  auto buffer(int64_t n) const { return exec_.template buffer<scalar_t>(n); }
+
+  void mask(const scalar_t* src, const scalar_t* mask, int64_t n, scalar_t* dst) const {
+    exec_.launch(Multiply<scalar_t>{n, src, mask, dst}, per_unit(n, 1));
+  }
+
+  template <class Cell>
+  void layer_forward(const Layer<scalar_t>& layer) const {
+    const int64_t B = layer.B, N = layer.N, H = layer.H, P = layer.P;
+    const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
+    const bool training = layer.saved != nullptr;
+    const bool project = layer.w.w_hr != nullptr;
+    // W_ih x of every row; when training straight into the saved rows, which the cell then
+    // overwrites in place with what it saves (as the CPU driver does)
+    const auto gx_buffer = buffer(training ? 0 : N * GH);
+    scalar_t* gx = training ? layer.saved : gx_buffer.get();
+    const int64_t ld_gx = training ? SH : GH;
+    gemm(false, true, N, GH, layer.I, layer.x, layer.ldx, layer.w.w_ih, layer.I, 0, gx, ld_gx);
+
+    const auto h = buffer(B * P), c = buffer(Cell::kHasCellState ? B * H : 0);
+    const auto gh = buffer(B * GH), m = buffer(project ? B * H : 0);
+    exec_.copy(h.get(), layer.h0, B * P);
+    if constexpr (Cell::kHasCellState) exec_.copy(c.get(), layer.c0, B * H);
+    bool_switch(training, [&](auto kTraining) {
+      bool_switch(layer.w.b_ih != nullptr, [&](auto kHasBias) {
+        using Flags = CellFlags<decltype(kTraining)::value, decltype(kHasBias)::value>;
+        for (int64_t s = 0; s < layer.T; ++s) {
+          const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
+          gemm(false, true, Bt, GH, P, h.get(), P, layer.w.w_hh, P, 0, gh.get(), GH);
+          ForwardStep<Cell, Flags, scalar_t> step{
+              Bt, H, gx + row0 * ld_gx, ld_gx, gh.get(), layer.w.b_ih, layer.w.b_hh, h.get(), P,
+              c.get(), project ? m.get() : h.get(), project ? H : P,
+              training ? layer.saved + row0 * SH : nullptr, layer.options};
+          exec_.launch(step, per_unit(H, Bt));
+          if (project) gemm(false, true, Bt, P, H, m.get(), H, layer.w.w_hr, H, 0, h.get(), P);
+          copy_rows(h.get(), P, Bt, P, layer.out + row0 * layer.ld_out, layer.ld_out, false);
+        }
+      });
+    });
+    exec_.copy(layer.h_n, h.get(), B * P);
+    if constexpr (Cell::kHasCellState) exec_.copy(layer.c_n, c.get(), B * H);
+  }
+
+  template <class Cell>
+  void layer_backward(const Layer<scalar_t>& layer, const LayerGradIO<scalar_t>& g) const {
+    const int64_t B = layer.B, N = layer.N, H = layer.H, P = layer.P;
+    const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
+    const bool project = layer.w.w_hr != nullptr;
+    const bool record = g.h_norms != nullptr;
+    const auto dgx = buffer(N * GH), dgh_buffer = buffer(Cell::kSplitHiddenGrad ? N * GH : 0);
+    scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.get() : dgx.get();
+    const auto h_prev_rows = buffer(N * P);  // h_{t-1} of every row, for dW_hh
+    const auto dh = buffer(B * P), dc = buffer(Cell::kHasCellState ? B * H : 0);
+    const auto dm = buffer(project ? B * H : 0), dh_rows = buffer(project ? N * P : 0);
+    const auto m_rows = buffer(project ? N * H : 0);
+    const auto dc_total = buffer(record && Cell::kHasCellState ? B * H : 0);
+    if (g.grad_h_n) {
+      exec_.copy(dh.get(), g.grad_h_n, B * P);
+    } else {
+      exec_.zero(dh.get(), B * P);
+    }
+    if constexpr (Cell::kHasCellState) {
+      if (g.grad_c_n) {
+        exec_.copy(dc.get(), g.grad_c_n, B * H);
+      } else {
+        exec_.zero(dc.get(), B * H);
+      }
+    }
+    const bool want_h0 = g.grad_h0 != nullptr;
+    bool_switch(record, [&](auto kRecord) {
+      using Flags = BackwardFlags<decltype(kRecord)::value>;
+      for (int64_t s = layer.T - 1; s >= 0; --s) {
+        const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
+        if (g.grad_out) {
+          copy_rows(g.grad_out + row0 * g.ld_grad_out, g.ld_grad_out, Bt, P, dh.get(), P, true);
+        }
+        if (record) norm(dh.get(), P, Bt, P, g.h_norms + t);
+        const scalar_t* dh_cell = dh.get();
+        int64_t ld_dh_cell = P;
+        if (project) {
+          copy_rows(dh.get(), P, Bt, P, dh_rows.get() + row0 * P, P, false);
+          gemm(false, false, Bt, H, P, dh.get(), P, layer.w.w_hr, H, 0, dm.get(), H);
+          dh_cell = dm.get(), ld_dh_cell = H;
+        }
+        const int64_t prev = layer.reverse ? t + 1 : t - 1;
+        const bool has_prev = prev >= 0 && prev < layer.T;
+        const int64_t prev_rows = has_prev ? std::min(Bt, layer.batch_sizes[prev]) : 0;
+        const int64_t prev_row0 = has_prev ? layer.offsets[prev] : 0;
+        const scalar_t* prev_out = layer.out + prev_row0 * layer.ld_out;
+        exec_.launch(GatherPrev<scalar_t>{Bt, P, prev_out, layer.ld_out, prev_rows, layer.h0,
+                                          h_prev_rows.get() + row0 * P},
+                     per_unit(P, Bt));
+        BackwardStep<Cell, Flags, scalar_t> step{
+            Bt, H, P, dh_cell, ld_dh_cell, dc.get(),
+            layer.saved ? layer.saved + row0 * SH : nullptr, layer.out + row0 * layer.ld_out,
+            prev_out, layer.saved ? layer.saved + prev_row0 * SH : nullptr, layer.ld_out,
+            prev_rows, layer.h0, layer.c0, dgx.get() + row0 * GH, dgh + row0 * GH, dh.get(),
+            dc_total.get(), project ? m_rows.get() + row0 * H : nullptr, layer.options};
+        exec_.launch(step, per_unit(H, Bt));
+        if constexpr (decltype(kRecord)::value && Cell::kHasCellState) {
+          norm(dc_total.get(), H, Bt, H, g.c_norms + t);
+        }
+        // dL/dh_{t-1} = dgh_t W_hh, added to the direct part the GRU left in dh
+        if (s > 0 || want_h0) {
+          gemm(false, false, Bt, P, GH, dgh + row0 * GH, GH, layer.w.w_hh, P,
+               Cell::kSplitHiddenGrad ? 1 : 0, dh.get(), P);
+        }
+      }
+    });
+    if (want_h0) exec_.copy(g.grad_h0, dh.get(), B * P);
+    if constexpr (Cell::kHasCellState) exec_.copy(g.grad_c0, dc.get(), B * H);
+    if (g.grad_x) {
+      gemm(false, false, N, layer.I, GH, dgx.get(), GH, layer.w.w_ih, layer.I,
+           g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
+    }
+    gemm(true, false, GH, layer.I, N, dgx.get(), GH, layer.x, layer.ldx, 0, g.grads.w_ih, layer.I);
+    gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, g.grads.w_hh, P);
+    if (g.grads.b_ih) column_sums(dgx.get(), N, GH, g.grads.b_ih);
+    if (g.grads.b_hh) column_sums(dgh, N, GH, g.grads.b_hh);
+    if (project) {
+      gemm(true, false, P, H, N, dh_rows.get(), P, m_rows.get(), H, 0, g.grads.w_hr, H);
+    }
+  }
+
+ private:
+  // Row-major C[M, N] = op(A) op(B) + beta C as cuBLAS's column-major call: a row-major matrix
+  // is its transpose in column-major, so C^T = op(B)^T op(A)^T, operands swapped.
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const scalar_t* A,
+            int64_t lda, const scalar_t* B, int64_t ldb, scalar_t beta, scalar_t* C,
+            int64_t ldc) const {
+    exec_.gemm(trans_b, trans_a, N, M, K, B, ldb, A, lda, beta, C, ldc);
+  }
+
+  void copy_rows(const scalar_t* src, int64_t ld_src, int64_t rows, int64_t cols, scalar_t* dst,
+                 int64_t ld_dst, bool accumulate) const {
+    exec_.launch(CopyRows<scalar_t>{rows, cols, src, ld_src, dst, ld_dst, accumulate},
+                 per_unit(cols, rows));
+  }
+
+  void column_sums(const scalar_t* rows, int64_t n, int64_t cols, scalar_t* sums) const {
+    Launch l;
+    l.blocks = std::min<int64_t>(cols, 1024), l.threads = kReduceThreads;
+    l.shared_bytes = kReduceThreads * int64_t{sizeof(compute_t<scalar_t>)};
+    exec_.launch(ColumnSums<scalar_t>{n, cols, rows, cols, sums}, l);
+  }
+
+  void norm(const scalar_t* data, int64_t ld, int64_t rows, int64_t cols, float* out) const {
+    Launch l;
+    l.threads = kReduceThreads, l.shared_bytes = kReduceThreads * int64_t{sizeof(double)};
+    exec_.launch(RowsNorm<scalar_t>{rows, cols, data, ld, out}, l);
+  }
+
+  Exec& exec_;
+};
+
+}  // namespace fastrnn::cuda

@@ -1,0 +1,146 @@
+// The host Exec of cuda/exec.h. Faithful where bugs hide:
+// - a kernel that synchronises (kSyncs) runs each block's threads as real threads meeting at a
+//   real barrier, so a missing ctx.sync() gives wrong sums (and a ThreadSanitizer report); the
+//   others run their threads one after another, which gives the same results for kernels
+//   without sharing between threads;
+// - shared memory is a heap block of exactly the launch's shared_bytes, so AddressSanitizer
+//   sees an overrun;
+// - gemm follows cuBLAS's column-major convention exactly (and reads C only when beta != 0), so
+//   a driver that swaps operands or leading dimensions gets wrong results.
+#include "cuda/emulator.h"
+
+#include <atomic>
+#include <barrier>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "core/stack.h"
+#include "cpu/scratch.h"
+#include "cuda/driver.h"
+
+namespace fastrnn::cuda {
+namespace {
+
+std::atomic<bool> g_enabled{false};
+std::atomic<int64_t> g_launches{0}, g_synced_launches{0}, g_gemms{0};
+
+struct HostCtx {
+  int64_t block_, blocks_, row_, thread_, threads_;
+  std::barrier<>* barrier_;  // nullptr: the kernel does not synchronise
+  unsigned char* shared_;
+
+  int64_t block() const { return block_; }
+  int64_t blocks() const { return blocks_; }
+  int64_t row() const { return row_; }
+  int64_t thread() const { return thread_; }
+  int64_t threads() const { return threads_; }
+  void sync() const {
+    if (!barrier_) throw std::logic_error("fastrnn emulator: sync() in a kernel without kSyncs");
+    barrier_->arrive_and_wait();
+  }
+  template <typename T>
+  T* shared() const {
+    return reinterpret_cast<T*>(shared_);
+  }
+};
+
+class HostExec {
+ public:
+  template <class Kernel>
+  void launch(const Kernel& kernel, const Launch& l) const {
+    g_launches.fetch_add(1, std::memory_order_relaxed);
+    if (l.blocks == 0 || l.rows == 0) return;
+    for (int64_t row = 0; row < l.rows; ++row) {
+      for (int64_t block = 0; block < l.blocks; ++block) {
+        // exactly the requested size, fresh per block (no block sees another's)
+        std::unique_ptr<unsigned char[]> shared(
+            l.shared_bytes ? new unsigned char[l.shared_bytes] : nullptr);
+        if constexpr (Kernel::kSyncs) {
+          std::barrier<> barrier(l.threads);
+          std::vector<std::thread> threads;
+          threads.reserve(l.threads);
+          for (int64_t t = 0; t < l.threads; ++t) {
+            threads.emplace_back([&, t] {
+              kernel(HostCtx{block, l.blocks, row, t, l.threads, &barrier, shared.get()});
+            });
+          }
+          for (std::thread& thread : threads) thread.join();
+        } else {
+          for (int64_t t = 0; t < l.threads; ++t) {
+            kernel(HostCtx{block, l.blocks, row, t, l.threads, nullptr, shared.get()});
+          }
+        }
+      }
+    }
+    if constexpr (Kernel::kSyncs) g_synced_launches.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // cuBLAS's gemm: column-major C[m, n] = op(A)[m, k] op(B)[k, n] + beta C; op(X) = X^T when
+  // trans; X[i, j] at X[i + j * ld].
+  template <typename T>
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* A, int64_t lda,
+            const T* B, int64_t ldb, T beta, T* C, int64_t ldc) const {
+    g_gemms.fetch_add(1, std::memory_order_relaxed);
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t i = 0; i < m; ++i) {
+        T sum = 0;
+        for (int64_t p = 0; p < k; ++p) {
+          const T a = trans_a ? A[p + i * lda] : A[i + p * lda];
+          const T b = trans_b ? B[j + p * ldb] : B[p + j * ldb];
+          sum += a * b;
+        }
+        C[i + j * ldc] = beta == T(0) ? sum : sum + beta * C[i + j * ldc];
+      }
+    }
+  }
+
+  template <typename T>
+  auto buffer(int64_t n) const {
+    return cpu::scratch<T>(n);
+  }
+
+  template <typename T>
+  void copy(T* dst, const T* src, int64_t n) const {
+    if (n) std::memcpy(dst, src, n * sizeof(T));
+  }
+
+  template <typename T>
+  void zero(T* dst, int64_t n) const {
+    std::fill(dst, dst + n, T(0));
+  }
+};
+
+}  // namespace
+
+bool emulation_enabled() { return g_enabled.load(); }
+void set_emulation(bool enabled) { g_enabled.store(enabled); }
+
+EmulationStats emulation_stats() {
+  return {g_launches.load(), g_synced_launches.load(), g_gemms.load()};
+}
+
+void reset_emulation_stats() {
+  g_launches = 0, g_synced_launches = 0, g_gemms = 0;
+}
+
+template <typename scalar_t>
+void emulated_forward(const RnnParams<scalar_t>& p) {
+  HostExec exec;
+  run_stack_forward(Driver<HostExec, scalar_t>(exec), p);
+}
+
+template <typename scalar_t>
+void emulated_backward(const RnnGradParams<scalar_t>& p) {
+  HostExec exec;
+  run_stack_backward(Driver<HostExec, scalar_t>(exec), p);
+}
+
+template void emulated_forward<float>(const RnnParams<float>&);
+template void emulated_forward<double>(const RnnParams<double>&);
+template void emulated_backward<float>(const RnnGradParams<float>&);
+template void emulated_backward<double>(const RnnGradParams<double>&);
+
+}  // namespace fastrnn::cuda

@@ -1,0 +1,70 @@
+// The two interfaces the CUDA drivers (cuda/driver.h) and kernel bodies (cuda/kernels.cuh) are
+// written against, so that one source runs on a GPU and, under host emulation
+// (cuda/emulator.cpp), on the CPU where the tests check it.
+//
+// A kernel is a functor: `template <class Ctx> FASTRNN_HD void operator()(const Ctx& ctx) const`
+// run by every thread of a launch, and `static constexpr bool kSyncs`: whether it calls
+// ctx.sync() (the emulator then runs a block's threads at once, with a real barrier). Ctx:
+//   ctx.block(), ctx.blocks()        blockIdx.x, gridDim.x
+//   ctx.row()                        blockIdx.y (the batch row of a per-row launch)
+//   ctx.thread(), ctx.threads()      threadIdx.x, blockDim.x
+//   ctx.sync()                       __syncthreads()
+//   ctx.template shared<T>()         the block's dynamic shared memory, launch's shared_bytes
+//
+// An Exec (the driver's template parameter) runs kernels and products on one stream:
+//   exec.launch(kernel, Launch)      Launch: blocks (x), rows (y), threads per block, shared
+//                                    bytes
+//   exec.gemm(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc)
+//                                    cuBLAS's convention exactly: column-major, C[m, n] =
+//                                    op(A)[m, k] op(B)[k, n] + beta C, alpha 1
+//   exec.template buffer<T>(n)       n uninitialised elements of device memory (.get())
+//   exec.copy(dst, src, n)           device to device, n elements
+#pragma once
+
+#include <cstdint>
+
+#include "cells/common.h"
+
+namespace fastrnn::cuda {
+
+struct Launch {
+  int64_t blocks = 1;   // gridDim.x
+  int64_t rows = 1;     // gridDim.y
+  int64_t threads = 1;  // blockDim.x
+  int64_t shared_bytes = 0;
+};
+
+inline constexpr int64_t kThreadsPerBlock = 128;
+
+// One thread per (row, unit) of `units` units and `rows` rows.
+inline Launch per_unit(int64_t units, int64_t rows) {
+  Launch l;
+  l.threads = kThreadsPerBlock;
+  l.blocks = (units + l.threads - 1) / l.threads;
+  l.rows = rows;
+  return l;
+}
+
+#if defined(__CUDACC__)
+// The device's Ctx.
+struct DeviceCtx {
+  __device__ int64_t block() const { return blockIdx.x; }
+  __device__ int64_t blocks() const { return gridDim.x; }
+  __device__ int64_t row() const { return blockIdx.y; }
+  __device__ int64_t thread() const { return threadIdx.x; }
+  __device__ int64_t threads() const { return blockDim.x; }
+  __device__ void sync() const { __syncthreads(); }
+  template <typename T>
+  __device__ T* shared() const {
+    extern __shared__ unsigned char fastrnn_shared[];
+    return reinterpret_cast<T*>(fastrnn_shared);
+  }
+};
+
+template <class Kernel>
+__global__ void run_kernel(Kernel kernel) {
+  kernel(DeviceCtx{});
+}
+#endif
+
+}  // namespace fastrnn::cuda
