@@ -10,6 +10,7 @@ import torch
 import fastrnn
 from helpers import CELL_NAMES, DTYPES, config_ids
 from module_helpers import stack_args
+from test_rnn_stack import _cases as stack_cases
 from test_rnn_stack import outputs_and_grads
 
 pytestmark = pytest.mark.skipif(
@@ -29,11 +30,8 @@ def to_cuda(args, kwargs):
 
 
 def _cases():
+    yield from stack_cases()
     for mode in CELL_NAMES:
-        proj = 3 if mode == "lstm" else 0
-        yield mode, dict()
-        yield mode, dict(packed=True, proj_size=proj)
-        yield mode, dict(num_layers=3, packed=True, masks=True, hx=False, bias=False)
         yield mode, dict(num_layers=2, grad_clip=0.05)
 
 

@@ -13,7 +13,7 @@ from test_clipping import _cases as clipping_cases
 from test_grad_norms import _cases as norms_cases
 from test_grad_norms import test_recorded_norms_match_reference_hooks as check_norms
 from test_rnn_stack import _cases as stack_cases
-from test_rnn_stack import assert_matches_reference, leaves, outputs_and_grads
+from test_rnn_stack import assert_matches_reference, gradcheck_args, outputs_and_grads
 
 
 def emulated(fn, *args, **kwargs):
@@ -64,19 +64,7 @@ def test_emulated_matches_cpu_drivers(mode):
 ], ids=config_ids)
 def test_emulated_gradcheck(mode, config):
     args, kwargs = stack_args(mode, T=3, B=2, I=3, H=3, **config)
-    tensors = leaves(args)
-    has_h0, has_c0 = args[3] is not None, args[4] is not None
-
-    def fn(*ts):
-        ts = list(ts)
-        input = ts.pop(0)
-        h0 = ts.pop(0) if has_h0 else None
-        c0 = ts.pop(0) if has_c0 else None
-        output, h_n, c_n = fastrnn.functional.rnn_stack(mode, input, args[2], h0, c0, ts,
-                                                        **kwargs)
-        return (output, h_n, c_n) if mode == "lstm" else (output, h_n)
-
-    assert emulated(torch.autograd.gradcheck, fn, tuple(tensors))
+    assert emulated(torch.autograd.gradcheck, *gradcheck_args(args, kwargs))
 
 
 @pytest.mark.parametrize("mode", CELL_NAMES)

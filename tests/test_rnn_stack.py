@@ -119,7 +119,12 @@ def test_rnn_stack_gradients_of_some_leaves(mode, config, frozen):
 ], ids=config_ids)
 def test_rnn_stack_gradcheck(mode, config):
     args, kwargs = stack_args(mode, T=4, B=3, I=3, H=4, **config)
-    tensors = leaves(args)
+    assert torch.autograd.gradcheck(*gradcheck_args(args, kwargs), check_undefined_grad=True)
+
+
+def gradcheck_args(args, kwargs):
+    """(fn, leaves) for gradcheck of rnn_stack on stack_args' (args, kwargs)."""
+    mode = args[0]
     has_h0, has_c0 = args[3] is not None, args[4] is not None
 
     def fn(*ts):
@@ -131,7 +136,7 @@ def test_rnn_stack_gradcheck(mode, config):
                                                         **kwargs)
         return (output, h_n, c_n) if mode == "lstm" else (output, h_n)
 
-    assert torch.autograd.gradcheck(fn, tuple(tensors), check_undefined_grad=True)
+    return fn, tuple(leaves(args))
 
 
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode],

@@ -4,6 +4,7 @@
 // A device's kernel is then: check_stack, StackInputs, allocate, fill, run its drivers.
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -75,5 +76,38 @@ struct StackGrads {
     return {grad_input, grad_hx, grad_cx, grad_weights, grad_norms};
   }
 };
+
+// A device's kernels of the two ops: the checks, the layout, the allocation and the params fill,
+// then run(params) with the params of the input's dtype (run: a generic lambda calling the
+// device's drivers).
+template <class Run>
+RnnResult run_forward(const RnnArgs& a, Run&& run) {
+  const StackShape s = check_stack(a.config, a.stack, a.norms_probe);
+  const StackInputs in(s, a.stack);
+  const StackOutputs out(s, a.training, a.stack.input.options());
+  AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn", [&] {
+    std::vector<LayerWeights<scalar_t>> weights;
+    RnnParams<scalar_t> p = in.params<scalar_t>(s, weights);
+    out.fill(p);
+    run(p);
+  });
+  return out.result();
+}
+
+template <class Run>
+RnnBackwardResult run_backward(const RnnBackwardArgs& a, Run&& run) {
+  const StackShape s = check_stack(a.config, a.stack);
+  const StackInputs in(s, a.stack);
+  const StackGrads out(s, a, in);
+  AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn_backward", [&] {
+    std::vector<LayerWeights<scalar_t>> weights;
+    std::vector<LayerGrads<scalar_t>> grads;
+    RnnGradParams<scalar_t> p;
+    p.fwd = in.params<scalar_t>(s, weights);
+    out.fill(p, grads);
+    run(p);
+  });
+  return out.result();
+}
 
 }  // namespace fastrnn

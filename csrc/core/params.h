@@ -43,6 +43,7 @@ struct LayerGrads {
 // A whole stack: L layers of D directions over one (packed or padded) batch of sequences.
 template <typename scalar_t>
 struct RnnParams {
+  using value_type = scalar_t;                     // the tensors' dtype
   using compute_t = fastrnn::compute_t<scalar_t>;  // the cells' math and accumulation
   CellKind cell = CellKind::kLstm;
   CellOptions options;  // cells/options.h: passed to every cell call as it is

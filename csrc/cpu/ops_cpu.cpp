@@ -10,7 +10,7 @@
 #include <omp.h>
 #endif
 #include <string>
-#include <vector>
+#include <type_traits>
 
 #include "core/checks.h"
 #include "core/op_args.h"
@@ -97,39 +97,25 @@ Context<scalar_t> context() {
 }
 
 RnnResult forward_kernel(const RnnArgs& a) {
-  const StackShape s = check_stack(a.config, a.stack, a.norms_probe);
-  const StackInputs in(s, a.stack);
-  const StackOutputs out(s, a.training, a.stack.input.options());
-  AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn", [&] {
-    std::vector<LayerWeights<scalar_t>> weights;
-    RnnParams<scalar_t> p = in.params<scalar_t>(s, weights);
-    out.fill(p);
+  return run_forward(a, [](const auto& p) {
+    using scalar_t = typename std::decay_t<decltype(p)>::value_type;
     if (cuda::emulation_enabled()) {
       cuda::emulated_forward(p);  // fastrnn.cuda_emulation(): the CUDA drivers, on the host
     } else {
       rnn_forward(p, context<scalar_t>());
     }
   });
-  return out.result();
 }
 
 RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
-  const StackShape s = check_stack(a.config, a.stack);
-  const StackInputs in(s, a.stack);
-  const StackGrads out(s, a, in);
-  AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn_backward", [&] {
-    std::vector<LayerWeights<scalar_t>> weights;
-    std::vector<LayerGrads<scalar_t>> grads;
-    RnnGradParams<scalar_t> p;
-    p.fwd = in.params<scalar_t>(s, weights);
-    out.fill(p, grads);
+  return run_backward(a, [](const auto& p) {
+    using scalar_t = typename std::decay_t<decltype(p.fwd)>::value_type;
     if (cuda::emulation_enabled()) {
       cuda::emulated_backward(p);
     } else {
       rnn_backward(p, context<scalar_t>());
     }
   });
-  return out.result();
 }
 
 }  // namespace

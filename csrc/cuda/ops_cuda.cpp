@@ -4,12 +4,10 @@
 // check script); otherwise a CUDA call says clearly that there are no kernels for it, and
 // fastrnn's modules fall back to torch.nn before they get here.
 #include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
 #include <torch/library.h>
 
 #include <cstdlib>
 #include <cstring>
-#include <vector>
 
 #include "core/checks.h"
 #include "core/op_args.h"
@@ -42,42 +40,24 @@ bool experimental_drivers() {
 
 // The arguments are checked first, as on every device, so bad input names its tensor.
 RnnResult forward_kernel(const RnnArgs& a) {
-  [[maybe_unused]] const StackShape s = check_stack(a.config, a.stack, a.norms_probe);
 #ifdef FASTRNN_WITH_CUDA
   if (experimental_drivers()) {
     const c10::cuda::CUDAGuard guard(a.stack.input.device());
-    const StackInputs in(s, a.stack);
-    const StackOutputs out(s, a.training, a.stack.input.options());
-    AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn", [&] {
-      std::vector<LayerWeights<scalar_t>> weights;
-      RnnParams<scalar_t> p = in.params<scalar_t>(s, weights);
-      out.fill(p);
-      device_forward(p);
-    });
-    return out.result();
+    return run_forward(a, [](const auto& p) { device_forward(p); });
   }
 #endif
+  check_stack(a.config, a.stack, a.norms_probe);
   no_cuda_kernels(a.stack.input);
 }
 
 RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
-  [[maybe_unused]] const StackShape s = check_stack(a.config, a.stack);
 #ifdef FASTRNN_WITH_CUDA
   if (experimental_drivers()) {
     const c10::cuda::CUDAGuard guard(a.stack.input.device());
-    const StackInputs in(s, a.stack);
-    const StackGrads out(s, a, in);
-    AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn_backward", [&] {
-      std::vector<LayerWeights<scalar_t>> weights;
-      std::vector<LayerGrads<scalar_t>> grads;
-      RnnGradParams<scalar_t> p;
-      p.fwd = in.params<scalar_t>(s, weights);
-      out.fill(p, grads);
-      device_backward(p);
-    });
-    return out.result();
+    return run_backward(a, [](const auto& p) { device_backward(p); });
   }
 #endif
+  check_stack(a.config, a.stack);
   no_cuda_kernels(a.stack.input);
 }
 
