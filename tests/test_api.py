@@ -12,9 +12,10 @@ from torch import nn
 import fastrnn
 import fastrnn.functional
 import fastrnn.modules
+import fastrnn.plot
 import fastrnn.reference
 
-PUBLIC_MODULES = (fastrnn, fastrnn.functional, fastrnn.modules, fastrnn.reference)
+PUBLIC_MODULES = (fastrnn, fastrnn.functional, fastrnn.modules, fastrnn.reference, fastrnn.plot)
 
 
 def public_names():
