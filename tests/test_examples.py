@@ -1,11 +1,14 @@
 """The scripts in examples/ run as scripts (tiny settings), so they cannot rot."""
 
+import math
 import re
 import runpy
 import sys
 from pathlib import Path
 
 import pytest
+
+import fastrnn
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -55,6 +58,38 @@ def test_char_lm_clip_norm_flag(monkeypatch, capsys):
         assert len(losses(out)) == 2
 
 
+@pytest.mark.parametrize("flags,shown", [
+    (["--grad-clip", "0.05", "--cell-clip", "2"], "clipping: clip_grad_norm_ 1, grad_clip 0.05, "
+                                                  "cell_clip 2"),
+    (["--clip-norm", "0", "--grad-clip", "0.05"], "clipping: grad_clip 0.05"),
+    (["--clip-norm", "0"], "clipping: none")])
+def test_char_lm_in_kernel_clipping_flags(flags, shown, monkeypatch, capsys):
+    """--grad-clip and --cell-clip reach the fastrnn.LSTM, alone or with --clip-norm."""
+    built = []
+    monkeypatch.setattr(fastrnn.LSTM, "__init__", recording_init(fastrnn.LSTM.__init__, built))
+    out = run_script("char_lm.py", ["--steps", "2", "--hidden-size", "8", "--seq-len", "8",
+                                    "--batch-size", "2", "--log-every", "1", "--sample-length",
+                                    "3", *flags], monkeypatch, capsys)
+    assert shown in out and len(losses(out)) == 2 and all(map(math.isfinite, losses(out)))
+    expected = {"grad_clip": 0.05 if "--grad-clip" in flags else None,
+                "cell_clip": 2.0 if "--cell-clip" in flags else None}
+    assert [{k: getattr(m, k) for k in expected} for m in built] == [expected]
+
+
+def test_char_lm_rejects_negative_clip(monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        run_script("char_lm.py", ["--cell-clip", "-1"], monkeypatch, capsys)
+    assert "--cell-clip must be >= 0" in capsys.readouterr().err
+
+
+def recording_init(init, built):
+    """A module __init__ that runs ``init`` and appends the module to ``built``."""
+    def wrapped(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self)
+    return wrapped
+
+
 def test_adding_problem(tmp_path, monkeypatch, capsys):
     """Every model, unclipped and clipped, gets a finite test MSE printed beside the baseline;
     the plot is written."""
@@ -70,6 +105,22 @@ def test_adding_problem(tmp_path, monkeypatch, capsys):
         assert row, out
         assert all(0 < float(mse) < 10 for mse in row.groups()), row.group(0)
     assert plot.stat().st_size > 0
+
+
+def test_adding_problem_in_kernel_clip(monkeypatch, capsys):
+    """--in-kernel-clip adds a column of runs whose modules have grad_clip set (and only those)."""
+    built = []
+    monkeypatch.setattr(fastrnn.GRU, "__init__", recording_init(fastrnn.GRU.__init__, built))
+    out = run_script("adding_problem.py", ["--seq-len", "8", "--steps", "4", "--batch-size", "4",
+                                           "--hidden-size", "4", "--test-size", "16",
+                                           "--models", "gru", "--in-kernel-clip", "0.02"],
+                     monkeypatch, capsys)
+    header = re.search(r"^model +(.*)$", out, re.MULTILINE).group(1)
+    assert re.split(r" {2,}", header.strip()) == ["no clipping", "clip_grad_norm_ 1",
+                                                  "grad_clip 0.02"]
+    row = re.search(r"^GRU +(\S+) +(\S+) +(\S+)$", out, re.MULTILINE)
+    assert row and all(0 < float(mse) < 10 for mse in row.groups()), out
+    assert [m.grad_clip for m in built] == [None, None, 0.02]
 
 
 def test_adding_problem_without_clipping_and_bad_model(monkeypatch, capsys):
