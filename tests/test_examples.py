@@ -123,6 +123,46 @@ def test_adding_problem_in_kernel_clip(monkeypatch, capsys):
     assert [m.grad_clip for m in built] == [None, None, 0.02]
 
 
+def test_vanishing_gradients(tmp_path, monkeypatch, capsys):
+    """A row of finite, non-negative norms per run at distances 0, 1, 10 and T-1; the IRNN's
+    gradient (W_hh = I) keeps its size far better than the tanh RNN's; clipping in the kernel
+    leaves the norm at distance 0 (before any step's backward) as it is; the plot is written."""
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "flow.png"
+    out = run_script("vanishing_gradients.py", ["--seq-len", "40", "--batches", "2",
+                                                "--batch-size", "4", "--hidden-size", "8",
+                                                "--grad-clip", "0.001", "--plot", str(plot)],
+                     monkeypatch, capsys)
+    assert re.search(r"^distance from the loss +0 +1 +10 +39$", out, re.MULTILINE), out
+    rows = {}
+    for label in ("RNN tanh", "IRNN", "LSTM", "GRU"):
+        for clipped in ("", ", grad_clip 0.001"):
+            row = re.search(rf"^{label}{clipped} +(\S+) +(\S+) +(\S+) +(\S+)$", out,
+                            re.MULTILINE)
+            assert row, out
+            rows[label + clipped] = [0.0 if v.startswith("<") else float(v)
+                                     for v in row.groups()]
+    assert all(math.isfinite(v) and v >= 0 for values in rows.values() for v in values)
+    assert rows["IRNN"][-1] / rows["IRNN"][0] > 100 * rows["RNN tanh"][-1] / rows["RNN tanh"][0]
+    for label in ("RNN tanh", "IRNN", "LSTM", "GRU"):
+        assert rows[label][0] == rows[label + ", grad_clip 0.001"][0] > 0
+    assert plot.stat().st_size > 0 and f"plot written to {plot}" in out
+
+
+def test_vanishing_gradients_options(monkeypatch, capsys):
+    """--grad-clip 0: unclipped runs only; --plot '': no plot; bad arguments exit."""
+    out = run_script("vanishing_gradients.py", ["--seq-len", "3", "--batches", "1",
+                                                "--batch-size", "2", "--hidden-size", "3",
+                                                "--grad-clip", "0", "--models", "lstm",
+                                                "--plot", ""], monkeypatch, capsys)
+    assert re.search(r"^distance from the loss +0 +1 +2$", out, re.MULTILINE), out
+    assert re.search(r"^LSTM +\S+ +\S+ +\S+$", out, re.MULTILINE)
+    assert "grad_clip" not in out and "plot written" not in out
+    for bad in (["--models", "rnn,transformer"], ["--batches", "0"], ["--grad-clip", "-1"]):
+        with pytest.raises(SystemExit):
+            run_script("vanishing_gradients.py", bad, monkeypatch, capsys)
+
+
 def test_adding_problem_without_clipping_and_bad_model(monkeypatch, capsys):
     out = run_script("adding_problem.py", ["--seq-len", "6", "--steps", "3", "--batch-size",
                                            "4", "--hidden-size", "4", "--test-size", "8",
@@ -156,7 +196,7 @@ def test_convert_model(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("name", ["char_lm.py", "convert_model.py", "adding_problem.py",
-                                  "seq2seq_reverse.py"])
+                                  "seq2seq_reverse.py", "vanishing_gradients.py"])
 def test_examples_have_a_docstring_with_usage(name):
     source = (EXAMPLES / name).read_text()
     assert source.startswith('"""') and f"python examples/{name}" in source
