@@ -4,8 +4,14 @@ Trains on a text file (by default the Zen of Python, which ships with Python as 
 module), prints the loss as it goes down, then generates a sample one character at a time,
 carrying the LSTM's state from step to step.
 
+Two kinds of clipping, which combine: --clip-norm rescales all the gradients after backward when
+their global norm exceeds it (torch.nn.utils.clip_grad_norm_); --grad-clip and --cell-clip are
+fastrnn.LSTM's in-kernel options, the gradient of every gate pre-activation clamped to
+[-G, G] at every step of backward, and the cell state clamped to [-C, C] in forward.
+
     python examples/char_lm.py                       # the Zen of Python, 300 steps
     python examples/char_lm.py --text some_file.txt --steps 2000 --hidden-size 256
+    python examples/char_lm.py --clip-norm 0 --grad-clip 0.1 --cell-clip 10   # in-kernel only
 """
 
 from __future__ import annotations
@@ -30,12 +36,16 @@ def zen_of_python() -> str:
 
 
 class CharLM(nn.Module):
+    """Embedding -> fastrnn.LSTM -> linear; ``grad_clip`` and ``cell_clip`` (None: off) are the
+    LSTM's in-kernel clipping options."""
+
     def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
-                 dropout: float):
+                 dropout: float, grad_clip: float | None = None, cell_clip: float | None = None):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embedding_size)
         self.lstm = fastrnn.LSTM(embedding_size, hidden_size, num_layers=num_layers,
-                                 batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+                                 batch_first=True, dropout=dropout if num_layers > 1 else 0.0,
+                                 grad_clip=grad_clip, cell_clip=cell_clip)
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, ids, state=None):
@@ -82,11 +92,20 @@ def main(argv=None) -> None:
     parser.add_argument("--clip-norm", "--clip", type=float, default=1.0,
                         help="max global gradient norm, torch.nn.utils.clip_grad_norm_ "
                              "(0: no clipping)")
+    parser.add_argument("--grad-clip", type=float, default=0.0, metavar="G",
+                        help="fastrnn.LSTM's in-kernel grad_clip: each gate pre-activation's "
+                             "gradient clamped to [-G, G] at every step of backward (0: off)")
+    parser.add_argument("--cell-clip", type=float, default=0.0, metavar="C",
+                        help="fastrnn.LSTM's in-kernel cell_clip: the cell state clamped to "
+                             "[-C, C] at every step of forward (0: off)")
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--sample-length", type=int, default=300)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    for flag in ("clip_norm", "grad_clip", "cell_clip"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 0 (0: off)")
 
     if args.text:
         with open(args.text, encoding="utf-8") as f:
@@ -100,11 +119,16 @@ def main(argv=None) -> None:
     print(f"text: {len(text)} characters, {len(chars)} distinct; "
           f"model: embedding {args.embedding_size}, fastrnn.LSTM hidden {args.hidden_size} "
           f"x {args.num_layers} layers")
+    clipping = [f"clip_grad_norm_ {args.clip_norm:g}"] if args.clip_norm else []
+    clipping += [f"{name} {value:g}" for name, value in
+                 (("grad_clip", args.grad_clip), ("cell_clip", args.cell_clip)) if value]
+    print(f"clipping: {', '.join(clipping) or 'none'}")
 
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     model = CharLM(len(chars), args.embedding_size, args.hidden_size, args.num_layers,
-                   args.dropout)
+                   args.dropout, grad_clip=args.grad_clip or None,
+                   cell_clip=args.cell_clip or None)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
 

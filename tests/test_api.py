@@ -10,11 +10,16 @@ import torch
 from torch import nn
 
 import fastrnn
+import fastrnn.emulation
 import fastrnn.functional
+import fastrnn.init
 import fastrnn.modules
+import fastrnn.plot
 import fastrnn.reference
+import fastrnn.seq2seq
 
-PUBLIC_MODULES = (fastrnn, fastrnn.functional, fastrnn.modules, fastrnn.reference)
+PUBLIC_MODULES = (fastrnn, fastrnn.functional, fastrnn.modules, fastrnn.reference, fastrnn.plot,
+                  fastrnn.emulation, fastrnn.init, fastrnn.seq2seq)
 
 
 def public_names():

@@ -5,8 +5,9 @@ torch.nn namesakes; ``fastrnn.convert(model)`` swaps them into an existing model
 ``fastrnn.revert(model)`` swaps them back. ``fastrnn.functional`` runs one layer (or a whole
 stack) on tensors; ``fastrnn.reference`` holds the pure-PyTorch ground truth the kernels are
 tested against; ``fastrnn.init`` holds initialisations for recurrent
-modules (IRNN, orthogonal, forget bias, chrono) and ``fastrnn.seq2seq`` a decoder with teacher
-forcing and scheduled sampling. The ops themselves are ``torch.ops.fastrnn.*``.
+modules (IRNN, orthogonal, forget bias, chrono), ``fastrnn.seq2seq`` a decoder with teacher
+forcing and scheduled sampling, and ``fastrnn.plot`` a plot of the gradient norms the modules
+record with ``record_grad_norms=True`` (matplotlib, optional). The ops themselves are ``torch.ops.fastrnn.*``.
 
 Devices: fastrnn's kernels run on the CPU only (float32, float64). CUDA kernels are not written
 yet: ``cuda_available()`` is always False, the modules on CUDA tensors run torch.nn's
@@ -45,7 +46,7 @@ except ImportError as e:
                       f"libraries changed since, {_REBUILD}") from e
 
 from . import ops  # noqa: F401  (fake kernels of torch.ops.fastrnn.*)
-from . import functional, init, reference, seq2seq
+from . import functional, init, plot, reference, seq2seq
 from .emulation import cuda_emulation
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert, revert
 
@@ -70,6 +71,5 @@ def cuda_available() -> bool:
 
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert", "revert",
-           "cuda_emulation",
-           "functional", "init", "reference", "seq2seq", "built_with_cuda", "cuda_available",
-           "__version__"]
+           "cuda_emulation", "functional", "init", "plot", "reference", "seq2seq",
+           "built_with_cuda", "cuda_available", "__version__"]
