@@ -60,13 +60,16 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import functional
 
-try:  # torch.onnx.export's own flag: Dynamo folds torch.onnx.is_in_onnx_export() to False, and
-    # the exporter retries a failed non-strict torch.export with a strict (Dynamo) one
+try:  # torch.onnx.export's own flags, read directly: Dynamo folds torch.onnx.is_in_onnx_export()
+    # to False, the exporter retries a failed non-strict torch.export with a strict (Dynamo) one,
+    # and the function's own imports cost a microsecond on every forward
     from torch.onnx._internal.exporter import _flags as _onnx_export_flags
-except ImportError:  # another torch's layout: is_in_onnx_export() alone
-    _onnx_export_flags = None
-# looked up once: torch.onnx's attribute access costs a microsecond on every forward
-_is_in_onnx_export = torch.onnx.is_in_onnx_export
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS as _onnx_globals
+
+    def _in_onnx_export() -> bool:
+        return _onnx_globals.in_onnx_export or _onnx_export_flags._is_onnx_exporting
+except ImportError:  # another torch's layout: the public function alone
+    _in_onnx_export = torch.onnx.is_in_onnx_export
 
 _MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
 _DTYPES = (torch.float32, torch.float64)
@@ -128,7 +131,7 @@ def _records_torch_nn(module: nn.Module) -> bool:
     """Whether ``forward`` runs torch.nn's implementation for an exporter: under torch.onnx.export
     (either exporter), which maps it to ONNX's LSTM/GRU/RNN operators, and torch.jit.trace, which
     records the aten op; a configuration ONNX cannot express raises."""
-    if _is_in_onnx_export() or getattr(_onnx_export_flags, "_is_onnx_exporting", False):
+    if _in_onnx_export():
         if getattr(module, "proj_size", 0) > 0:
             raise RuntimeError(
                 f"fastrnn.{type(module).__name__} with proj_size={module.proj_size} cannot be "
