@@ -1,8 +1,8 @@
 // The host Exec of cuda/exec.h. Faithful where bugs hide:
 // - a kernel that synchronises (kSyncs) runs each block's threads as real threads meeting at a
-//   real barrier, so a missing ctx.sync() gives wrong sums (and a ThreadSanitizer report); the
-//   others run their threads one after another, which gives the same results for kernels
-//   without sharing between threads;
+//   real barrier (one host thread per thread index, walking the blocks in order), so a missing
+//   ctx.sync() gives wrong sums (and a ThreadSanitizer report); the others run their threads one
+//   after another, which gives the same results for kernels without sharing between threads;
 // - shared memory is a heap block of exactly the launch's shared_bytes, so AddressSanitizer
 //   sees an overrun;
 // - gemm follows cuBLAS's column-major convention exactly (and reads C only when beta != 0), so
@@ -53,29 +53,33 @@ class HostExec {
   void launch(const Kernel& kernel, const Launch& l) const {
     g_launches.fetch_add(1, std::memory_order_relaxed);
     if (l.blocks == 0 || l.rows == 0) return;
-    for (int64_t row = 0; row < l.rows; ++row) {
-      for (int64_t block = 0; block < l.blocks; ++block) {
-        // exactly the requested size, fresh per block (no block sees another's)
-        std::unique_ptr<unsigned char[]> shared(
-            l.shared_bytes ? new unsigned char[l.shared_bytes] : nullptr);
-        if constexpr (Kernel::kSyncs) {
-          std::barrier<> barrier(l.threads);
-          std::vector<std::thread> threads;
-          threads.reserve(l.threads);
-          for (int64_t t = 0; t < l.threads; ++t) {
-            threads.emplace_back([&, t] {
-              kernel(HostCtx{block, l.blocks, row, t, l.threads, &barrier, shared.get()});
-            });
-          }
-          for (std::thread& thread : threads) thread.join();
-        } else {
-          for (int64_t t = 0; t < l.threads; ++t) {
-            kernel(HostCtx{block, l.blocks, row, t, l.threads, nullptr, shared.get()});
-          }
+    // each block's shared memory exactly the requested size, a block of its own
+    const int64_t blocks = l.blocks * l.rows;
+    std::vector<std::unique_ptr<unsigned char[]>> shared(blocks);
+    if (l.shared_bytes) {
+      for (auto& s : shared) s.reset(new unsigned char[l.shared_bytes]);
+    }
+    // thread t of every block, the blocks in one order
+    const auto thread = [&](int64_t t, std::barrier<>* barrier) {
+      for (int64_t row = 0; row < l.rows; ++row) {
+        for (int64_t block = 0; block < l.blocks; ++block) {
+          kernel(HostCtx{block, l.blocks, row, t, l.threads, barrier,
+                         shared[row * l.blocks + block].get()});
         }
       }
+    };
+    if constexpr (Kernel::kSyncs) {
+      // one host thread per thread of a block, meeting at a real barrier; all of them walk the
+      // blocks in the same order, so each barrier round is one block's
+      std::barrier<> barrier(l.threads);
+      std::vector<std::thread> threads;
+      threads.reserve(l.threads);
+      for (int64_t t = 0; t < l.threads; ++t) threads.emplace_back(thread, t, &barrier);
+      for (std::thread& t : threads) t.join();
+      g_synced_launches.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      for (int64_t t = 0; t < l.threads; ++t) thread(t, nullptr);
     }
-    if constexpr (Kernel::kSyncs) g_synced_launches.fetch_add(1, std::memory_order_relaxed);
   }
 
   // cuBLAS's gemm: column-major C[m, n] = op(A)[m, k] op(B)[k, n] + beta C; op(X) = X^T when

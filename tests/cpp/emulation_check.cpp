@@ -1,0 +1,167 @@
+// The CUDA drivers under host emulation against the CPU drivers, without torch: a standalone
+// binary that .ci/emulation-sanitizers builds with ThreadSanitizer and with AddressSanitizer +
+// UBSan (torch's libraries are not instrumented, this binary has none of them). For every cell,
+// float and double, a packed, bidirectional, two-layer stack (with a projection for the LSTM,
+// dropout masks, grad_clip, recorded norms): forward and backward of both drivers on the same
+// random values; exits 1 if any output or gradient differs beyond rounding.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "core/params.h"
+#include "core/reserve.h"
+#include "cpu/rnn_cpu.h"
+#include "cuda/emulator.h"
+
+namespace {
+
+using namespace fastrnn;
+
+template <typename Scalar>
+struct Problem {
+  using T = Scalar;
+  CellKind cell;
+  int64_t steps = 5, B = 3, N = 0, I = 4, H, P, L = 2, D = 2, G, S;
+  std::vector<int64_t> batch_sizes{3, 3, 2, 1, 1}, offsets;
+  std::vector<T> x, hx, cx, masks;
+  std::vector<std::vector<T>> w;  // per (l, d): w_ih, w_hh, b_ih, b_hh, w_hr
+  std::vector<LayerWeights<T>> lw;
+
+  Problem(CellKind kind, int64_t hidden, int64_t proj, std::mt19937& rng) : cell(kind), H(hidden) {
+    visit_cell(kind, [&](auto c) {
+      G = decltype(c)::kGates;
+      S = decltype(c)::kSaved;
+    });
+    P = proj ? proj : H;
+    for (int64_t b : batch_sizes) offsets.push_back(N), N += b;
+    std::uniform_real_distribution<double> u(-0.5, 0.5);
+    auto fill = [&](int64_t n, double scale = 1.0) {
+      std::vector<T> v(n);
+      for (T& e : v) e = T(u(rng) * scale);
+      return v;
+    };
+    const double k = 2 / std::sqrt(double(H));  // torch.nn's init range, 1/sqrt(H)
+    x = fill(N * I), hx = fill(L * D * B * P), cx = fill(L * D * B * H);
+    masks = fill((L - 1) * N * D * P);
+    for (T& m : masks) m = m > T(-0.2) ? T(1.4) : T(0);
+    for (int64_t l = 0; l < L; ++l) {
+      for (int64_t d = 0; d < D; ++d) {
+        const int64_t I_l = l == 0 ? I : D * P;
+        w.push_back(fill(G * H * I_l, k)), w.push_back(fill(G * H * P, k));
+        w.push_back(fill(G * H, k)), w.push_back(fill(G * H, k)), w.push_back(fill(P * H, k));
+      }
+    }
+    for (int64_t k = 0; k < L * D; ++k) {
+      LayerWeights<T> one;
+      one.w_ih = w[5 * k].data(), one.w_hh = w[5 * k + 1].data();
+      one.b_ih = w[5 * k + 2].data(), one.b_hh = w[5 * k + 3].data();
+      one.w_hr = proj ? w[5 * k + 4].data() : nullptr;
+      lw.push_back(one);
+    }
+  }
+};
+
+template <typename T>
+struct Run {
+  std::vector<T> output, h_n, c_n, reserve, grad_x, grad_hx, grad_cx;
+  std::vector<std::vector<T>> grads;
+  std::vector<float> norms;
+};
+
+template <typename T, class Forward, class Backward>
+Run<T> run(const Problem<T>& pr, Forward forward, Backward backward) {
+  Run<T> r;
+  RnnParams<T> p;
+  p.cell = pr.cell;
+  p.options.grad_clip = 0.05;
+  p.T = pr.steps, p.B = pr.B, p.N = pr.N, p.I = pr.I, p.H = pr.H, p.P = pr.P, p.L = pr.L, p.D = pr.D;
+  p.batch_sizes = pr.batch_sizes.data(), p.offsets = pr.offsets.data();
+  p.x = pr.x.data(), p.ldx = pr.I, p.hx = pr.hx.data();
+  p.cx = pr.cell == CellKind::kLstm ? pr.cx.data() : nullptr;
+  p.weights = pr.lw.data(), p.dropout_masks = pr.masks.data();
+  r.output.resize(pr.N * pr.D * pr.P), r.h_n.resize(pr.L * pr.D * pr.B * pr.P);
+  r.c_n.resize(pr.L * pr.D * pr.B * pr.H);
+  r.reserve.resize(pr.N * reserve_width(pr.L, pr.D, pr.S, pr.H, pr.P));
+  p.output = r.output.data(), p.h_n = r.h_n.data(), p.reserve = r.reserve.data();
+  p.c_n = pr.cell == CellKind::kLstm ? r.c_n.data() : nullptr;
+  forward(p);
+
+  RnnGradParams<T> g;
+  g.fwd = p;
+  std::vector<T> grad_out(r.output.size(), T(0.3));
+  for (size_t i = 0; i < grad_out.size(); i += 3) grad_out[i] = T(-0.7);
+  g.grad_output = grad_out.data();
+  r.grad_x.resize(pr.N * pr.I), r.grad_hx.resize(r.h_n.size()), r.grad_cx.resize(r.c_n.size());
+  g.grad_x = r.grad_x.data(), g.grad_hx = r.grad_hx.data();
+  g.grad_cx = pr.cell == CellKind::kLstm ? r.grad_cx.data() : nullptr;
+  std::vector<LayerGrads<T>> lg(pr.L * pr.D);
+  for (size_t k = 0; k < pr.w.size(); ++k) r.grads.emplace_back(pr.w[k].size());
+  for (int64_t k = 0; k < pr.L * pr.D; ++k) {
+    lg[k].w_ih = r.grads[5 * k].data(), lg[k].w_hh = r.grads[5 * k + 1].data();
+    lg[k].b_ih = r.grads[5 * k + 2].data(), lg[k].b_hh = r.grads[5 * k + 3].data();
+    lg[k].w_hr = pr.lw[k].w_hr ? r.grads[5 * k + 4].data() : nullptr;
+  }
+  g.grads = lg.data();
+  r.norms.resize(2 * pr.L * pr.D * pr.steps);
+  g.grad_norms = r.norms.data();
+  backward(g);
+  return r;
+}
+
+template <typename T>
+double max_diff(const std::vector<T>& a, const std::vector<T>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(double(a[i]) - double(b[i])) / (1 + std::abs(double(b[i]))));
+  }
+  return worst;
+}
+
+template <typename T>
+bool check(CellKind kind, int64_t hidden, int64_t proj, const char* name, std::mt19937& rng) {
+  const Problem<T> pr(kind, hidden, proj, rng);
+  const cpu::Context<T> ctx;  // one thread, the drivers' own BLAS calls
+  const Run<T> cpu = run(pr, [&](const auto& p) { cpu::baseline::rnn_forward(p, ctx); },
+                         [&](const auto& g) { cpu::baseline::rnn_backward(g, ctx); });
+  const Run<T> gpu = run(pr, [](const auto& p) { cuda::emulated_forward(p); },
+                         [](const auto& g) { cuda::emulated_backward(g); });
+  double worst = std::max({max_diff(cpu.output, gpu.output), max_diff(cpu.h_n, gpu.h_n),
+                           max_diff(cpu.c_n, gpu.c_n), max_diff(cpu.grad_x, gpu.grad_x),
+                           max_diff(cpu.grad_hx, gpu.grad_hx), max_diff(cpu.grad_cx, gpu.grad_cx),
+                           max_diff(cpu.norms, gpu.norms)});
+  for (size_t k = 0; k < cpu.grads.size(); ++k) {
+    worst = std::max(worst, max_diff(cpu.grads[k], gpu.grads[k]));
+  }
+  const double tol = sizeof(T) == 4 ? 2e-5 : 1e-12;
+  const bool ok = worst <= tol;
+  std::printf("%-8s %-6s H=%-3ld P=%-3ld max relative difference %.2e %s\n", name,
+              sizeof(T) == 4 ? "float" : "double", long(hidden), long(proj ? proj : hidden),
+              worst, ok ? "ok" : "FAILED");
+  return ok;
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(0);
+  bool ok = true;
+  const struct {
+    CellKind kind;
+    const char* name;
+    int64_t proj;
+  } cells[] = {{CellKind::kLstm, "lstm", 3}, {CellKind::kLstm, "lstm", 0},
+               {CellKind::kGru, "gru", 0},   {CellKind::kRnnTanh, "rnn_tanh", 0},
+               {CellKind::kRnnRelu, "rnn_relu", 0}};
+  for (const auto& c : cells) {
+    for (const int64_t hidden : {5, 70}) {  // 70: two blocks of threads per row
+      ok &= check<float>(c.kind, hidden, c.proj, c.name, rng);
+      ok &= check<double>(c.kind, hidden, c.proj, c.name, rng);
+    }
+  }
+  const fastrnn::cuda::EmulationStats stats = fastrnn::cuda::emulation_stats();
+  std::printf("emulated: %ld launches (%ld synchronising), %ld GEMMs\n", long(stats.launches),
+              long(stats.synced_launches), long(stats.gemms));
+  std::printf("%s\n", ok ? "emulation_check: OK" : "emulation_check: FAILED");
+  return ok && stats.synced_launches > 0 ? 0 : 1;
+}
