@@ -87,5 +87,6 @@ def test_build_without_a_requirement_says_what_to_install(tmp_path):
                          env=env, capture_output=True, text=True)
     output = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "-m pip install scipy-openblas32" in output, output
+    assert "fastrnn needs scipy-openblas32 to build: pip install scipy-openblas32\n" in output, \
+        output
     assert "Traceback" not in output, output
