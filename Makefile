@@ -1,8 +1,7 @@
 # Quick start: `make bench` (benchmark against torch.nn) and `make test` (the test suite).
 # Each creates $(VENV), installs a pinned torch, the build tools, pytest, matplotlib (for the
 # bench's --plot), onnx/onnxruntime/onnxscript (for the ONNX export tests) and hypothesis (the fuzz
-# test) into it, and builds
-# fastrnn. `make wheel` builds a wheel for that torch into dist/.
+# test) into it, and builds fastrnn. `make wheel` builds a wheel for that torch into dist/.
 # TORCH_SPEC picks the torch, e.g. `make test TORCH_SPEC=torch==2.14.1`.
 PYTHON ?= python3
 VENV ?= .venv
