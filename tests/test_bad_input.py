@@ -465,10 +465,13 @@ def test_weight_hh_with_wrong_rows_is_named(cell):
         call(cell, weight_hh=torch.randn(G * (H + 1), H))
 
 
-@pytest.mark.parametrize("hx", [(torch.zeros(1, B, H),) * 3, (torch.zeros(1, B, H),),
-                                torch.zeros(1, B, H)], ids=["3-tuple", "1-tuple", "tensor"])
-def test_lstm_hx_not_a_pair(hx):
-    with raises(RuntimeError, "LSTM: hx must be a tuple (h_0, c_0) of two tensors, got a"):
+@pytest.mark.parametrize("hx,exception", [((torch.zeros(1, B, H),) * 3, RuntimeError),
+                                          ((torch.zeros(1, B, H),), IndexError),
+                                          (torch.zeros(1, B, H), IndexError)],
+                         ids=["3-tuple", "1-tuple", "tensor"])
+def test_lstm_hx_not_a_pair(hx, exception):
+    """The exception type torch.nn raises, with a message that says what is wrong."""
+    with raises(exception, "LSTM: hx must be a tuple (h_0, c_0) of two tensors, got a"):
         fastrnn.LSTM(I, H)(torch.randn(T, B, I), hx)
 
 

@@ -334,10 +334,11 @@ class _StackForward(_Fastrnn, _CellOptions):
         name = type(self).__name__
         if is_lstm:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                got = (f"a {type(hx).__name__} of {len(hx)}" if isinstance(hx, (tuple, list))
-                       else f"a {type(hx).__name__}")
-                raise RuntimeError(f"{name}: hx must be a tuple (h_0, c_0) of two tensors, "
-                                   f"got {got}")
+                is_sequence = isinstance(hx, (tuple, list))
+                got = f"a {type(hx).__name__}" + (f" of {len(hx)}" if is_sequence else "")
+                # the exception type torch.nn raises: IndexError for fewer than two states
+                error = RuntimeError if is_sequence and len(hx) > 2 else IndexError
+                raise error(f"{name}: hx must be a tuple (h_0, c_0) of two tensors, got {got}")
             hx = tuple(hx)
         else:
             hx = (hx,)
