@@ -1,14 +1,14 @@
 # Quick start: `make bench` (benchmark against torch.nn) and `make test` (the test suite).
 # Each creates $(VENV), installs a pinned torch, the build tools, pytest, matplotlib (for the
-# bench's --plot) and onnx/onnxruntime/onnxscript (for the ONNX export tests) into it, and builds
-# fastrnn. `make wheel` builds a wheel for that torch into dist/.
+# bench's --plot), onnx/onnxruntime/onnxscript (for the ONNX export tests) and hypothesis (the fuzz
+# test) into it, and builds fastrnn. `make wheel` builds a wheel for that torch into dist/.
 # TORCH_SPEC picks the torch, e.g. `make test TORCH_SPEC=torch==2.14.1`.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BUILD_DEPS ?= scikit-build-core==1.1.2 pybind11==3.1.0 ninja==1.13.2 cmake==4.4.4 \
               scipy-openblas32==0.3.34.481.3 numpy pytest matplotlib \
-              onnx==1.23.1 onnxruntime==1.30.0 onnxscript==0.7.2
+              onnx==1.23.1 onnxruntime==1.30.0 onnxscript==0.7.2 hypothesis==6.170.27
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 

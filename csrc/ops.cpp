@@ -17,13 +17,18 @@
 // [0] otherwise. grad_input (grad_hx) is [0] when input_needs_grad (hx_needs_grad) is false, and
 // backward skips the products only it needs. norms_probe (float32 [2, L*D, T]): its gradient,
 // through autograd, is backward's grad_norms (recorded when the probe is given), [0] otherwise.
+#include <torch/csrc/Exceptions.h>
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include <map>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cells/cells.h"
+#include "core/checks.h"
 #include "core/op_args.h"
 #include "core/reserve.h"
 #include "cpu/ops_cpu.h"
@@ -45,6 +50,57 @@ TORCH_LIBRARY(fastrnn, m) {
       ") -> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor[] grad_weights, "
       "Tensor grad_norms)");
 }
+
+namespace {
+
+// A tensor as the fake kernels describe it to check_stack: (sizes, dtype, device).
+using PyMeta = std::tuple<std::vector<int64_t>, at::ScalarType, at::Device>;
+using OptPyMeta = std::optional<PyMeta>;
+
+// (views of the arguments' sizes: no temporary copies may be passed)
+fastrnn::TensorMeta meta_of(const PyMeta& t) {
+  return {std::get<0>(t), std::get<1>(t), std::get<2>(t)};
+}
+fastrnn::OptMeta meta_of(const OptPyMeta& t) {
+  return t ? fastrnn::OptMeta(meta_of(*t)) : std::nullopt;
+}
+
+// The checks of a call of the op (core/checks.h) on the fake kernels' descriptions of its
+// tensors; `backward`: (output, reserve, grad_output, grad_h_n, grad_c_n) of rnn_backward.
+void check_call(const std::string& mode, bool has_bias, int64_t num_layers, bool bidirectional,
+                int64_t proj_size, const std::map<std::string, std::optional<double>>& options,
+                const PyMeta& input, const OptPyMeta& batch_sizes,
+                const std::optional<std::vector<int64_t>>& batch_size_values,
+                const OptPyMeta& hx, const OptPyMeta& cx, const std::vector<PyMeta>& weights,
+                const OptPyMeta& dropout_masks, const OptPyMeta& norms_probe,
+                const std::optional<std::vector<OptPyMeta>>& backward) {
+  fastrnn::CellOptions cell_options;
+  const auto option = [&](const char* name) -> std::optional<double> {
+    const auto it = options.find(name);
+    return it == options.end() ? std::nullopt : it->second;
+  };
+#define FASTRNN_OPTION_FROM_DICT(name, off) \
+  cell_options.name = option(#name).value_or(fastrnn::off);
+  FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_FROM_DICT)
+#undef FASTRNN_OPTION_FROM_DICT
+  const fastrnn::StackConfig config = fastrnn::make_config(mode, has_bias, num_layers,
+                                                           bidirectional, proj_size, cell_options);
+  fastrnn::StackMetas metas{meta_of(input), meta_of(batch_sizes), batch_size_values,
+                            meta_of(hx), meta_of(cx), {}, meta_of(dropout_masks),
+                            meta_of(norms_probe)};
+  for (const PyMeta& w : weights) metas.weights.push_back(meta_of(w));
+  const fastrnn::StackShape s = fastrnn::check_stack(config, metas);
+  if (backward) {
+    const std::vector<OptPyMeta>& b = *backward;
+    TORCH_CHECK(b.size() == 5 && b[0] && b[1], "fastrnn: check_call's backward takes (output, "
+                "reserve, grad_output, grad_h_n, grad_c_n)");
+    fastrnn::check_backward(s, metas.input,
+                            {*meta_of(b[0]), *meta_of(b[1]), meta_of(b[2]), meta_of(b[3]),
+                             meta_of(b[4])});
+  }
+}
+
+}  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastrnn compiled kernels; the ops are torch.ops.fastrnn.*";
@@ -88,4 +144,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "Columns of the reserve (rows: N) that a training forward of this stack saves",
       pybind11::arg("mode"), pybind11::arg("num_layers"), pybind11::arg("directions"),
       pybind11::arg("hidden_size"), pybind11::arg("proj_size"));
+  m.def("check_call", torch::wrap_pybind_function(&check_call),
+        "The op's argument checks (core/checks.h) on tensors given as (sizes, dtype, device): "
+        "the fake kernels' check, raising what the real kernel raises");
 }

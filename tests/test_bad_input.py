@@ -2,6 +2,9 @@
 RuntimeError for devices, each message naming the problem."""
 
 import re
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -297,7 +300,7 @@ N_PACKED = 5  # batch_sizes [2, 2, 1]
 
 @pytest.mark.parametrize("batch_sizes,input_shape,message", [
     (torch.tensor([2, 1, 2]), (N_PACKED, I), "batch_sizes must be >= 1 and non-increasing"),
-    (torch.tensor([2, 2, 0]), (4, I), "batch_sizes must be >= 1 and non-increasing"),
+    (torch.tensor([0, 0, 0]), (0, I), "batch_sizes must be >= 1 and non-increasing"),
     (torch.tensor([2, 2, 1]), (N_PACKED + 1, I),
      f"packed input has {N_PACKED + 1} rows but batch_sizes sum to {N_PACKED}"),
     (torch.tensor([2, 2, 1], dtype=torch.int32), (N_PACKED, I),
@@ -309,3 +312,182 @@ def test_stack_bad_packed_input(batch_sizes, input_shape, message):
     with raises(ValueError, message):
         stack(input=torch.randn(input_shape), batch_sizes=batch_sizes,
               hx=torch.randn(L * D, 2, P), cx=torch.randn(L * D, 2, H))
+
+
+# Issue 16: hostile sizes, mixed devices, the fakes' checks, and the messages. Each call that
+# crashed the interpreter runs in a subprocess, so a crash is a failure rather than the end of
+# the test run.
+
+HUGE = 2**62 + 1  # L * D * weights per layer wraps around int64 to a small number
+
+
+def raised_in_subprocess(code: str) -> str:
+    """Runs `code` (which must raise) in a fresh interpreter; returns 'Type: message'."""
+    program = ("import sys, torch, fastrnn\ntry:\n" + textwrap.indent(code, "    ") +
+               "\nexcept Exception as e:\n    print(f'{type(e).__name__}: {e}'.splitlines()[0])"
+               "\n    sys.exit(0)\nprint('no exception')")
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert run.returncode == 0, f"crashed (exit {run.returncode}): {run.stderr[-2000:]}"
+    return run.stdout.strip()
+
+
+HUGE_LAYER_CALLS = {
+    "module": "m = fastrnn.LSTM(5, 6); m.num_layers = {L}; m(torch.randn(4, 3, 5))",
+    "module_packed": "m = fastrnn.GRU(5, 6, bidirectional=True); m.num_layers = {L}\n"
+                     "x = torch.nn.utils.rnn.pack_sequence([torch.randn(3, 5), torch.randn(2, 5)])"
+                     "\nm(x)",
+    "op": "w = [p.detach() for p in torch.nn.LSTM(5, 6)._flat_weights]\n"
+          "torch.ops.fastrnn.rnn('lstm', torch.randn(4, 3, 5), None, None, None, w, True, {L}, "
+          "False, 0, None, False)",
+    "rnn_backward": "w = [p.detach() for p in torch.nn.GRU(5, 6)._flat_weights]\n"
+                    "x = torch.randn(4, 3, 5)\n"
+                    "torch.ops.fastrnn.rnn_backward('gru', torch.ones(4, 3, 6), None, None, x, "
+                    "None, None, None, w, True, {L}, False, 0, None, torch.ones(4, 3, 6), "
+                    "torch.ones(12, 24))",
+    "rnn_stack": "w = [p.detach() for p in torch.nn.RNN(5, 6)._flat_weights]\n"
+                 "fastrnn.functional.rnn_stack('rnn_tanh', torch.randn(4, 3, 5), None, None, "
+                 "None, w, has_bias=True, num_layers={L}, bidirectional=False)",
+    "meta": "w = [p.detach().to('meta') for p in torch.nn.LSTM(5, 6)._flat_weights]\n"
+            "torch.ops.fastrnn.rnn('lstm', torch.randn(4, 3, 5, device='meta'), None, None, "
+            "None, w, True, {L}, True, 0, None, True)",
+}
+
+
+@pytest.mark.parametrize("path,L", [(path, HUGE) for path in HUGE_LAYER_CALLS] +
+                         [("op", 2**63 - 1), ("op", 2**61 + 1)])
+def test_huge_num_layers_raises(path, L):
+    """The weight count L x D x per-layer is computed without overflow on every path. (A module
+    without hx may fail first allocating h0 of L*D layers, as torch.nn's does.)"""
+    result = raised_in_subprocess(HUGE_LAYER_CALLS[path].format(L=L))
+    expected = ("ValueError: fastrnn: expected over 2^63 weight tensors",)
+    if path == "module_packed":
+        expected += ("RuntimeError: numel: integer multiplication overflow",)
+    assert result.startswith(expected), result
+
+
+@pytest.mark.parametrize("shape", [(2**30, 2**30, 1), (3, 2**40, 5), (2**33, 1, 5)],
+                         ids=["TxB", "B", "T"])
+def test_huge_sizes_on_meta(shape):
+    """Sizes only a meta tensor can have are refused by the fake's checks, as the CPU kernel's
+    would (the BLAS indexes with 32 bits), rather than returning shapes."""
+    weights = [args()[name].detach().to("meta") for name in ("weight_ih", "weight_hh")]
+    with raises(ValueError, "exceed the 32-bit index range of the BLAS"):
+        torch.ops.fastrnn.rnn("lstm", torch.empty(shape, device="meta"), None, None, None,
+                              weights, False, 1, False, 0, None, False)
+
+
+def test_huge_batch_sizes_sum():
+    """batch_sizes whose sum overflows int64."""
+    w = [p.detach() for p in torch.nn.LSTM(I, H)._flat_weights]
+    with raises(ValueError, "rows but batch_sizes sum to"):
+        torch.ops.fastrnn.rnn("lstm", torch.randn(5, I), torch.tensor([2**62] * 4),
+                              torch.zeros(1, 2, H), None, w, True, 1, False, 0, None, False)
+
+
+@pytest.mark.parametrize("name", ["batch_sizes", "input", "hx", "cx", "weight", "dropout_masks",
+                                  "norms_probe"])
+def test_one_tensor_on_another_device_raises(name):
+    """A meta tensor among CPU ones dispatches to the fake kernel, which must raise rather than
+    return uninitialised CPU tensors; batch_sizes belongs on the CPU."""
+    args, kwargs = stack_args("lstm", T=3, B=2, I=I, H=H, num_layers=2, bidirectional=False,
+                              packed=True, masks=True, requires_grad=False)
+    mode, input, batch_sizes, hx, cx, weights = args
+    tensors = dict(input=input, batch_sizes=batch_sizes, hx=hx, cx=cx,
+                   dropout_masks=kwargs["dropout_masks"],
+                   norms_probe=torch.zeros(2, 2, 3))
+    if name == "weight":
+        weights = [w.to("meta") if k == 5 else w for k, w in enumerate(weights)]
+    else:
+        tensors[name] = tensors[name].to("meta")
+    message = "batch_sizes must be on the CPU" if name == "batch_sizes" else \
+        "all tensors must be on one device, got cpu, meta"
+    with raises(RuntimeError, message):
+        torch.ops.fastrnn.rnn(mode, tensors["input"], tensors["batch_sizes"], tensors["hx"],
+                              tensors["cx"], weights, True, 2, False, 0,
+                              tensors["dropout_masks"], True, norms_probe=tensors["norms_probe"])
+
+
+@pytest.mark.parametrize("name", ["output", "reserve", "grad_output", "grad_h_n"])
+def test_backward_tensor_on_another_device_raises(name):
+    args = list(backward_args("gru", grad_output=torch.ones(T, B, H),
+                              grad_h_n=torch.ones(1, B, H)))
+    index = {"grad_output": 1, "grad_h_n": 2, "output": -2, "reserve": -1}[name]
+    args[index] = args[index].to("meta")
+    with raises(RuntimeError, "all tensors must be on one device, got cpu, meta"):
+        torch.ops.fastrnn.rnn_backward(*args)
+
+
+def meta_op_args(**changes):
+    return {k: v.to("meta") if isinstance(v, torch.Tensor) else
+            [w.to("meta") for w in v] if k == "weights" else v
+            for k, v in op_args(**changes).items()}
+
+
+@pytest.mark.parametrize("changes,exception,message", [
+    (dict(num_layers=5), ValueError,
+     "expected 20 weight tensors (4 for each of 5 layers x 1 directions), got 4"),
+    (dict(input=torch.randn(T, B, I + 2)), ValueError,
+     f"input has I = {I + 2} features but weight_ih_l0 expects {I}"),
+    (dict(weights=[]), ValueError, "expected 4 weight tensors"),
+    (dict(hx=torch.randn(1, B + 1, H, dtype=torch.float64)), ValueError,
+     f"hx must have shape [1, {B}, {H}]"),
+    (dict(mode="gru", cx=None), ValueError, "weight_hh_l0 must be 2-D [G*H, P] with G = 3"),
+    (dict(proj_size=-1), ValueError, "proj_size must be >= 0"),
+    (dict(input=torch.randn(T, B, I).int()), TypeError, "input must be float32 or float64"),
+], ids=["layers", "input_width", "no_weights", "hx", "mode", "proj", "dtype"])
+def test_fake_kernel_runs_the_checks(changes, exception, message):
+    """All-meta calls go to the fake kernel: it raises what the CPU kernel raises."""
+    with raises(exception, message):
+        torch.ops.fastrnn.rnn(*op_args(**changes).values())
+    with raises(exception, message):
+        torch.ops.fastrnn.rnn(*meta_op_args(**changes).values())
+
+
+def test_fake_backward_runs_the_checks():
+    args = [a.to("meta") if isinstance(a, torch.Tensor) else
+            [w.to("meta") for w in a] if isinstance(a, list) else a
+            for a in backward_args(grad_output=torch.ones(T, B, H + 1))]
+    with raises(ValueError, "grad_output must have shape"):
+        torch.ops.fastrnn.rnn_backward(*args)
+
+
+def test_fake_kernel_checks_the_options():
+    with raises(ValueError, "grad_clip must be > 0"):
+        torch.ops.fastrnn.rnn(*meta_op_args().values(), grad_clip=-1.0)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_weight_hh_with_wrong_rows_is_named(cell):
+    """weight_hh [G*(H+1), H]: weight_hh is named, with the H of weight_ih, hx and c0."""
+    G = CELLS[cell].gates
+    with raises(ValueError, f"weight_hh_l0 must have shape [{G * H}, {H}], "
+                            f"got [{G * (H + 1)}, {H}]"):
+        call(cell, weight_hh=torch.randn(G * (H + 1), H))
+
+
+@pytest.mark.parametrize("hx,exception", [((torch.zeros(1, B, H),) * 3, RuntimeError),
+                                          ((torch.zeros(1, B, H),), IndexError),
+                                          (torch.zeros(1, B, H), IndexError)],
+                         ids=["3-tuple", "1-tuple", "tensor"])
+def test_lstm_hx_not_a_pair(hx, exception):
+    """The exception type torch.nn raises, with a message that says what is wrong."""
+    with raises(exception, "LSTM: hx must be a tuple (h_0, c_0) of two tensors, got a"):
+        fastrnn.LSTM(I, H)(torch.randn(T, B, I), hx)
+
+
+def test_gru_hx_not_a_tensor():
+    with raises(TypeError, "GRU: hx must be tensors, got a tuple"):
+        fastrnn.GRU(I, H)(torch.randn(T, B, I), (torch.zeros(1, B, H),))
+
+
+def test_two_dimensional_batch_sizes_without_hx():
+    with raises(ValueError, "batch_sizes must be a 1-D int64 CPU tensor, got Long of shape [1, 3]"):
+        stack(input=torch.randn(N_PACKED, I), batch_sizes=torch.tensor([[2, 2, 1]]), hx=None,
+              cx=None)
+
+
+@pytest.mark.parametrize("function", ["convert", "revert"])
+@pytest.mark.parametrize("value", [None, "model", torch.zeros(2)], ids=["None", "str", "tensor"])
+def test_convert_of_a_non_module(function, value):
+    with raises(TypeError, f"fastrnn.{function} takes a torch.nn.Module, got"):
+        getattr(fastrnn, function)(value)

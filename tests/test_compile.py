@@ -69,6 +69,22 @@ def test_compile_dynamic_sequence_length():
             assert_close(value, expected, "output", f"no_grad, T = {T}")
 
 
+def test_compile_dynamic_raises_the_kernels_error_while_tracing():
+    """The fake kernel runs the kernels' checks on the example sizes: a wrong input width is
+    refused while tracing, with the kernels' message, as in eager mode."""
+    lstm = torch.nn.LSTM(7, 8)
+    weights = [w.detach() for w in lstm._flat_weights]
+
+    def fn(x):
+        return fastrnn.functional.rnn_stack("lstm", x, None, None, None, weights, has_bias=True,
+                                            num_layers=1, bidirectional=False)[0]
+
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager", dynamic=True)
+    assert compiled(torch.randn(3, 2, 7)).shape == (3, 2, 8)
+    with pytest.raises(Exception, match="input has I = 5 features but weight_ih_l0 expects 7"):
+        compiled(torch.randn(3, 2, 5))
+
+
 class Tagger(torch.nn.Module):
     """A model around fastrnn.LSTM (two layers, bidirectional, projection, batch first) taking a
     padded batch and its initial state, or a PackedSequence."""

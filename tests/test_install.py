@@ -3,6 +3,7 @@ against, and `import fastrnn` with another torch, or with an extension that fail
 raises ImportError saying which torch it was built against and how to rebuild. (A wheel built and
 installed into a fresh environment: .ci/wheel-install.)"""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -65,3 +66,27 @@ def test_import_without_a_build_says_how_to_install(package_copy):
     message = import_error(package_copy)
     assert message.startswith("ImportError: fastrnn is not built here") and \
         "pip install --no-build-isolation ." in message
+
+
+def test_build_without_a_requirement_says_what_to_install(tmp_path):
+    """CMake's configure step in an environment where scipy-openblas32 cannot be imported (a
+    stand-in package that raises ImportError, first on the path) fails with one line saying what
+    to install, not a Python traceback."""
+    pybind11 = pytest.importorskip("pybind11")
+    cmake = shutil.which("cmake", path=str(Path(sys.executable).parent)) or shutil.which("cmake")
+    root = Path(__file__).resolve().parent.parent
+    if cmake is None or not (root / "CMakeLists.txt").exists():
+        pytest.skip("needs cmake and the source tree")
+    hidden = tmp_path / "hide" / "scipy_openblas32"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError(\"No module named 'scipy_openblas32'\")")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "hide")}
+    run = subprocess.run([cmake, "-S", str(root), "-B", str(tmp_path / "build"),
+                          f"-DPython_EXECUTABLE={sys.executable}",
+                          f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"],
+                         env=env, capture_output=True, text=True)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "fastrnn needs scipy-openblas32 to build: pip install scipy-openblas32\n" in output, \
+        output
+    assert "Traceback" not in output, output

@@ -332,3 +332,45 @@ def test_inference_matches_training(config, context):
         inferred = call("fastrnn", module, config, inputs)
     for name, value in inferred.items():
         assert value.grad_fn is None and torch.equal(value, trained[name].detach()), name
+
+
+# Issue 16: valid input that was refused.
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_packed_batch_sizes_ending_in_zeros(name, bidirectional):
+    """A PackedSequence whose batch_sizes end in zeros (steps with no rows), which torch.nn
+    accepts: outputs, states and gradients as torch.nn's."""
+    torch.manual_seed(0)
+    fast = getattr(fastrnn, name)(5, 6, num_layers=2, bidirectional=bidirectional,
+                                  dtype=torch.float64)
+    ref = getattr(torch.nn, name)(5, 6, num_layers=2, bidirectional=bidirectional,
+                                  dtype=torch.float64)
+    ref.load_state_dict(fast.state_dict())
+    data = torch.randn(5, 5, dtype=torch.float64, requires_grad=True)
+    packed = torch.nn.utils.rnn.PackedSequence(data, torch.tensor([3, 2, 0, 0]))
+    results = []
+    for module in (fast, ref):
+        output, hidden = module(packed)
+        outputs = [output.data, *(hidden if isinstance(hidden, tuple) else (hidden,))]
+        grads = torch.autograd.grad(sum((o * o).sum() for o in outputs),
+                                    [data, *module.parameters()])
+        results.append((outputs, grads))
+    for a, b in zip(results[0][0] + list(results[0][1]), results[1][0] + list(results[1][1])):
+        torch.testing.assert_close(a, b, atol=1e-14, rtol=1e-14)
+
+
+@pytest.mark.parametrize("input_size,hidden_size", [(0, 4), (3, 0), (0, 0)])
+@pytest.mark.parametrize("name", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_cells_with_a_zero_size(name, input_size, hidden_size):
+    """Cells with input_size or hidden_size 0 run as torch.nn's do (torch.nn's implementation:
+    there is nothing for the kernels to compute)."""
+    torch.manual_seed(0)
+    fast = getattr(fastrnn, name)(input_size, hidden_size)
+    ref = getattr(torch.nn, name)(input_size, hidden_size)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(3, input_size)
+    want, got = ref(x), fast(x)
+    for a, b in zip(got if isinstance(got, tuple) else (got,),
+                    want if isinstance(want, tuple) else (want,)):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)

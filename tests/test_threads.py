@@ -15,6 +15,7 @@ import fastrnn
 from helpers import CELL_NAMES, DTYPES, config_ids
 from module_helpers import stack_args
 from test_rnn_stack import assert_matches_reference
+from tolerances import assert_close
 
 
 @pytest.fixture
@@ -137,6 +138,40 @@ def test_thread_count_does_not_change_the_recurrence(mode, T, B):
     for n, result in zip((2, 3), results[1:]):
         for value, expected in zip(result, results[0]):
             assert torch.equal(value, expected), f"{n} threads differ from 1"
+
+
+def _forward_and_backward(args, kwargs, threads):
+    """Outputs and every gradient of rnn_stack with `threads` threads."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        outputs = [o for o in fastrnn.functional.rnn_stack(*args, **kwargs) if o.numel()]
+        leaves = [t for t in (args[1], args[3], args[4], *args[5]) if t is not None]
+        grads = torch.autograd.grad(sum((o * o).sum() for o in outputs), leaves)
+    finally:
+        torch.set_num_threads(before)
+    return [o.detach() for o in outputs], list(grads)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_determinism_per_dtype(mode, dtype):
+    """The README's determinism guarantee, per dtype: at one thread count, repeated calls give
+    bitwise equal outputs and gradients (float32 and float64); across thread counts float32
+    outputs are bitwise equal (test_thread_count_does_not_change_the_recurrence), and float64
+    outputs and all gradients agree to the tolerances of tolerances.py, not bitwise (float64's
+    sums over units are not in a fixed order across thread counts)."""
+    args, kwargs = stack_args(mode, T=9, B=17, I=6, H=200, num_layers=1, bidirectional=True,
+                              dtype=dtype, proj_size=70 if mode == "lstm" else 0)
+    for threads in (1, 3):
+        first, again = (_forward_and_backward(args, kwargs, threads) for _ in range(2))
+        for a, b in zip(first[0] + first[1], again[0] + again[1]):
+            assert torch.equal(a, b), f"{threads} threads: two calls differ"
+    one, three = (_forward_and_backward(args, kwargs, n) for n in (1, 3))
+    for a, b in zip(three[0], one[0]):
+        assert_close(a, b, "output", "3 threads against 1")
+    for a, b in zip(three[1], one[1]):
+        assert_close(a, b, "grad", "3 threads against 1")
 
 
 @pytest.mark.parametrize("isa", ["avx2", "baseline"])

@@ -3,9 +3,11 @@
 //
 // Accuracy against double precision, measured on a 1e-4 grid over [-100, 100] and on tiny |x|:
 // exp 1.0 ulp, expm1 1.6 ulp, tanh 2.1 ulp, sigmoid 2.5 ulp (tests/test_fast_math.py checks
-// these bounds). Out of range: exp(x) saturates at exp(88.3) ~ 2e38 for larger x and at
-// exp(-87.3) ~ 1e-38 for smaller x, so sigmoid(x < -87.3) gives ~4e-39 where the exact value is
-// smaller still; NaN gives NaN, tanh(+-inf) = +-1.
+// these bounds). Out of range: exp(x) is +inf beyond ln(FLT_MAX) ~ 88.72 (as libm's overflows),
+// saturates at exp(88.3) ~ 2e38 just below it and at exp(-87.3) ~ 1e-38 for smaller x; so
+// sigmoid(x) is 0 for x < -88.72 (as torch's float sigmoid, which overflows the same way) and
+// sigmoid(-inf) = 0 exactly, which non-finite propagation needs (r * inf must be NaN when r is
+// sigmoid(-inf), as in torch.nn); NaN gives NaN, tanh(+-inf) = +-1.
 #pragma once
 
 #include <cmath>
@@ -48,10 +50,22 @@ inline float expm1_reduced(float x, float& scale) {
   return r + r * r * p;
 }
 
+// +inf where `overflow`, else y: bit masks again, so loops stay branch-free
+inline float inf_where(bool overflow, float y) {
+  const float inf = __builtin_inff();
+  int32_t y_bits, inf_bits;
+  std::memcpy(&y_bits, &y, sizeof y);
+  std::memcpy(&inf_bits, &inf, sizeof inf);
+  const int32_t mask = -static_cast<int32_t>(overflow);
+  y_bits = (y_bits & ~mask) | (inf_bits & mask);
+  std::memcpy(&y, &y_bits, sizeof y);
+  return y;
+}
+
 inline float exp(float x) {
   float scale;
   const float q = expm1_reduced(x, scale);
-  return scale * q + scale;
+  return inf_where(x > 88.7228394f, scale * q + scale);  // ln(FLT_MAX), rounded up
 }
 
 // expm1(x) = 2^n expm1(r) + (2^n - 1): no cancellation when x is near 0 (n = 0)

@@ -12,15 +12,31 @@
 namespace fastrnn {
 namespace {
 
-void check_tensor(const at::Tensor& t, const std::string& name, const at::Tensor& input,
+// Sizes are >= 0. Products and sums saturate at INT64_MAX, which no real size reaches, so a
+// result that does not fit compares as too large instead of wrapping around.
+int64_t size_mul(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+int64_t size_add(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+void check_device(const TensorMeta& t, const std::string& name, const TensorMeta& input) {
+  if (t.device == input.device) return;
+  const std::string a = t.device.str(), b = input.device.str();
+  TORCH_CHECK(false, "fastrnn: all tensors must be on one device, got ", std::min(a, b), ", ",
+              std::max(a, b), ": ", name, " is on ", a, " but input is on ", b);
+}
+
+void check_tensor(const TensorMeta& t, const std::string& name, const TensorMeta& input,
                   at::IntArrayRef expected_shape) {
-  TORCH_CHECK(t.device() == input.device(), "fastrnn: ", name, " is on ", t.device(),
-              " but input is on ", input.device(), ": all tensors must be on one device");
-  TORCH_CHECK_TYPE(t.scalar_type() == input.scalar_type(), "fastrnn: ", name, " has dtype ",
-                   t.scalar_type(), " but input has dtype ", input.scalar_type(),
-                   ": all tensors must have one dtype");
-  TORCH_CHECK_VALUE(t.sizes() == expected_shape, "fastrnn: ", name, " must have shape ",
-                    expected_shape, ", got ", t.sizes());
+  check_device(t, name, input);
+  TORCH_CHECK_TYPE(t.dtype == input.dtype, "fastrnn: ", name, " has dtype ", t.dtype,
+                   " but input has dtype ", input.dtype, ": all tensors must have one dtype");
+  TORCH_CHECK_VALUE(t.sizes == expected_shape, "fastrnn: ", name, " must have shape ",
+                    expected_shape, ", got ", t.sizes);
 }
 
 std::string weight_name(const char* base, int64_t l, int64_t d) {
@@ -39,12 +55,67 @@ scalar_t* mutable_ptr_or_null(const at::Tensor& t) {
 
 at::Tensor empty0(const at::TensorOptions& options) { return at::empty({0}, options); }
 
-// Contiguous gradient of the given shape, or an undefined tensor for an absent (zero) one.
-at::Tensor grad_or_undefined(const OptTensor& g, const char* name, const at::Tensor& input,
-                             at::IntArrayRef shape) {
-  if (!g) return {};
-  check_tensor(*g, name, input, shape);
-  return g->contiguous();
+OptMeta meta_of(const OptTensor& t) { return t ? OptMeta(TensorMeta::of(*t)) : std::nullopt; }
+
+// Packed input: T, B, N and the rows of each step from batch_sizes (values known or not).
+void check_packed(const StackMetas& stack, StackShape& s) {
+  const TensorMeta& input = stack.input;
+  TORCH_CHECK_VALUE(input.sizes.size() == 2,
+                    "fastrnn: packed input must be 2-D [N, I], got shape ", input.sizes);
+  const TensorMeta& bs = *stack.batch_sizes;
+  // batch_sizes lives on the CPU whatever the input's device; a meta input may have meta ones
+  const bool cpu_or_meta = bs.device.is_cpu() || (bs.device.is_meta() && input.device.is_meta());
+  TORCH_CHECK(cpu_or_meta, "fastrnn: batch_sizes must be on the CPU, got ", bs.device,
+              " (input is on ", input.device, ")");
+  TORCH_CHECK_VALUE(bs.sizes.size() == 1 && bs.dtype == at::kLong,
+                    "fastrnn: batch_sizes must be a 1-D int64 CPU tensor, got ", bs.dtype,
+                    " of shape ", bs.sizes, " on ", bs.device);
+  s.T = bs.sizes[0];
+  TORCH_CHECK_VALUE(s.T >= 1, "fastrnn: batch_sizes must have at least one step");
+  s.N = input.sizes[0], s.I = input.sizes[1];
+  TORCH_CHECK_VALUE(stack.hx.has_value(), "fastrnn: packed input needs hx (zeros if none)");
+  if (!stack.batch_size_values) {  // B from hx, whose shape is checked against it below
+    TORCH_CHECK_VALUE(stack.hx->sizes.size() == 3, "fastrnn: hx must be 3-D [L*D, B, P], got ",
+                      stack.hx->sizes);
+    s.B = stack.hx->sizes[1];
+    return;
+  }
+  s.batch_sizes = *stack.batch_size_values;
+  TORCH_CHECK_VALUE(static_cast<int64_t>(s.batch_sizes.size()) == s.T,
+                    "fastrnn: batch_sizes has ", s.batch_sizes.size(), " values for ", s.T,
+                    " steps");
+  s.B = s.batch_sizes[0];
+  // Trailing steps without rows are accepted, as torch.nn does; the first step has a row.
+  int64_t total = 0;
+  for (int64_t t = 0; t < s.T; ++t) {
+    const int64_t b = s.batch_sizes[t];
+    TORCH_CHECK_VALUE(b >= (t == 0 ? 1 : 0) && (t == 0 || b <= s.batch_sizes[t - 1]),
+                      "fastrnn: batch_sizes must be >= 1 and non-increasing (steps after the "
+                      "first may have 0 rows), got ", c10::IntArrayRef(s.batch_sizes));
+    s.offsets.push_back(total);
+    total = size_add(total, b);
+  }
+  TORCH_CHECK_VALUE(total == s.N, "fastrnn: packed input has ", s.N,
+                    " rows but batch_sizes sum to ", total);
+}
+
+// H: from weight_hh_l0 ([G*H, P]) where that is consistent in itself (P = H without a
+// projection, proj_size with one), else from weight_ih_l0 ([G*H, I]); a wrong tensor is then
+// the one the checks below name, with the H of the others.
+int64_t hidden_size(const StackConfig& config, const std::vector<TensorMeta>& weights) {
+  const int64_t G = config.gates;
+  const auto per_gate = [G](const TensorMeta& w) -> int64_t {
+    return w.sizes.size() == 2 && w.sizes[0] % G == 0 ? w.sizes[0] / G : -1;
+  };
+  const TensorMeta& w_hh0 = weights[1];
+  const int64_t from_hh = per_gate(w_hh0);
+  if (from_hh >= 0 && w_hh0.sizes[1] == (config.proj_size > 0 ? config.proj_size : from_hh)) {
+    return from_hh;
+  }
+  const int64_t from_ih = per_gate(weights[0]);
+  TORCH_CHECK_VALUE(from_ih >= 0 || from_hh >= 0, "fastrnn: weight_hh_l0 must be 2-D [G*H, P] "
+                    "with G = ", G, " for mode '", config.mode(), "', got shape ", w_hh0.sizes);
+  return from_ih >= 0 ? from_ih : from_hh;
 }
 
 }  // namespace
@@ -57,92 +128,82 @@ std::vector<int64_t> StackShape::output_shape(int64_t width) const {
   return packed ? std::vector<int64_t>{N, width} : std::vector<int64_t>{T, B, width};
 }
 
-StackShape check_stack(const StackConfig& config, const StackTensors& stack,
-                       const OptTensor& norms_probe) {
-  const at::Tensor& input = stack.input;
-  const at::TensorList weights = stack.weights;
+StackShape check_stack(const StackConfig& config, const StackMetas& stack) {
+  const TensorMeta& input = stack.input;
+  const std::vector<TensorMeta>& weights = stack.weights;
   const std::string_view mode = config.mode();
   StackShape s;
   s.config = config;
-  TORCH_CHECK_TYPE(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble,
-                   "fastrnn: input must be float32 or float64, got ", input.scalar_type());
+  TORCH_CHECK_TYPE(input.dtype == at::kFloat || input.dtype == at::kDouble,
+                   "fastrnn: input must be float32 or float64, got ", input.dtype);
   s.L = config.num_layers, s.D = config.directions;
   s.project = config.proj_size > 0;
   s.weights_per_layer = 2 + (config.has_bias ? 2 : 0) + (s.project ? 1 : 0);
-  TORCH_CHECK_VALUE(static_cast<int64_t>(weights.size()) == s.L * s.D * s.weights_per_layer,
-                    "fastrnn: expected ", s.L * s.D * s.weights_per_layer, " weight tensors (",
-                    s.weights_per_layer, " for each of ", s.L, " layers x ", s.D,
-                    " directions), got ", weights.size());
+  const int64_t expected_weights = size_mul(size_mul(s.L, s.D), s.weights_per_layer);
+  TORCH_CHECK_VALUE(static_cast<int64_t>(weights.size()) == expected_weights,
+                    "fastrnn: expected ", expected_weights == INT64_MAX ? "over 2^63" :
+                    std::to_string(expected_weights), " weight tensors (", s.weights_per_layer,
+                    " for each of ", s.L, " layers x ", s.D, " directions), got ",
+                    weights.size());
+  // every tensor on the input's device, before anything reads a shape
+  for (size_t k = 0; k < weights.size(); ++k) {
+    const int64_t ld = static_cast<int64_t>(k) / s.weights_per_layer;
+    check_device(weights[k], "weights[" + std::to_string(k) + "] (layer " +
+                 std::to_string(ld / s.D) + ", direction " + std::to_string(ld % s.D) + ")",
+                 input);
+  }
+  for (const auto& [t, name] : {std::pair{&stack.hx, "hx"}, {&stack.cx, "cx"},
+                                {&stack.dropout_masks, "dropout_masks"}}) {
+    if (*t) check_device(**t, name, input);
+  }
 
   s.packed = stack.batch_sizes.has_value();
   if (s.packed) {
-    TORCH_CHECK_VALUE(input.dim() == 2, "fastrnn: packed input must be 2-D [N, I], got shape ",
-                      input.sizes());
-    const at::Tensor& bs = *stack.batch_sizes;
-    TORCH_CHECK_VALUE(bs.dim() == 1 && bs.device().is_cpu() && bs.scalar_type() == at::kLong,
-                      "fastrnn: batch_sizes must be a 1-D int64 CPU tensor, got ", bs.scalar_type(),
-                      " of shape ", bs.sizes(), " on ", bs.device());
-    s.T = bs.size(0);
-    TORCH_CHECK_VALUE(s.T >= 1, "fastrnn: batch_sizes must have at least one step");
-    const at::Tensor bsc = bs.contiguous();
-    s.batch_sizes.assign(bsc.const_data_ptr<int64_t>(), bsc.const_data_ptr<int64_t>() + s.T);
-    s.N = input.size(0), s.I = input.size(1), s.B = s.batch_sizes[0];
-    int64_t total = 0;
-    for (int64_t t = 0; t < s.T; ++t) {
-      const int64_t b = s.batch_sizes[t];
-      TORCH_CHECK_VALUE(b >= 1 && (t == 0 || b <= s.batch_sizes[t - 1]),
-                        "fastrnn: batch_sizes must be >= 1 and non-increasing, got ", bs);
-      s.offsets.push_back(total);
-      total += b;
-    }
-    TORCH_CHECK_VALUE(total == s.N, "fastrnn: packed input has ", s.N,
-                      " rows but batch_sizes sum to ", total);
-    TORCH_CHECK_VALUE(stack.hx.has_value(), "fastrnn: packed input needs hx (zeros if none)");
+    check_packed(stack, s);
   } else {
-    TORCH_CHECK_VALUE(input.dim() == 3, "fastrnn: input must be 3-D [T, B, I], got ", input.dim(),
-                      "-D with shape ", input.sizes());
-    s.T = input.size(0), s.B = input.size(1), s.I = input.size(2), s.N = s.T * s.B;
+    TORCH_CHECK_VALUE(input.sizes.size() == 3, "fastrnn: input must be 3-D [T, B, I], got ",
+                      input.sizes.size(), "-D with shape ", input.sizes);
+    s.T = input.sizes[0], s.B = input.sizes[1], s.I = input.sizes[2];
+    s.N = size_mul(s.T, s.B);
     TORCH_CHECK_VALUE(s.T >= 1, "fastrnn: input must have at least one time step (T >= 1), got T = ",
                       s.T);
-    s.batch_sizes.assign(s.T, s.B);
-    for (int64_t t = 0; t < s.T; ++t) s.offsets.push_back(t * s.B);
   }
 
-  const at::Tensor& w_hh0 = weights[1];
-  TORCH_CHECK_VALUE(w_hh0.dim() == 2 && w_hh0.size(0) % s.G() == 0,
-                    "fastrnn: weight_hh_l0 must be 2-D [G*H, P] with G = ", s.G(), " for mode '",
-                    mode, "', got shape ", w_hh0.sizes());
-  s.H = w_hh0.size(0) / s.G();
+  s.H = hidden_size(config, weights);
   s.P = s.project ? config.proj_size : s.H;
   TORCH_CHECK_VALUE(!s.project || config.proj_size < s.H, "fastrnn: proj_size (",
                     config.proj_size, ") must be smaller than the hidden size (", s.H, ")");
   TORCH_CHECK_VALUE(s.B >= 1 && s.I >= 1 && s.H >= 1,
                     "fastrnn: batch, input and hidden sizes must be >= 1, got B = ", s.B,
                     ", I = ", s.I, ", H = ", s.H);
-  const int64_t GH = s.G() * s.H, DP = s.D * s.P;
-  // the BLAS indexes with 32-bit integers
-  TORCH_CHECK_VALUE(s.N <= INT_MAX && GH * std::max({s.I, s.H, DP}) <= INT_MAX &&
-                        s.N * std::max({GH, s.I, DP}) <= INT_MAX,
+  const int64_t GH = size_mul(s.G(), s.H), DP = size_mul(s.D, s.P);
+  // the BLAS indexes with 32-bit integers; every product the kernels form is below these
+  TORCH_CHECK_VALUE(s.N <= INT_MAX && size_mul(GH, std::max({s.I, s.H, DP})) <= INT_MAX &&
+                        size_mul(s.N, std::max({GH, s.I, DP})) <= INT_MAX,
                     "fastrnn: sizes N = ", s.N, ", I = ", s.I, ", H = ", s.H,
                     " exceed the 32-bit index range of the BLAS");
+  if (!s.packed) {
+    s.batch_sizes.assign(s.T, s.B);
+    for (int64_t t = 0; t < s.T; ++t) s.offsets.push_back(t * s.B);
+  }
 
   for (int64_t l = 0; l < s.L; ++l) {
     for (int64_t d = 0; d < s.D; ++d) {
       int64_t k = (l * s.D + d) * s.weights_per_layer;  // w_ih, w_hh, [b_ih, b_hh], [w_hr]
       const int64_t I_l = l == 0 ? s.I : DP;
-      const at::Tensor& w_ih = weights[k];
-      TORCH_CHECK_VALUE(w_ih.dim() == 2 && w_ih.size(0) == GH,
+      const TensorMeta& w_ih = weights[k];
+      TORCH_CHECK_VALUE(w_ih.sizes.size() == 2 && w_ih.sizes[0] == GH,
                         "fastrnn: ", weight_name("weight_ih", l, d), " must have shape [G*H, ",
                         l == 0 ? "I" : "D*P", "] = [", GH, ", ", I_l, "] for mode '", mode,
-                        "' with H = ", s.H, ", got ", w_ih.sizes());
+                        "' with H = ", s.H, ", got ", w_ih.sizes);
       if (l == 0) {
-        TORCH_CHECK_VALUE(w_ih.size(1) == I_l, "fastrnn: input has I = ", I_l,
+        TORCH_CHECK_VALUE(w_ih.sizes[1] == I_l, "fastrnn: input has I = ", I_l,
                           " features but weight_ih_l0", d == 1 ? "_reverse" : "", " expects ",
-                          w_ih.size(1));
+                          w_ih.sizes[1]);
       } else {
-        TORCH_CHECK_VALUE(w_ih.size(1) == I_l, "fastrnn: ", weight_name("weight_ih", l, d),
+        TORCH_CHECK_VALUE(w_ih.sizes[1] == I_l, "fastrnn: ", weight_name("weight_ih", l, d),
                           " must have D*P = ", I_l, " columns (layer ", l - 1,
-                          "'s output), got ", w_ih.size(1));
+                          "'s output), got ", w_ih.sizes[1]);
       }
       check_tensor(w_ih, weight_name("weight_ih", l, d), input, {GH, I_l});
       check_tensor(weights[k + 1], weight_name("weight_hh", l, d), input, {GH, s.P});
@@ -169,17 +230,51 @@ StackShape check_stack(const StackConfig& config, const StackTensors& stack,
       check_tensor(*stack.dropout_masks, "dropout_masks", input, {s.L - 1, s.T, s.B, DP});
     }
   }
-  if (norms_probe) {
-    const at::Tensor& probe = *norms_probe;
-    TORCH_CHECK(probe.device() == input.device(), "fastrnn: norms_probe is on ", probe.device(),
-                " but input is on ", input.device(), ": all tensors must be on one device");
-    TORCH_CHECK_TYPE(probe.scalar_type() == at::kFloat,
-                     "fastrnn: norms_probe must be float32, got ", probe.scalar_type());
-    TORCH_CHECK_VALUE(probe.sizes() == at::IntArrayRef({2, s.L * s.D, s.T}),
+  if (stack.norms_probe) {
+    const TensorMeta& probe = *stack.norms_probe;
+    check_device(probe, "norms_probe", input);
+    TORCH_CHECK_TYPE(probe.dtype == at::kFloat,
+                     "fastrnn: norms_probe must be float32, got ", probe.dtype);
+    TORCH_CHECK_VALUE(probe.sizes == at::IntArrayRef({2, s.L * s.D, s.T}),
                       "fastrnn: norms_probe must have shape [2, L*D, T] = [2, ", s.L * s.D, ", ",
-                      s.T, "], got ", probe.sizes());
+                      s.T, "], got ", probe.sizes);
   }
+  // what a training forward saves: N x reserve_width elements
+  TORCH_CHECK_VALUE(size_mul(s.N, size_add(size_mul(size_mul(s.L * s.D, s.config.saved), s.H),
+                                           size_mul((s.L - 1) * s.D, s.P))) < INT64_MAX,
+                    "fastrnn: the reserve of ", s.L, " layers with N = ", s.N, ", H = ", s.H,
+                    " exceeds the int64 index range");
   return s;
+}
+
+StackShape check_stack(const StackConfig& config, const StackTensors& stack,
+                       const OptTensor& norms_probe) {
+  StackMetas m{TensorMeta::of(stack.input), meta_of(stack.batch_sizes), std::nullopt,
+               meta_of(stack.hx), meta_of(stack.cx), {}, meta_of(stack.dropout_masks),
+               meta_of(norms_probe)};
+  m.weights.reserve(stack.weights.size());
+  for (const at::Tensor& w : stack.weights) m.weights.push_back(TensorMeta::of(w));
+  const OptTensor& bs = stack.batch_sizes;
+  if (bs && bs->device().is_cpu() && bs->dim() == 1 && bs->scalar_type() == at::kLong) {
+    const at::Tensor bsc = bs->contiguous();
+    m.batch_size_values.emplace(bsc.const_data_ptr<int64_t>(),
+                                bsc.const_data_ptr<int64_t>() + bsc.numel());
+  }
+  return check_stack(config, m);
+}
+
+void check_backward(const StackShape& s, const TensorMeta& input, const BackwardMetas& b) {
+  const auto out_shape = s.output_shape(s.D * s.P);
+  check_tensor(b.output, "output", input, out_shape);
+  check_device(b.reserve, "reserve", input);
+  TORCH_CHECK_VALUE(b.reserve.sizes.size() == 2,
+                    "fastrnn: backward needs the reserve of a forward with training=True");
+  check_tensor(b.reserve, "reserve", input, {s.N, s.reserve_width()});
+  if (b.grad_output) check_tensor(*b.grad_output, "grad_output", input, out_shape);
+  if (b.grad_h_n) check_tensor(*b.grad_h_n, "grad_h_n", input, s.state_shape(s.P));
+  if (s.config.lstm() && b.grad_c_n) {
+    check_tensor(*b.grad_c_n, "grad_c_n", input, s.state_shape(s.H));
+  }
 }
 
 StackInputs::StackInputs(const StackShape& s, const StackTensors& stack) {
@@ -241,16 +336,13 @@ void StackOutputs::fill(RnnParams<scalar_t>& p) const {
 
 StackGrads::StackGrads(const StackShape& s, const RnnBackwardArgs& a, const StackInputs& in) {
   const at::Tensor& input = a.stack.input;
-  const auto out_shape = s.output_shape(s.D * s.P);
-  check_tensor(a.output, "output", input, out_shape);
-  TORCH_CHECK_VALUE(a.reserve.dim() == 2,
-                    "fastrnn: backward needs the reserve of a forward with training=True");
-  check_tensor(a.reserve, "reserve", input, {s.N, s.reserve_width()});
-  grad_output = grad_or_undefined(a.grad_output, "grad_output", input, out_shape);
-  grad_h_n = grad_or_undefined(a.grad_h_n, "grad_h_n", input, s.state_shape(s.P));
-  if (s.config.lstm()) {
-    grad_c_n = grad_or_undefined(a.grad_c_n, "grad_c_n", input, s.state_shape(s.H));
-  }
+  check_backward(s, TensorMeta::of(input),
+                 {TensorMeta::of(a.output), TensorMeta::of(a.reserve), meta_of(a.grad_output),
+                  meta_of(a.grad_h_n), meta_of(a.grad_c_n)});
+  const auto contiguous = [](const OptTensor& g) { return g ? g->contiguous() : at::Tensor(); };
+  grad_output = contiguous(a.grad_output);
+  grad_h_n = contiguous(a.grad_h_n);
+  if (s.config.lstm()) grad_c_n = contiguous(a.grad_c_n);
   output = a.output.contiguous();
   reserve = a.reserve.contiguous();
   // A gradient nobody wants is an empty tensor, and the work only it needs is skipped.

@@ -2,12 +2,17 @@
 // every device's kernel), the layout of what the kernels read (StackInputs) and write
 // (StackOutputs, StackGrads), and the fill of the params struct (core/params.h) from them.
 // A device's kernel is then: check_stack, StackInputs, allocate, fill, run its drivers.
+//
+// The checks read only what TensorMeta holds of each tensor (sizes, dtype, device), so the fake
+// kernels (python/fastrnn/ops.py) run the same checks, through the pybind module, on the example
+// sizes of their FakeTensors: one implementation for every device and for the fakes.
 #pragma once
 
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/op_args.h"
@@ -29,10 +34,41 @@ struct StackShape {
   std::vector<int64_t> state_shape(int64_t width) const { return {L * D, B, width}; }
 };
 
-// Raises ValueError/TypeError/RuntimeError naming the offending tensor or size. norms_probe:
-// the forward's (RnnArgs), checked when given.
+// What the checks read of one tensor.
+struct TensorMeta {
+  c10::IntArrayRef sizes;
+  at::ScalarType dtype;
+  at::Device device;
+  static TensorMeta of(const at::Tensor& t) { return {t.sizes(), t.scalar_type(), t.device()}; }
+};
+using OptMeta = std::optional<TensorMeta>;
+
+// StackTensors (core/op_args.h) as the checks read them.
+struct StackMetas {
+  TensorMeta input;
+  OptMeta batch_sizes;
+  // batch_sizes' values, absent where they are unknown (a fake kernel's FakeTensor, a meta
+  // tensor): B is then hx's, and the checks of the values are left to the real kernel
+  std::optional<std::vector<int64_t>> batch_size_values;
+  OptMeta hx, cx;
+  std::vector<TensorMeta> weights;
+  OptMeta dropout_masks;
+  OptMeta norms_probe;  // the forward's (RnnArgs), checked when given
+};
+
+// The backward's tensors besides the stack, as the checks read them.
+struct BackwardMetas {
+  TensorMeta output, reserve;
+  OptMeta grad_output, grad_h_n, grad_c_n;
+};
+
+// Raises ValueError/TypeError/RuntimeError naming the offending tensor or size. Every size
+// product is computed without overflow (a product beyond int64 compares as too large).
+StackShape check_stack(const StackConfig& config, const StackMetas& stack);
 StackShape check_stack(const StackConfig& config, const StackTensors& stack,
                        const OptTensor& norms_probe = std::nullopt);
+// The backward's own arguments, for a stack that passed check_stack.
+void check_backward(const StackShape& s, const TensorMeta& input, const BackwardMetas& b);
 
 // What the kernels read, laid out as they want it: x with a unit stride along I (a view of the
 // input where it can be), hx (and cx) zeros when absent, the rest contiguous.

@@ -51,8 +51,7 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
     ``[L*D, B, P]``, c_n ``[L*D, B, H]``, an empty tensor unless mode is "lstm". The full contract
     is docs/stack-op.md in fastrnn's source repository."""
     if batch_sizes is not None and hx is None:  # the op needs B, which packed data cannot give
-        directions = 2 if bidirectional else 1
-        hx = input.new_zeros(num_layers * directions, int(batch_sizes[0]), weights[1].shape[1])
+        hx = _zero_state(input, batch_sizes, weights, num_layers, bidirectional, proj_size)
     # Save what backward needs only when a gradient can flow; inference saves nothing.
     if training is None:
         training = torch.is_grad_enabled() and any(
@@ -65,6 +64,17 @@ def rnn_stack(mode: str, input: Tensor, batch_sizes: Tensor | None, hx: Tensor |
         mode, input, batch_sizes, hx, cx, weights, has_bias, num_layers, bidirectional, proj_size,
         dropout_masks, training, **extra)
     return output, h_n, c_n
+
+
+def _zero_state(input, batch_sizes, weights, num_layers, bidirectional, proj_size):
+    """Zeros [L*D, B, P] for packed input without hx, read from arguments not yet checked: where
+    one is malformed, a size of 0 stands in and the op's checks name the argument. An expanded
+    scalar: nothing is allocated whatever the sizes."""
+    B = (int(batch_sizes[0]) if batch_sizes.dim() == 1 and batch_sizes.numel() > 0
+         and batch_sizes.device.type == "cpu" else 0)
+    P = proj_size or (weights[1].shape[1] if len(weights) > 1 and weights[1].dim() == 2 else 0)
+    layers = num_layers * (2 if bidirectional else 1)
+    return input.new_zeros(()).expand(layers if 0 < layers < 2**63 else 0, max(B, 0), max(P, 0))
 
 
 def _layer(mode, input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, **options):

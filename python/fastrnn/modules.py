@@ -13,9 +13,9 @@ torch.nn's.
 for bad shapes), then runs the whole stack (every layer, both directions, padded or packed) in
 one call of ``fastrnn.functional.rnn_stack``; a cell runs one time step of
 ``fastrnn.functional.lstm/gru/rnn``. Where fastrnn has no kernel for the call (a dtype other than
-float32/float64, a device other than the CPU, autocast enabled, an empty batch) ``forward``
-runs torch.nn's implementation instead, with a warning unless the batch is merely empty: the
-module never fails where torch.nn's would not.
+float32/float64, a device other than the CPU, autocast enabled, an empty batch, a cell with
+input_size or hidden_size 0) ``forward`` runs torch.nn's implementation instead, with a warning
+unless the batch or a size is merely empty: the module never fails where torch.nn's would not.
 
 Beyond torch.nn's arguments, each class takes the cells' options, None (the default) for off:
 ``grad_clip`` (every class) clamps the gradient with respect to every gate pre-activation to
@@ -264,6 +264,8 @@ class _StackForward(_Fastrnn, _CellOptions):
         args = input, hx
 
         is_lstm = self.mode == "LSTM"
+        if hx is not None:
+            self._check_hx_kind(hx, is_lstm)
         if is_packed:
             input, batch_sizes, sorted_indices, unsorted_indices = input
             is_batched = True
@@ -329,6 +331,24 @@ class _StackForward(_Fastrnn, _CellOptions):
             output = output.squeeze(batch_dim)
             hidden = (h_n.squeeze(1), c_n.squeeze(1)) if is_lstm else h_n.squeeze(1)
         return output, hidden
+
+    def _check_hx_kind(self, hx, is_lstm: bool) -> None:
+        """hx is one tensor, or for the LSTM a pair (h_0, c_0) of tensors."""
+        name = type(self).__name__
+        if is_lstm:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                is_sequence = isinstance(hx, (tuple, list))
+                got = f"a {type(hx).__name__}" + (f" of {len(hx)}" if is_sequence else "")
+                # the exception type torch.nn raises: IndexError for fewer than two states
+                error = RuntimeError if is_sequence and len(hx) > 2 else IndexError
+                raise error(f"{name}: hx must be a tuple (h_0, c_0) of two tensors, got {got}")
+            hx = tuple(hx)
+        else:
+            hx = (hx,)
+        for h in hx:
+            if not isinstance(h, Tensor):
+                what = "h_0 and c_0" if is_lstm else "hx"
+                raise TypeError(f"{name}: {what} must be tensors, got a {type(h).__name__}")
 
     def _check_packed_hidden(self, hx) -> None:
         """torch.nn's checks of hx for packed input, its batch size left out, its messages."""
@@ -428,8 +448,8 @@ class _CellForward(_Fastrnn, _CellOptions):
             input = input.unsqueeze(0)
             states = tuple(h.unsqueeze(0) for h in states)
         self._check_sizes(input, states, weight_hh)
-        if input.size(0) == 0:
-            return super().forward(*args)  # no kernel for an empty batch
+        if input.size(0) == 0 or input.size(1) == 0 or self.hidden_size == 0:
+            return super().forward(*args)  # no kernel for an empty batch or zero sizes
 
         x = input.unsqueeze(0)  # one time step: [1, B, I]
         if is_lstm:
@@ -498,6 +518,12 @@ _FASTRNN = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU,
 _TORCH_NN = {fast: torch_nn for torch_nn, fast in _FASTRNN.items()}
 
 
+def _check_module(function: str, module) -> None:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"fastrnn.{function} takes a torch.nn.Module, got "
+                        f"{'None' if module is None else type(module).__name__}")
+
+
 def convert(module: nn.Module, inplace: bool = True, *, return_replaced: bool = False):
     """Make every torch.nn RNN/LSTM/GRU/RNNCell/LSTMCell/GRUCell in ``module`` a fastrnn one.
 
@@ -520,6 +546,7 @@ def convert(module: nn.Module, inplace: bool = True, *, return_replaced: bool = 
         model, replaced = fastrnn.convert(model, return_replaced=True)
         print(replaced)  # ['encoder', 'decoder.cell']
     """
+    _check_module("convert", module)
     if not inplace:
         module = copy.deepcopy(module)
     replaced = []
@@ -556,6 +583,7 @@ def revert(module: nn.Module, inplace: bool = True, *, return_replaced: bool = F
 
         scripted = torch.jit.script(fastrnn.revert(model, inplace=False))
     """
+    _check_module("revert", module)
     if not inplace:  # a copy of the modules that shares their tensors
         memo = {id(t): t for t in itertools.chain(module.parameters(), module.buffers())}
         module = copy.deepcopy(module, memo)

@@ -11,16 +11,56 @@ import torch
 from . import _C
 
 
-def _check_one_device(*tensors) -> None:
-    # The C++ kernels check this too; a mix with a meta tensor dispatches here instead.
-    devices = {t.device for t in tensors if t is not None}
-    if len(devices) > 1:
-        names = ", ".join(sorted(str(d) for d in devices))
-        raise RuntimeError(f"fastrnn: all tensors must be on one device, got {names}")
+# The cells' options (csrc/cells/options.h): the schema's `float?` arguments.
+_OPTIONS = tuple(arg.name for arg in torch.ops.fastrnn.rnn.default._schema.arguments
+                 if isinstance(arg.type, torch.OptionalType)
+                 and arg.type.getElementType() == torch.FloatType.get())
+
+
+def _size(n):
+    """A size as the checks read it: an int, or a symbolic size's example value (its hint, read
+    without adding a guard: the compiled graph stays valid for every size, and the real kernel
+    checks the sizes of each call); None for a size without one (data-dependent)."""
+    return n if isinstance(n, int) else n.node.hint
+
+
+def _meta(t):
+    """(sizes, dtype, device) of a tensor for _C.check_call, or None."""
+    if t is None:
+        return None
+    sizes = [_size(n) for n in t.shape]
+    if None in sizes:
+        raise _Unknown
+    return sizes, t.dtype, t.device
+
+
+class _Unknown(Exception):
+    """A size known only at run time: the fake leaves the checks to the real kernel."""
+
+
+def _check(a, backward=()) -> None:
+    """The real kernel's checks (csrc/core/checks.cpp, through _C.check_call) on the fake's
+    arguments: what the op would raise, the fake raises."""
+    batch_sizes = a["batch_sizes"]
+    # batch_sizes' values where they exist (a real CPU tensor); a FakeTensor's or a meta
+    # tensor's are unknown, and B is then hx's
+    values = (batch_sizes.tolist() if type(batch_sizes) is torch.Tensor
+              and batch_sizes.device.type == "cpu" and batch_sizes.dim() == 1
+              and batch_sizes.dtype == torch.int64 else None)
+    options = {name: a[name] for name in _OPTIONS}
+    try:
+        _C.check_call(a["mode"], a["has_bias"], a["num_layers"], a["bidirectional"],
+                      a["proj_size"], options, _meta(a["input"]), _meta(batch_sizes), values,
+                      _meta(a["hx"]), _meta(a["cx"]), [_meta(w) for w in a["weights"]],
+                      _meta(a["dropout_masks"]), _meta(a.get("norms_probe")),
+                      [_meta(t) for t in backward] if backward else None)
+    except _Unknown:
+        pass
 
 
 def _sizes(mode, input, batch_sizes, hx, weights, bidirectional, proj_size):
-    """(rows of the output shape, N, B, H, P, D) of a call; B from hx for packed input."""
+    """(rows of the output shape, N, B, H, P, D) of a call that passed the checks; B from hx for
+    packed input."""
     gates, _ = _C.cell_shape(mode)
     H = weights[1].shape[0] // gates
     P = proj_size if proj_size > 0 else H
@@ -51,9 +91,7 @@ def _rnn_fake(*args, **kwargs):
     mode, input, batch_sizes, hx, weights = (a["mode"], a["input"], a["batch_sizes"], a["hx"],
                                              a["weights"])
     num_layers, proj_size = a["num_layers"], a["proj_size"]
-    _check_one_device(input, hx, a["cx"], a["dropout_masks"], *weights)
-    if batch_sizes is not None and hx is None:
-        raise ValueError("fastrnn: packed input needs hx (zeros if none)")
+    _check(a)
     rows, N, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, a["bidirectional"],
                                  proj_size)
     output = input.new_empty((*rows, D * P))
@@ -72,7 +110,7 @@ def _rnn_backward_fake(*args, **kwargs):
     mode, input, batch_sizes, hx, weights = (a["mode"], a["input"], a["batch_sizes"], a["hx"],
                                              a["weights"])
     num_layers = a["num_layers"]
-    _check_one_device(input, hx, a["cx"], a["dropout_masks"], a["output"], a["reserve"], *weights)
+    _check(a, (a["output"], a["reserve"], a["grad_output"], a["grad_h_n"], a["grad_c_n"]))
     _, _, B, H, P, D = _sizes(mode, input, batch_sizes, hx, weights, a["bidirectional"],
                               a["proj_size"])
     T = batch_sizes.shape[0] if batch_sizes is not None else input.shape[0]
