@@ -110,7 +110,7 @@ def test_cuda_is_unserved_and_says_why():
     machine, while fastrnn has no CUDA kernels."""
     assert not fastrnn.cuda_available()
     assert fastrnn.modules._unserved_device(torch.device("cuda", 0)) == (
-        "device cuda:0; fastrnn has no CUDA kernels yet: it runs on the CPU only")
+        "device cuda:0; fastrnn has no CUDA kernels enabled yet: it runs on the CPU only")
 
 
 def test_whole_model_loads_with_weights_only_under_safe_globals(tmp_path):

@@ -222,7 +222,7 @@ def test_device_cuda_arguments(monkeypatch):
     CUDA kernels, and torch,torch-native are accepted."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(fastrnn._C, "has_cuda_kernels", False)
-    with pytest.raises(ValueError, match=r"fastrnn has no CUDA kernels yet .*"
+    with pytest.raises(ValueError, match=r"fastrnn has no CUDA kernels enabled yet .*"
                                          r"pass --impls torch,torch-native$"):
         config_from_args(parse_args(["--smoke", "--device", "cuda"]))
     config = config_from_args(parse_args(["--smoke", "--device", "cuda",

@@ -3,7 +3,8 @@
 Shapes: input ``[T, B, I]``; h0, c0 ``[B, H]`` or ``None`` for zeros; weight_ih ``[G*H, I]``,
 weight_hh ``[G*H, H]``, biases ``[G*H]`` or ``None``, with G = 4 (LSTM: i f g o), 3 (GRU: r z n),
 1 (RNN). Returns output ``[T, B, H]`` and the final states ``[B, H]``. float32 or float64, every
-tensor of one dtype, on the CPU (CUDA tensors raise: fastrnn has no CUDA kernels yet).
+tensor of one dtype, on the CPU (CUDA tensors raise: fastrnn has no CUDA kernels enabled
+yet).
 ``rnn_stack`` runs a whole multi-layer, bidirectional, padded or packed stack in one call.
 """
 

@@ -67,6 +67,8 @@ try:  # torch.onnx.export's own flags, read directly: Dynamo folds torch.onnx.is
     from torch.onnx._internal.torchscript_exporter._globals import GLOBALS as _onnx_globals
 
     def _in_onnx_export() -> bool:
+        if torch.compiler.is_compiling():  # Dynamo refuses to trace the TorchScript exporter's
+            return _onnx_export_flags._is_onnx_exporting  # globals; that exporter is not Dynamo
         return _onnx_globals.in_onnx_export or _onnx_export_flags._is_onnx_exporting
 except ImportError:  # another torch's layout: the public function alone
     _in_onnx_export = torch.onnx.is_in_onnx_export
@@ -79,7 +81,8 @@ def _unserved_device(device: torch.device) -> str | None:
     if device.type == "cuda":
         from . import cuda_available  # the package has finished importing by now
         if not cuda_available():
-            return f"device {device}; fastrnn has no CUDA kernels yet: it runs on the CPU only"
+            return (f"device {device}; fastrnn has no CUDA kernels enabled yet: it runs on the "
+                    "CPU only")
     elif device.type != "cpu":
         return f"device {device}; fastrnn runs on the CPU only"
     return None

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m fastrnn.bench",
         description="Time fastrnn against torch.nn on the CPU (with --device cuda, torch.nn's "
-                    "baselines on the GPU: fastrnn has no CUDA kernels yet). "
+                    "baselines on the GPU: fastrnn has no CUDA kernels enabled yet). "
                     "A run is a list of cases (cell, shape, layers) from a preset; flags left out "
                     "take the preset's value.")
     p.add_argument("--preset", choices=tuple(PRESETS), default="default",
@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=DEVICES,
                    help=f"where the cases run; on cuda torch is cuDNN, torch-native is torch.nn "
                         f"without cuDNN, times come from CUDA events and float32 runs without "
-                        f"TF32; fastrnn has no CUDA kernels yet, so cuda takes --impls "
+                        f"TF32; fastrnn has no CUDA kernels enabled yet, so cuda takes --impls "
                         f"torch,torch-native[,reference] (default {default.device})")
     p.add_argument("--cells", type=_names,
                    help=f"comma-separated, from {','.join(CELLS)}: keep only the preset's cases "

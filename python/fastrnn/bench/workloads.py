@@ -188,7 +188,7 @@ def check_device(device: str, impls: tuple[str, ...]) -> None:
                          "without CUDA)")
     if "fastrnn" in impls and not _C.has_cuda_kernels:
         # fastrnn's modules would quietly run torch.nn's implementation instead: refuse
-        raise ValueError("--device cuda: fastrnn has no CUDA kernels yet "
+        raise ValueError("--device cuda: fastrnn has no CUDA kernels enabled yet "
                          "(fastrnn._C.has_cuda_kernels is False); pass --impls torch,torch-native")
 
 
