@@ -199,6 +199,20 @@ class _CellOptions:
     def _options(self) -> dict:
         return {name: getattr(self, name) for name in self._option_names}
 
+    def _kernel_options(self, input, weights) -> dict | None:
+        """The options of a call on fastrnn's kernels, or None where it runs torch.nn's forward
+        (for an exporter that records it, or on input the kernels do not serve), which takes no
+        option: then an option that changes the result raises."""
+        options = self._options()
+        if _records_torch_nn(self):
+            self._refuse_export(options)
+            return None
+        reason = _fallback_reason(self, input, weights)
+        if reason is not None:
+            self._refuse_fallback(options, reason)
+            return None
+        return options
+
     def _refuse_fallback(self, options: dict, reason: str) -> None:
         given = [name for name, value in options.items() if value is not None]
         if getattr(self, "record_grad_norms", False):
@@ -256,13 +270,8 @@ class _StackForward(_Fastrnn, _CellOptions):
         is_packed = isinstance(input, PackedSequence)
         data = input.data if is_packed else input
         weights = [w for w in self._flat_weights if w is not None]
-        options = self._options()
-        if _records_torch_nn(self):
-            self._refuse_export(options)
-            return super().forward(input, hx)
-        reason = _fallback_reason(self, data, weights)
-        if reason is not None:
-            self._refuse_fallback(options, reason)
+        options = self._kernel_options(data, weights)
+        if options is None:
             return super().forward(input, hx)
         args = input, hx
 
@@ -429,13 +438,8 @@ class _CellForward(_Fastrnn, _CellOptions):
         weight_ih, weight_hh, bias_ih, bias_hh = (self.weight_ih, self.weight_hh, self.bias_ih,
                                                   self.bias_hh)
         weights = [w for w in (weight_ih, weight_hh, bias_ih, bias_hh) if w is not None]
-        options = self._options()
-        if _records_torch_nn(self):
-            self._refuse_export(options)
-            return super().forward(input, hx)
-        reason = _fallback_reason(self, input, weights)
-        if reason is not None:
-            self._refuse_fallback(options, reason)
+        options = self._kernel_options(input, weights)
+        if options is None:
             return super().forward(input, hx)
         args, name = (input, hx), self._torch_name
         is_lstm = isinstance(self, nn.LSTMCell)
