@@ -56,17 +56,18 @@ __version__ = "0.1.0"
 def built_with_cuda() -> bool:
     """Whether this build compiled the CUDA sources (torch with CUDA and nvcc at build time).
 
-    Compiled CUDA sources are the cell math and step kernels only, not yet anything that runs:
-    see ``cuda_available``."""
+    The CUDA drivers compile and pass the tests under host emulation (``cuda_emulation``), but
+    have not run on a GPU, so they stay off: see ``cuda_available``."""
     return bool(_C.built_with_cuda)
 
 
 def cuda_available() -> bool:
     """Whether fastrnn can run on CUDA tensors here: CUDA kernels built and a GPU visible.
 
-    Always False in this version, whatever the build and the machine: the CUDA drivers are not
-    written yet. fastrnn's modules on CUDA tensors run torch.nn's implementation (cuDNN) with a
-    warning; ``fastrnn.functional`` on CUDA tensors raises."""
+    Always False in this version, whatever the build and the machine: the CUDA drivers have not
+    run on a GPU yet (``FASTRNN_EXPERIMENTAL_CUDA=1`` lets ``fastrnn.functional`` use them on a
+    CUDA build, for .ci/gpu-check). fastrnn's modules on CUDA tensors run torch.nn's
+    implementation (cuDNN) with a warning; ``fastrnn.functional`` on CUDA tensors raises."""
     return bool(_C.has_cuda_kernels) and torch.cuda.is_available()
 
 
