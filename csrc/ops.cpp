@@ -115,8 +115,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemm_engine", &fastrnn::cpu::gemm_engine,
         "Engine of the whole-sequence GEMMs: 'torch' (at::mm, MKL) on Intel CPUs, 'openblas' "
         "elsewhere; FASTRNN_GEMM=torch or openblas picks one");
-  // True once CUDA sequence drivers are registered; the CUDA build so far has the pointwise
-  // kernels.
+  // True once the CUDA drivers (cuda/rnn_cuda.cu) serve CUDA tensors by default: after they
+  // have run on a GPU (until then FASTRNN_EXPERIMENTAL_CUDA=1, cuda/ops_cuda.cpp).
   m.attr("has_cuda_kernels") = false;
   m.def("_set_cuda_emulation", &fastrnn::cuda::set_emulation,
         "Run the ops on CPU tensors through the CUDA drivers under host emulation (or not)");
