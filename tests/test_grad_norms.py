@@ -8,6 +8,7 @@ import torch
 import fastrnn
 from helpers import CELL_NAMES, config_ids
 from module_helpers import op_args, stack_args
+from test_rnn_stack import in_float64
 
 
 def _cases():
@@ -73,11 +74,7 @@ def test_recorded_norms_match_reference_hooks(mode, config, dtype, monkeypatch):
     probe = torch.zeros(2, kwargs["num_layers"] * D, T, requires_grad=True)
     backward(mode, fastrnn.functional.rnn_stack(*args, **kwargs, **options, norms_probe=probe), 1)
 
-    ref_args = tuple(t.detach().double().requires_grad_() if isinstance(t, torch.Tensor)
-                     and t.is_floating_point() else t for t in args[:5])
-    ref_args += ([w.detach().double().requires_grad_() for w in args[5]],)
-    ref_kwargs = kwargs | {"dropout_masks": None if kwargs["dropout_masks"] is None
-                           else kwargs["dropout_masks"].double()}
+    ref_args, ref_kwargs = in_float64(args, kwargs)
     expected = reference_norms(ref_args, ref_kwargs | options, 1, monkeypatch)
     if mode != "lstm":
         expected[1] = 0
