@@ -189,6 +189,7 @@ class _CellOptions:
     _option_names: tuple[str, ...] = ("grad_clip",)
     grad_clip = None
     cell_clip = None
+    record_grad_norms = False  # the stack modules' (_StackForward) only
 
     def __init__(self, *args, **kwargs):
         options = {name: kwargs.pop(name, None) for name in self._option_names}
@@ -215,7 +216,7 @@ class _CellOptions:
 
     def _refuse_fallback(self, options: dict, reason: str) -> None:
         given = [name for name, value in options.items() if value is not None]
-        if getattr(self, "record_grad_norms", False):
+        if self.record_grad_norms:
             given.append("record_grad_norms")
         if given:
             verb = "needs" if len(given) == 1 else "need"
@@ -237,7 +238,12 @@ class _CellOptions:
 
 
 class _StackForward(_Fastrnn, _CellOptions):
-    record_grad_norms = False
+    """``forward`` of RNN, LSTM and GRU: torch.nn's argument handling around one rnn_stack call.
+
+    Mixed in before the torch.nn class, whose ``check_input``, ``check_forward_args`` and
+    ``permute_hidden`` it uses.
+    """
+
     _norms_probe = None
 
     def __init__(self, *args, record_grad_norms: bool = False, **kwargs):
@@ -258,12 +264,6 @@ class _StackForward(_Fastrnn, _CellOptions):
         if self.mode != "LSTM" or probe is None or probe.grad is None:
             return None
         return probe.grad[1]
-
-    """``forward`` of RNN, LSTM and GRU: torch.nn's argument handling around one rnn_stack call.
-
-    Mixed in before the torch.nn class, whose ``check_input``, ``check_forward_args`` and
-    ``permute_hidden`` it uses.
-    """
 
     def forward(self, input, hx=None):
         self._update_flat_weights()
