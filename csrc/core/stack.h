@@ -12,6 +12,7 @@
 //   };
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "core/params.h"
@@ -41,13 +42,22 @@ struct Layer {
   // The time step processed s-th: forward walks t = 0 .. T-1, the reverse direction T-1 .. 0.
   int64_t step(int64_t s) const { return reverse ? T - 1 - s : s; }
 
-  // The step before t in processing order whose row b holds the state step t starts from, or
-  // -1 where b starts from the initial state (the first step, or a packed sequence's first step
-  // in the reverse direction).
-  int64_t prev_step(int64_t t, int64_t b) const {
+  // The step processed before t, or -1 for the first step processed.
+  int64_t prev_of(int64_t t) const {
     const int64_t prev = reverse ? t + 1 : t - 1;
-    return prev >= 0 && prev < T && b < batch_sizes[prev] ? prev : -1;
+    return prev >= 0 && prev < T ? prev : -1;
   }
+
+  // How many of step t's rows start from the state the previous step left (rows 0 .. n-1); the
+  // others start from the initial state (the first step, or in the reverse direction a packed
+  // sequence's first step).
+  int64_t rows_from_prev(int64_t t) const {
+    const int64_t prev = prev_of(t);
+    return prev < 0 ? 0 : std::min(batch_sizes[t], batch_sizes[prev]);
+  }
+
+  // The step whose row b holds the state step t starts from, or -1: the initial state.
+  int64_t prev_step(int64_t t, int64_t b) const { return b < rows_from_prev(t) ? prev_of(t) : -1; }
 };
 
 // What backward of one layer reads and writes besides the Layer.

@@ -108,10 +108,8 @@ class Driver {
           gemm(false, false, Bt, H, P, dh.get(), P, layer.w.w_hr, H, 0, dm.get(), H);
           dh_cell = dm.get(), ld_dh_cell = H;
         }
-        const int64_t prev = layer.reverse ? t + 1 : t - 1;
-        const bool has_prev = prev >= 0 && prev < layer.T;
-        const int64_t prev_rows = has_prev ? std::min(Bt, layer.batch_sizes[prev]) : 0;
-        const int64_t prev_row0 = has_prev ? layer.offsets[prev] : 0;
+        const int64_t prev = layer.prev_of(t), prev_rows = layer.rows_from_prev(t);
+        const int64_t prev_row0 = prev >= 0 ? layer.offsets[prev] : 0;
         const scalar_t* prev_out = layer.out + prev_row0 * layer.ld_out;
         exec_.launch(GatherPrev<scalar_t>{Bt, P, prev_out, layer.ld_out, prev_rows, layer.h0,
                                           h_prev_rows.get() + row0 * P},
