@@ -147,4 +147,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("check_call", torch::wrap_pybind_function(&check_call),
         "The op's argument checks (core/checks.h) on tensors given as (sizes, dtype, device): "
         "the fake kernels' check, raising what the real kernel raises");
+  m.def(
+      "_to_16bit",
+      [](const at::Tensor& x, bool bf16) {
+        TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "_to_16bit takes float32");
+        const at::Tensor in = x.contiguous().cpu();
+        at::Tensor out = at::empty(in.sizes(), in.options().dtype(at::kShort));
+        const float* src = in.const_data_ptr<float>();
+        int16_t* dst = out.mutable_data_ptr<int16_t>();
+        for (int64_t i = 0; i < in.numel(); ++i) {
+          const uint16_t bits = bf16 ? fastrnn::bfloat16(src[i]).bits : fastrnn::float16(src[i]).bits;
+          dst[i] = static_cast<int16_t>(bits);
+        }
+        return out;
+      },
+      "The kernels' float -> bfloat16 (bf16) or float16 conversion (cells/half.h), as the bits "
+      "(int16) of each value: for the tests, which compare it with torch's",
+      pybind11::arg("x"), pybind11::arg("bf16"));
 }

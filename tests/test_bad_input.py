@@ -78,11 +78,11 @@ def test_dtype_differs_from_input(name):
         call(**{name: tensor})
 
 
-@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.float16, torch.bfloat16],
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.complex64, torch.float8_e4m3fn],
                          ids=str)
 def test_input_of_unsupported_dtype(dtype):
     kwargs = {n: t.detach().to(dtype) for n, t in args().items()}
-    with raises(TypeError, "input must be float32 or float64, got"):
+    with raises(TypeError, "input must be float32, float64, bfloat16 or float16, got"):
         call(**kwargs)
 
 
@@ -433,7 +433,8 @@ def meta_op_args(**changes):
      f"hx must have shape [1, {B}, {H}]"),
     (dict(mode="gru", cx=None), ValueError, "weight_hh_l0 must be 2-D [G*H, P] with G = 3"),
     (dict(proj_size=-1), ValueError, "proj_size must be >= 0"),
-    (dict(input=torch.randn(T, B, I).int()), TypeError, "input must be float32 or float64"),
+    (dict(input=torch.randn(T, B, I).int()), TypeError,
+     "input must be float32, float64, bfloat16 or float16"),
 ], ids=["layers", "input_width", "no_weights", "hx", "mode", "proj", "dtype"])
 def test_fake_kernel_runs_the_checks(changes, exception, message):
     """All-meta calls go to the fake kernel: it raises what the CPU kernel raises."""

@@ -29,7 +29,7 @@ struct GruCell {
                         bias_at<kBias, C>(row.b_hh, uz));
     const C hn = C(row.h_pre[un]) + bias_at<kBias, C>(row.b_hh, un);
     const C n = tanh_(C(row.x_pre[un]) + bias_at<kBias, C>(row.b_ih, un) + r * hn);
-    row.h[j] = T((C(1) - z) * n + z * C(row.h_prev[j]));
+    row.h[j] = (C(1) - z) * n + z * row.h_prev[j];
     if constexpr (Flags::kTraining) {
       row.saved[0 * H + j] = T(r);
       row.saved[1 * H + j] = T(z);
@@ -48,20 +48,20 @@ struct GruCell {
     using C = compute_t<T>;
     const C clip = C(opt.grad_clip);
     const C dh = row.dh[j];
-    const C r = row.saved[0 * H + j];
-    const C z = row.saved[1 * H + j];
-    const C n = row.saved[2 * H + j];
-    const C hn = row.saved[3 * H + j];
+    const C r = C(row.saved[0 * H + j]);
+    const C z = C(row.saved[1 * H + j]);
+    const C n = C(row.saved[2 * H + j]);
+    const C hn = C(row.saved[3 * H + j]);
     const C dn = clamp_abs(dh * (C(1) - z) * d_tanh(n), clip);
     const C dz = clamp_abs(dh * (C(row.h_prev[j]) - n) * d_sigmoid(z), clip);
     const C dr = clamp_abs(dn * hn * d_sigmoid(r), clip);
-    row.dx_pre[0 * H + j] = T(dr);
-    row.dx_pre[1 * H + j] = T(dz);
-    row.dx_pre[2 * H + j] = T(dn);
-    row.dh_pre[0 * H + j] = T(dr);
-    row.dh_pre[1 * H + j] = T(dz);
-    row.dh_pre[2 * H + j] = T(dn * r);
-    row.dh_prev_direct[j] = T(dh * z);
+    row.dx_pre[0 * H + j] = dr;
+    row.dx_pre[1 * H + j] = dz;
+    row.dx_pre[2 * H + j] = dn;
+    row.dh_pre[0 * H + j] = dr;
+    row.dh_pre[1 * H + j] = dz;
+    row.dh_pre[2 * H + j] = dn * r;
+    row.dh_prev_direct[j] = dh * z;
   }
 };
 

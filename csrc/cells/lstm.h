@@ -34,11 +34,11 @@ struct LstmCell {
     const C f = sigmoid(pre[1]);
     const C g = tanh_(pre[2]);
     const C o = sigmoid(pre[3]);
-    const C c_sum = f * C(row.c_prev[j]) + i * g;
+    const C c_sum = f * row.c_prev[j] + i * g;
     const C limit = C(opt.cell_clip);
     const C c_new = clamp_abs(c_sum, limit);
-    row.h[j] = T(o * tanh_(c_new));
-    row.c[j] = T(c_new);
+    row.h[j] = o * tanh_(c_new);
+    row.c[j] = c_new;
     if constexpr (Flags::kTraining) {
       const bool clipped = c_sum > limit || c_sum < -limit;
       row.saved[0 * H + j] = T(i);
@@ -71,20 +71,20 @@ struct LstmCell {
     using C = compute_t<T>;
     const C clip = C(opt.grad_clip);
     const C dh = row.dh[j];
-    const C i = row.saved[0 * H + j];
-    const C f_signed = row.saved[1 * H + j];
+    const C i = C(row.saved[0 * H + j]);
+    const C f_signed = C(row.saved[1 * H + j]);
     const C f = copysign_(f_signed, C(1));
-    const C g = row.saved[2 * H + j];
-    const C o = row.saved[3 * H + j];
+    const C g = C(row.saved[2 * H + j]);
+    const C o = C(row.saved[3 * H + j]);
     const C tc = tanh_(C(row.saved[4 * H + j]));
-    const C dc_t = C(row.dc[j]) + dh * o * d_tanh(tc);              // dL/dc_t
-    if constexpr (Flags::kRecordCellGrad) row.dc_total[j] = T(dc_t);
+    const C dc_t = row.dc[j] + dh * o * d_tanh(tc);              // dL/dc_t
+    if constexpr (Flags::kRecordCellGrad) row.dc_total[j] = dc_t;
     const C dc_sum = copysign_(C(1), f_signed) > C(0) ? dc_t : C(0);  // through cell_clip
-    row.dx_pre[0 * H + j] = T(clamp_abs(dc_sum * g * d_sigmoid(i), clip));
-    row.dx_pre[1 * H + j] = T(clamp_abs(dc_sum * C(row.c_prev[j]) * d_sigmoid(f), clip));
-    row.dx_pre[2 * H + j] = T(clamp_abs(dc_sum * i * d_tanh(g), clip));
-    row.dx_pre[3 * H + j] = T(clamp_abs(dh * tc * d_sigmoid(o), clip));
-    row.dc[j] = T(dc_sum * f);
+    row.dx_pre[0 * H + j] = clamp_abs(dc_sum * g * d_sigmoid(i), clip);
+    row.dx_pre[1 * H + j] = clamp_abs(dc_sum * C(row.c_prev[j]) * d_sigmoid(f), clip);
+    row.dx_pre[2 * H + j] = clamp_abs(dc_sum * i * d_tanh(g), clip);
+    row.dx_pre[3 * H + j] = clamp_abs(dh * tc * d_sigmoid(o), clip);
+    row.dc[j] = dc_sum * f;
   }
 };
 

@@ -23,9 +23,9 @@ struct RnnCell {
     const C pre = C(row.x_pre[j]) + C(row.h_pre[j]) + bias_at<Flags::kHasBias, C>(row.b_ih, j) +
                   bias_at<Flags::kHasBias, C>(row.b_hh, j);
     if constexpr (kAct == Activation::kTanh) {
-      row.h[j] = T(tanh_(pre));
+      row.h[j] = tanh_(pre);
     } else {
-      row.h[j] = T(pre < C(0) ? C(0) : pre);  // NaN passes through, as in torch.relu
+      row.h[j] = pre < C(0) ? C(0) : pre;  // NaN passes through, as in torch.relu
     }
   }
 
@@ -38,10 +38,10 @@ struct RnnCell {
     const C clip = C(opt.grad_clip);
     const C dh = row.dh[j];
     if constexpr (kAct == Activation::kTanh) {
-      row.dx_pre[j] = T(clamp_abs(dh * d_tanh(C(row.h[j])), clip));
+      row.dx_pre[j] = clamp_abs(dh * d_tanh(C(row.h[j])), clip);
     } else {
       // as torch's threshold_backward
-      row.dx_pre[j] = T(C(row.h[j]) <= C(0) ? C(0) : clamp_abs(dh, clip));
+      row.dx_pre[j] = C(row.h[j]) <= C(0) ? C(0) : clamp_abs(dh, clip);
     }
   }
 };

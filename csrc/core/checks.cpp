@@ -43,14 +43,38 @@ std::string weight_name(const char* base, int64_t l, int64_t d) {
   return std::string(base) + "_l" + std::to_string(l) + (d == 1 ? "_reverse" : "");
 }
 
+// A tensor's data as the kernels' type T (KernelType in checks.h): the same bytes.
+template <typename T>
+struct AtTypeOf {
+  using type = T;
+};
+template <>
+struct AtTypeOf<bfloat16> {
+  using type = at::BFloat16;
+};
+template <>
+struct AtTypeOf<float16> {
+  using type = at::Half;
+};
+
+template <typename T>
+const T* data(const at::Tensor& t) {
+  return reinterpret_cast<const T*>(t.const_data_ptr<typename AtTypeOf<T>::type>());
+}
+
+template <typename T>
+T* mutable_data(const at::Tensor& t) {
+  return reinterpret_cast<T*>(t.mutable_data_ptr<typename AtTypeOf<T>::type>());
+}
+
 template <typename scalar_t>
 const scalar_t* ptr_or_null(const at::Tensor& t) {
-  return t.defined() && t.numel() ? t.const_data_ptr<scalar_t>() : nullptr;
+  return t.defined() && t.numel() ? data<scalar_t>(t) : nullptr;
 }
 
 template <typename scalar_t>
 scalar_t* mutable_ptr_or_null(const at::Tensor& t) {
-  return t.defined() && t.numel() ? t.mutable_data_ptr<scalar_t>() : nullptr;
+  return t.defined() && t.numel() ? mutable_data<scalar_t>(t) : nullptr;
 }
 
 at::Tensor empty0(const at::TensorOptions& options) { return at::empty({0}, options); }
@@ -134,8 +158,10 @@ StackShape check_stack(const StackConfig& config, const StackMetas& stack) {
   const std::string_view mode = config.mode();
   StackShape s;
   s.config = config;
-  TORCH_CHECK_TYPE(input.dtype == at::kFloat || input.dtype == at::kDouble,
-                   "fastrnn: input must be float32 or float64, got ", input.dtype);
+  TORCH_CHECK_TYPE(input.dtype == at::kFloat || input.dtype == at::kDouble ||
+                       input.dtype == at::kBFloat16 || input.dtype == at::kHalf,
+                   "fastrnn: input must be float32, float64, bfloat16 or float16, got ",
+                   input.dtype);
   s.L = config.num_layers, s.D = config.directions;
   s.project = config.proj_size > 0;
   s.weights_per_layer = 2 + (config.has_bias ? 2 : 0) + (s.project ? 1 : 0);
@@ -296,13 +322,13 @@ RnnParams<scalar_t> StackInputs::params(const StackShape& s,
   lw.assign(s.L * s.D, {});
   for (int64_t k = 0; k < s.L * s.D; ++k) {
     const at::Tensor* w = weights.data() + k * s.weights_per_layer;
-    lw[k].w_ih = w[0].const_data_ptr<scalar_t>();
-    lw[k].w_hh = w[1].const_data_ptr<scalar_t>();
+    lw[k].w_ih = data<scalar_t>(w[0]);
+    lw[k].w_hh = data<scalar_t>(w[1]);
     if (s.config.has_bias) {
-      lw[k].b_ih = w[2].const_data_ptr<scalar_t>();
-      lw[k].b_hh = w[3].const_data_ptr<scalar_t>();
+      lw[k].b_ih = data<scalar_t>(w[2]);
+      lw[k].b_hh = data<scalar_t>(w[3]);
     }
-    if (s.project) lw[k].w_hr = w[s.config.has_bias ? 4 : 2].const_data_ptr<scalar_t>();
+    if (s.project) lw[k].w_hr = data<scalar_t>(w[s.config.has_bias ? 4 : 2]);
   }
   RnnParams<scalar_t> p;
   p.cell = s.config.cell;
@@ -310,9 +336,9 @@ RnnParams<scalar_t> StackInputs::params(const StackShape& s,
   p.T = s.T, p.B = s.B, p.N = s.N, p.I = s.I, p.H = s.H, p.P = s.P, p.L = s.L, p.D = s.D;
   p.batch_sizes = s.batch_sizes.data();
   p.offsets = s.offsets.data();
-  p.x = x.const_data_ptr<scalar_t>();
+  p.x = data<scalar_t>(x);
   p.ldx = ldx;
-  p.hx = hx.const_data_ptr<scalar_t>();
+  p.hx = data<scalar_t>(hx);
   p.cx = ptr_or_null<scalar_t>(cx);
   p.weights = lw.data();
   p.dropout_masks = ptr_or_null<scalar_t>(dropout_masks);
@@ -328,8 +354,8 @@ StackOutputs::StackOutputs(const StackShape& s, bool training, const at::TensorO
 
 template <typename scalar_t>
 void StackOutputs::fill(RnnParams<scalar_t>& p) const {
-  p.output = output.mutable_data_ptr<scalar_t>();
-  p.h_n = h_n.mutable_data_ptr<scalar_t>();
+  p.output = mutable_data<scalar_t>(output);
+  p.h_n = mutable_data<scalar_t>(h_n);
   p.c_n = mutable_ptr_or_null<scalar_t>(c_n);
   p.reserve = mutable_ptr_or_null<scalar_t>(reserve);
 }
@@ -363,15 +389,15 @@ void StackGrads::fill(RnnGradParams<scalar_t>& p, std::vector<LayerGrads<scalar_
   lg.assign(layers, {});
   for (int64_t k = 0; k < layers; ++k) {
     const at::Tensor* g = grad_weights.data() + k * per_layer;
-    lg[k].w_ih = g[0].mutable_data_ptr<scalar_t>();
-    lg[k].w_hh = g[1].mutable_data_ptr<scalar_t>();
+    lg[k].w_ih = mutable_data<scalar_t>(g[0]);
+    lg[k].w_hh = mutable_data<scalar_t>(g[1]);
     if (has_bias) {
-      lg[k].b_ih = g[2].mutable_data_ptr<scalar_t>();
-      lg[k].b_hh = g[3].mutable_data_ptr<scalar_t>();
+      lg[k].b_ih = mutable_data<scalar_t>(g[2]);
+      lg[k].b_hh = mutable_data<scalar_t>(g[3]);
     }
-    if (p.fwd.weights[0].w_hr) lg[k].w_hr = g[has_bias ? 4 : 2].mutable_data_ptr<scalar_t>();
+    if (p.fwd.weights[0].w_hr) lg[k].w_hr = mutable_data<scalar_t>(g[has_bias ? 4 : 2]);
   }
-  p.fwd.output = const_cast<scalar_t*>(output.const_data_ptr<scalar_t>());  // read only
+  p.fwd.output = const_cast<scalar_t*>(data<scalar_t>(output));  // read only
   p.fwd.reserve = mutable_ptr_or_null<scalar_t>(reserve);                   // read only
   p.grad_output = ptr_or_null<scalar_t>(grad_output);
   p.grad_h_n = ptr_or_null<scalar_t>(grad_h_n);
@@ -391,6 +417,8 @@ void StackGrads::fill(RnnGradParams<scalar_t>& p, std::vector<LayerGrads<scalar_
       const;
 FASTRNN_INSTANTIATE(float)
 FASTRNN_INSTANTIATE(double)
+FASTRNN_INSTANTIATE(bfloat16)
+FASTRNN_INSTANTIATE(float16)
 #undef FASTRNN_INSTANTIATE
 
 }  // namespace fastrnn

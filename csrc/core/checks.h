@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "core/op_args.h"
@@ -113,6 +114,30 @@ struct StackGrads {
   }
 };
 
+// The dtypes the ops take, and the kernels' type for each (cells/half.h: the kernels know
+// nothing of c10's 16-bit types, which have the same layout).
+#define FASTRNN_DISPATCH_TYPES(dtype, name, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, dtype, name, __VA_ARGS__)
+
+template <typename AtType>
+struct KernelTypeOf {
+  using type = AtType;
+};
+template <>
+struct KernelTypeOf<at::BFloat16> {
+  using type = bfloat16;
+};
+template <>
+struct KernelTypeOf<at::Half> {
+  using type = float16;
+};
+template <typename AtType>
+using KernelType = typename KernelTypeOf<AtType>::type;
+
+// Whether T is one of the 16-bit types (for a device that does not take them yet).
+template <typename T>
+inline constexpr bool kIsHalf = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
+
 // A device's kernels of the two ops: the checks, the layout, the allocation and the params fill,
 // then run(params) with the params of the input's dtype (run: a generic lambda calling the
 // device's drivers).
@@ -121,9 +146,10 @@ RnnResult run_forward(const RnnArgs& a, Run&& run) {
   const StackShape s = check_stack(a.config, a.stack, a.norms_probe);
   const StackInputs in(s, a.stack);
   const StackOutputs out(s, a.training, a.stack.input.options());
-  AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn", [&] {
-    std::vector<LayerWeights<scalar_t>> weights;
-    RnnParams<scalar_t> p = in.params<scalar_t>(s, weights);
+  FASTRNN_DISPATCH_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn", [&] {
+    using T = KernelType<scalar_t>;
+    std::vector<LayerWeights<T>> weights;
+    RnnParams<T> p = in.params<T>(s, weights);
     out.fill(p);
     run(p);
   });
@@ -135,11 +161,12 @@ RnnBackwardResult run_backward(const RnnBackwardArgs& a, Run&& run) {
   const StackShape s = check_stack(a.config, a.stack);
   const StackInputs in(s, a.stack);
   const StackGrads out(s, a, in);
-  AT_DISPATCH_FLOATING_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn_backward", [&] {
-    std::vector<LayerWeights<scalar_t>> weights;
-    std::vector<LayerGrads<scalar_t>> grads;
-    RnnGradParams<scalar_t> p;
-    p.fwd = in.params<scalar_t>(s, weights);
+  FASTRNN_DISPATCH_TYPES(a.stack.input.scalar_type(), "fastrnn::rnn_backward", [&] {
+    using T = KernelType<scalar_t>;
+    std::vector<LayerWeights<T>> weights;
+    std::vector<LayerGrads<T>> grads;
+    RnnGradParams<T> p;
+    p.fwd = in.params<T>(s, weights);
     out.fill(p, grads);
     run(p);
   });

@@ -88,18 +88,22 @@ const char* isa_name() {
 #endif
 
 template <typename scalar_t>
-void rnn_forward(const RnnParams<scalar_t>& p, const Context<scalar_t>& ctx) {
+void rnn_forward(const RnnParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx) {
   FASTRNN_ON_ISA(rnn_forward(p, ctx))
 }
 
 template <typename scalar_t>
-void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<scalar_t>& ctx) {
+void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx) {
   FASTRNN_ON_ISA(rnn_backward(p, ctx))
 }
 
-template void rnn_forward<float>(const RnnParams<float>&, const Context<float>&);
-template void rnn_forward<double>(const RnnParams<double>&, const Context<double>&);
-template void rnn_backward<float>(const RnnGradParams<float>&, const Context<float>&);
-template void rnn_backward<double>(const RnnGradParams<double>&, const Context<double>&);
+#define FASTRNN_INSTANTIATE(T)                                                      \
+  template void rnn_forward<T>(const RnnParams<T>&, const Context<compute_t<T>>&); \
+  template void rnn_backward<T>(const RnnGradParams<T>&, const Context<compute_t<T>>&);
+FASTRNN_INSTANTIATE(float)
+FASTRNN_INSTANTIATE(double)
+FASTRNN_INSTANTIATE(bfloat16)
+FASTRNN_INSTANTIATE(float16)
+#undef FASTRNN_INSTANTIATE
 
 }  // namespace fastrnn::cpu

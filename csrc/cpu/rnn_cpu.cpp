@@ -19,24 +19,109 @@
 namespace fastrnn::cpu::FASTRNN_CPU_ISA {
 namespace {
 
+// x as another of the element types: float or double as it is, a 16-bit type through float.
+template <typename To, typename From>
+To convert(From x) {
+  if constexpr (std::is_same_v<To, From>) {
+    return x;
+  } else {
+    return To(static_cast<float>(x));
+  }
+}
+
 // sums[g*H + j] += row[g*H + j] for the G gates of units [j0, j1): the bias gradients, summed
 // by the thread owning the units as it makes each row of dL/d(pre-activations)
-template <typename scalar_t>
-void add_units(const scalar_t* row, int64_t G, int64_t H, int64_t j0, int64_t j1,
-               scalar_t* sums) {
+template <typename C>
+void add_units(const C* row, int64_t G, int64_t H, int64_t j0, int64_t j1, C* sums) {
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t j = j0; j < j1; ++j) sums[g * H + j] += row[g * H + j];
   }
 }
 
-// Columns [c0, c1) of `rows` rows.
-template <typename scalar_t>
-void copy_columns(const scalar_t* src, int64_t ld_src, int64_t rows, int64_t c0, int64_t c1,
-                  scalar_t* dst, int64_t ld_dst) {
+// Columns [c0, c1) of `rows` rows, converted to dst's type.
+template <typename Src, typename Dst>
+void copy_columns(const Src* src, int64_t ld_src, int64_t rows, int64_t c0, int64_t c1,
+                  Dst* dst, int64_t ld_dst) {
   for (int64_t r = 0; r < rows; ++r) {
-    std::copy(src + r * ld_src + c0, src + r * ld_src + c1, dst + r * ld_dst + c0);
+    const Src* s = src + r * ld_src;
+    Dst* d = dst + r * ld_dst;
+    for (int64_t k = c0; k < c1; ++k) d[k] = convert<Dst>(s[k]);
   }
 }
+
+// n values as the compute type C: for a 16-bit storage type a converted copy, made here (the
+// products and the running state work in C); for float and double the values where they are.
+template <typename C, typename T>
+class AsCompute {
+ public:
+  AsCompute(const T* src, int64_t n) {
+    if constexpr (std::is_same_v<C, T>) {
+      data_ = src;
+    } else if (src) {
+      copy_ = scratch<C>(n);
+      for (int64_t i = 0; i < n; ++i) copy_[i] = convert<C>(src[i]);
+      data_ = copy_.get();
+    }
+  }
+  const C* get() const { return data_; }
+
+ private:
+  const C* data_ = nullptr;
+  Scratch<C> copy_;
+};
+
+// Rows [0, rows) x cols of a matrix with leading dimension ld, as a contiguous C copy (or the
+// matrix itself when T is C): the whole-sequence products' operands.
+template <typename C, typename T>
+class RowsAsCompute {
+ public:
+  RowsAsCompute(const T* src, int64_t rows, int64_t cols, int64_t ld) : ld_(ld) {
+    if constexpr (std::is_same_v<C, T>) {
+      data_ = src;
+    } else {
+      copy_ = scratch<C>(rows * cols);
+      copy_columns(src, ld, rows, 0, cols, copy_.get(), cols);
+      data_ = copy_.get(), ld_ = cols;
+    }
+  }
+  const C* get() const { return data_; }
+  int64_t ld() const { return ld_; }
+
+ private:
+  const C* data_ = nullptr;
+  int64_t ld_;
+  Scratch<C> copy_;
+};
+
+// Where a result of n values of type T is made: in place when T is the compute type, else in a
+// C buffer that store() converts into the destination (adding to it when `accumulate`).
+template <typename C, typename T>
+class ComputeOut {
+ public:
+  ComputeOut(T* dst, int64_t n) : dst_(dst), n_(n) {
+    if constexpr (std::is_same_v<C, T>) {
+      data_ = dst;
+    } else if (dst) {
+      buffer_ = scratch<C>(n);
+      data_ = buffer_.get();
+    }
+  }
+  C* get() const { return data_; }
+  void store(bool accumulate = false) const {
+    if constexpr (!std::is_same_v<C, T>) {
+      if (!dst_) return;
+      for (int64_t i = 0; i < n_; ++i) {
+        dst_[i] = accumulate ? T(static_cast<float>(dst_[i]) + data_[i]) : T(data_[i]);
+      }
+    }
+  }
+
+ private:
+  T* dst_;
+  int64_t n_;
+  C* data_ = nullptr;
+  Scratch<C> buffer_;
+};
 
 // The part `rank` of [0, n) cut into `size` near-equal parts of whole blocks of `block`.
 inline std::pair<int64_t, int64_t> share(int64_t n, int64_t block, int64_t rank, int64_t size) {
@@ -57,23 +142,35 @@ bool pack_step_weights(const Layer<scalar_t>& layer) {
 // the packed kernel at its full rate, or the batch is large enough to hide streaming them.
 template <class Cell, typename scalar_t>
 bool input_in_steps(const Layer<scalar_t>& layer) {
-  const int64_t bytes = Cell::kGates * layer.H * (layer.I + layer.P) * int64_t{sizeof(scalar_t)};
-  return RecurrentGemm<scalar_t>::kPacked &&
+  using C = compute_t<scalar_t>;
+  const int64_t bytes = Cell::kGates * layer.H * (layer.I + layer.P) * int64_t{sizeof(C)};
+  return RecurrentGemm<C>::kPacked &&
          (!pack_step_weights(layer) || layer.B >= kStepInputStreamingMinBatch ||
           (layer.B >= kStepInputMinBatch && bytes <= kStepWeightBytes));
 }
 
 // The CPU's layer driver for core/stack.h: one layer in one direction on a team of threads,
 // with the context's threads and whole-sequence GEMM engine.
+//
+// Storage type scalar_t, compute type C (cells/rows.h). For a 16-bit scalar_t the products run
+// in C on C copies of the weights and of the layer's input (AsCompute: G*H*(I+P) + N*I values
+// per layer call, N*I again in backward), the running state and the gate pre-activations are C,
+// and only what leaves the layer is rounded to scalar_t: its output and saved rows, h_n and c_n,
+// and the gradients.
 template <typename scalar_t>
 class Driver {
+  using C = compute_t<scalar_t>;
+  static constexpr bool kSameTypes = std::is_same_v<C, scalar_t>;
+
  public:
-  explicit Driver(const Context<scalar_t>& ctx) : ctx_(ctx) {}
+  explicit Driver(const Context<C>& ctx) : ctx_(ctx) {}
 
   auto buffer(int64_t n) const { return scratch<scalar_t>(n); }
 
   void mask(const scalar_t* src, const scalar_t* mask, int64_t n, scalar_t* dst) const {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i] * mask[i];
+    for (int64_t i = 0; i < n; ++i) {
+      dst[i] = convert<scalar_t>(convert<C>(src[i]) * convert<C>(mask[i]));
+    }
   }
 
   // The steps of a layer run on a team of threads (Threads::team). Each thread owns a share of
@@ -89,22 +186,30 @@ class Driver {
     const bool training = layer.saved != nullptr;
     const bool project = layer.w.w_hr != nullptr;
 
-    // W_ih x of every row. When training, it goes straight into the saved rows, which the cell
-    // then overwrites in place with its activations: no separate buffer of N * G*H. With a small
-    // W_ih (input_in_steps) each thread computes its units' columns of the step's rows in the
-    // step, before the recurrent product; in inference they then need only B rows.
+    // W_ih x of every row. When training (and the saved rows are C), it goes straight into the
+    // saved rows, which the cell then overwrites in place with its activations: no separate
+    // buffer of N * G*H. With a small W_ih (input_in_steps) each thread computes its units'
+    // columns of the step's rows in the step, before the recurrent product; they then need only
+    // B rows, unless they are the saved rows.
     const Threads& threads = ctx_.threads;
     const bool fuse_input = input_in_steps<Cell>(layer);
-    const auto gx_buffer = scratch<scalar_t>(training ? 0 : (fuse_input ? B : layer.N) * GH);
-    scalar_t* gx = training ? layer.saved : gx_buffer.get();
-    const int64_t ld_gx = training ? SH : GH;
-    const bool gx_per_batch_row = fuse_input && !training;  // gx row b, not row r
+    const bool gx_in_saved = training && kSameTypes;
+    const auto gx_buffer = scratch<C>(gx_in_saved ? 0 : (fuse_input ? B : layer.N) * GH);
+    C* gx = gx_buffer.get();
+    if constexpr (kSameTypes) {
+      if (gx_in_saved) gx = layer.saved;
+    }
+    const int64_t ld_gx = gx_in_saved ? SH : GH;
+    const bool gx_per_batch_row = fuse_input && !gx_in_saved;  // gx row b, not row r
     const bool pack = pack_step_weights(layer);
-    std::optional<RecurrentGemm<scalar_t>> input;
+    const RowsAsCompute<C, scalar_t> x(layer.x, layer.N, layer.I, layer.ldx);
+    const AsCompute<C, scalar_t> w_ih(layer.w.w_ih, GH * layer.I), w_hh(layer.w.w_hh, GH * P);
+    const AsCompute<C, scalar_t> w_hr(layer.w.w_hr, P * H);
+    std::optional<RecurrentGemm<C>> input;
     if (fuse_input) {
-      input.emplace(layer.w.w_ih, GH, layer.I, /*w_transposed=*/false, Cell::kGates, pack);
+      input.emplace(w_ih.get(), GH, layer.I, /*w_transposed=*/false, Cell::kGates, pack);
     } else {
-      whole_sequence_gemm(false, true, layer.N, GH, layer.I, layer.x, layer.ldx, layer.w.w_ih,
+      whole_sequence_gemm(false, true, layer.N, GH, layer.I, x.get(), x.ld(), w_ih.get(),
                           layer.I, 0, gx, ld_gx);
     }
 
@@ -112,15 +217,19 @@ class Driver {
     // have ended keep their last state, which is h_n; rows not yet started hold h0. h is double
     // buffered (the others still read h_{t-1} while a thread writes its columns of h_t); c, gh and
     // m are only touched by the thread owning the unit, in place.
-    std::vector<scalar_t> h(layer.h0, layer.h0 + B * P), h_next(B * P);
-    std::vector<scalar_t> c;
-    if constexpr (Cell::kHasCellState) c.assign(layer.c0, layer.c0 + B * H);
-    const auto gh = scratch<scalar_t>(B * GH);  // W_hh h_{t-1} of the active rows
-    const auto m = scratch<scalar_t>(project ? B * H : 0);  // the cell's output before W_hr
-    std::optional<RecurrentGemm<scalar_t>> projection;  // h = m W_hr^T, in blocks of 64 columns
-    if (project) projection.emplace(layer.w.w_hr, P, H, /*w_transposed=*/false, 1, pack);
-    const RecurrentGemm<scalar_t> recurrent(layer.w.w_hh, GH, P, /*w_transposed=*/false,
-                                            Cell::kGates, pack);
+    std::vector<C> h(B * P), h_next(B * P);
+    std::transform(layer.h0, layer.h0 + B * P, h.begin(), convert<C, scalar_t>);
+    std::vector<C> c;
+    if constexpr (Cell::kHasCellState) {
+      c.resize(B * H);
+      std::transform(layer.c0, layer.c0 + B * H, c.begin(), convert<C, scalar_t>);
+    }
+    const auto gh = scratch<C>(B * GH);  // W_hh h_{t-1} of the active rows
+    const auto m = scratch<C>(project ? B * H : 0);  // the cell's output before W_hr
+    std::optional<RecurrentGemm<C>> projection;  // h = m W_hr^T, in blocks of 64 columns
+    if (project) projection.emplace(w_hr.get(), P, H, /*w_transposed=*/false, 1, pack);
+    const RecurrentGemm<C> recurrent(w_hh.get(), GH, P, /*w_transposed=*/false, Cell::kGates,
+                                     pack);
     const int64_t blocks = recurrent.unit_blocks();
     SpinBarrier barrier;
 
@@ -134,8 +243,8 @@ class Driver {
           recurrent.pack_units(u0, u1);
           if (input) input->pack_units(u0, u1);
           if (projection) projection->pack_units(q0, q1);
-          scalar_t* h_prev = h.data();
-          scalar_t* h_cur = h_next.data();
+          C* h_prev = h.data();
+          C* h_cur = h_next.data();
           // gx of the first row of step t
           auto gx_of = [&](int64_t t) {
             return gx + (gx_per_batch_row ? 0 : layer.offsets[t] * ld_gx);
@@ -143,19 +252,18 @@ class Driver {
           // W_ih x of step s, this thread's units: it depends on no other thread's work
           auto input_product = [&](int64_t s) {
             const int64_t t = layer.step(s);
-            input->multiply_units(u0, u1, layer.batch_sizes[t],
-                                  layer.x + layer.offsets[t] * layer.ldx, layer.ldx, gx_of(t),
-                                  ld_gx, /*accumulate=*/false);
+            input->multiply_units(u0, u1, layer.batch_sizes[t], x.get() + layer.offsets[t] * x.ld(),
+                                  x.ld(), gx_of(t), ld_gx, /*accumulate=*/false);
           };
           if (input) input_product(0);
           for (int64_t s = 0; s < layer.T; ++s) {
             const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
-            scalar_t* gx_step = gx_of(t);
+            C* gx_step = gx_of(t);
             recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.get(), GH, /*accumulate=*/false);
             for (int64_t b = 0; b < Bt; ++b) {
               const int64_t r = row0 + b;
-              scalar_t* h_row = project ? m.get() + b * H : h_cur + b * P;
-              scalar_t* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
+              C* h_row = project ? m.get() + b * H : h_cur + b * P;
+              C* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
               ForwardRow<scalar_t> row;
               row.x_pre = gx_step + b * ld_gx;
               row.h_pre = gh.get() + b * GH;
@@ -188,9 +296,11 @@ class Driver {
         });
       });
     });
-    const std::vector<scalar_t>& h_last = layer.T % 2 == 0 ? h : h_next;
-    std::copy(h_last.begin(), h_last.end(), layer.h_n);
-    if constexpr (Cell::kHasCellState) std::copy(c.begin(), c.end(), layer.c_n);
+    const std::vector<C>& h_last = layer.T % 2 == 0 ? h : h_next;
+    std::transform(h_last.begin(), h_last.end(), layer.h_n, convert<scalar_t, C>);
+    if constexpr (Cell::kHasCellState) {
+      std::transform(c.begin(), c.end(), layer.c_n, convert<scalar_t, C>);
+    }
   }
 
   // Backward walks the steps in reverse on a team, like forward: each thread owns a share of the
@@ -207,55 +317,64 @@ class Driver {
 
     // dL/d(pre-activations) of every row: of W_ih x (dgx) and of W_hh h_{t-1} (dgh), the same
     // buffer except for the GRU.
-    const auto dgx = scratch<scalar_t>(N * GH);
-    const auto dgh_buffer = scratch<scalar_t>(Cell::kSplitHiddenGrad ? N * GH : 0);
-    scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.get() : dgx.get();
-    const auto h_prev_rows = scratch<scalar_t>(N * P);  // h_{t-1} of every row, for dW_hh
+    const auto dgx = scratch<C>(N * GH);
+    const auto dgh_buffer = scratch<C>(Cell::kSplitHiddenGrad ? N * GH : 0);
+    C* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.get() : dgx.get();
+    const auto h_prev_rows = scratch<C>(N * P);  // h_{t-1} of every row, for dW_hh
+    const AsCompute<C, scalar_t> w_ih(layer.w.w_ih, GH * layer.I), w_hh(layer.w.w_hh, GH * P);
+    const AsCompute<C, scalar_t> w_hr(layer.w.w_hr, P * H);
     // dL/dh_{t-1} = dgh_t W_hh at every step but the first, whose result only dL/dh0 wants: at T=1
     // without it, no product at all (nor its packing).
     const bool want_h0 = g.grad_h0 != nullptr;
-    std::optional<RecurrentGemm<scalar_t>> recurrent;
+    std::optional<RecurrentGemm<C>> recurrent;
     const bool pack = pack_step_weights(layer);
     if (layer.T > 1 || want_h0) {
-      recurrent.emplace(layer.w.w_hh, P, GH, /*w_transposed=*/true, 1, pack);
+      recurrent.emplace(w_hh.get(), P, GH, /*w_transposed=*/true, 1, pack);
     }
     // Where forward computes W_ih x in the steps (input_in_steps), backward computes dL/dx =
     // dgx W_ih in them too, each thread a share of x's columns, for a step whose dgx is whole:
-    // while it waits for the others at the next step's barrier.
+    // while it waits for the others at the next step's barrier. dL/dx is made in C and stored
+    // (added, for a second direction) as scalar_t after the steps.
     const bool want_x = g.grad_x != nullptr;
-    std::optional<RecurrentGemm<scalar_t>> input_grad;
+    const ComputeOut<C, scalar_t> grad_x(g.grad_x, N * layer.I);
+    std::optional<RecurrentGemm<C>> input_grad;
     if (want_x && input_in_steps<Cell>(layer)) {
-      input_grad.emplace(layer.w.w_ih, layer.I, GH, /*w_transposed=*/true, 1, pack);
+      input_grad.emplace(w_ih.get(), layer.I, GH, /*w_transposed=*/true, 1, pack);
     }
+    const bool accumulate_grad_x = g.accumulate_grad_x && kSameTypes;  // else store() adds
 
     // dL/dh and dL/dc flowing back through the running state, row b for sequence b
-    std::vector<scalar_t> dh(B * P, scalar_t(0));
-    std::vector<scalar_t> dc(Cell::kHasCellState ? B * H : 0, scalar_t(0));
-    if (g.grad_h_n) std::copy(g.grad_h_n, g.grad_h_n + B * P, dh.begin());
-    if (Cell::kHasCellState && g.grad_c_n) std::copy(g.grad_c_n, g.grad_c_n + B * H, dc.begin());
+    std::vector<C> dh(B * P, C(0));
+    std::vector<C> dc(Cell::kHasCellState ? B * H : 0, C(0));
+    if (g.grad_h_n) std::transform(g.grad_h_n, g.grad_h_n + B * P, dh.begin(), convert<C, scalar_t>);
+    if (Cell::kHasCellState && g.grad_c_n) {
+      std::transform(g.grad_c_n, g.grad_c_n + B * H, dc.begin(), convert<C, scalar_t>);
+    }
 
     // With a projection h = W_hr m: dL/dm of the active rows, and for the W_hr gradient dL/dh and
     // m of every row.
-    const auto dm = scratch<scalar_t>(project ? B * H : 0);
-    const auto dh_rows = scratch<scalar_t>(project ? N * P : 0);
-    const auto m_rows = scratch<scalar_t>(project ? N * H : 0);
-    std::optional<RecurrentGemm<scalar_t>> projection;  // dm = dh W_hr, the units' columns
-    if (project) projection.emplace(layer.w.w_hr, H, P, /*w_transposed=*/true, 1, pack);
+    const auto dm = scratch<C>(project ? B * H : 0);
+    const auto dh_rows = scratch<C>(project ? N * P : 0);
+    const auto m_rows = scratch<C>(project ? N * H : 0);
+    std::optional<RecurrentGemm<C>> projection;  // dm = dh W_hr, the units' columns
+    if (project) projection.emplace(w_hr.get(), H, P, /*w_transposed=*/true, 1, pack);
     SpinBarrier barrier;
 
     // The bias gradients are the column sums of dgx and dgh; where those are one buffer, b_hh's
     // is a copy of b_ih's, made at the end.
-    scalar_t* const db_ih = g.grads.b_ih;
-    const bool copy_db = !Cell::kSplitHiddenGrad && db_ih && g.grads.b_hh;
-    scalar_t* const db_hh = copy_db ? nullptr : g.grads.b_hh;
+    const bool copy_db = !Cell::kSplitHiddenGrad && g.grads.b_ih && g.grads.b_hh;
+    const ComputeOut<C, scalar_t> db_ih_out(g.grads.b_ih, GH);
+    const ComputeOut<C, scalar_t> db_hh_out(copy_db ? nullptr : g.grads.b_hh, GH);
+    C* const db_ih = db_ih_out.get();
+    C* const db_hh = db_hh_out.get();
 
     // Recorded gradient norms: each thread's sums of squares of its columns, per step, added in
     // rank order after the steps.
     const bool record = g.h_norms != nullptr;
     const int64_t team = std::min(threads.count, (H + 63) / 64);
     std::vector<double> squares(record ? 2 * layer.T * team : 0, 0.0);
-    const auto dc_total = scratch<scalar_t>(record && Cell::kHasCellState ? B * H : 0);
-    const auto sum_squares = [](const scalar_t* rows, int64_t ld, int64_t count, int64_t c0,
+    const auto dc_total = scratch<C>(record && Cell::kHasCellState ? B * H : 0);
+    const auto sum_squares = [](const C* rows, int64_t ld, int64_t count, int64_t c0,
                                 int64_t c1) {
       double sum = 0;
       for (int64_t b = 0; b < count; ++b) {
@@ -282,27 +401,25 @@ class Driver {
         auto input_grad_product = [&](int64_t s) {  // dL/dx of step s, this thread's columns
           const int64_t t = layer.step(s), row0 = layer.offsets[t];
           input_grad->multiply_units(v0, v1, layer.batch_sizes[t], dgx.get() + row0 * GH, GH,
-                                     g.grad_x + row0 * g.ld_grad_x, g.ld_grad_x,
-                                     g.accumulate_grad_x);
+                                     grad_x.get() + row0 * g.ld_grad_x, g.ld_grad_x,
+                                     accumulate_grad_x);
         };
-        for (scalar_t* db : {db_ih, db_hh}) {
+        for (C* db : {db_ih, db_hh}) {
           if (!db) continue;
-          for (int64_t k = 0; k < Cell::kGates; ++k) {
-            std::fill(db + k * H + j0, db + k * H + j1, scalar_t(0));
-          }
+          for (int64_t k = 0; k < Cell::kGates; ++k) std::fill(db + k * H + j0, db + k * H + j1, C(0));
         }
         for (int64_t s = layer.T - 1; s >= 0; --s) {
           const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
           if (g.grad_out) {
             for (int64_t b = 0; b < Bt; ++b) {
               const scalar_t* go = g.grad_out + (row0 + b) * g.ld_grad_out;
-              for (int64_t k = p0; k < p1; ++k) dh[b * P + k] += go[k];
+              for (int64_t k = p0; k < p1; ++k) dh[b * P + k] += convert<C>(go[k]);
             }
           }
           if constexpr (decltype(kRecord)::value) {  // dL/dh_t whole: from the output and t+1
             squares[(t * team + rank) * 2] = sum_squares(dh.data(), P, Bt, p0, p1);
           }
-          const scalar_t* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
+          const C* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
           if (project) {
             copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.get() + row0 * P, P);
             barrier.wait(size);  // dh of every column
@@ -315,7 +432,7 @@ class Driver {
             const int64_t prev_row = prev >= 0 ? layer.offsets[prev] + b : -1;
             const scalar_t* h_prev =
                 prev >= 0 ? layer.out + prev_row * layer.ld_out : layer.h0 + b * P;
-            std::copy(h_prev + p0, h_prev + p1, h_prev_rows.get() + r * P + p0);
+            copy_columns(h_prev, P, 1, p0, p1, h_prev_rows.get() + r * P, P);
             const scalar_t* saved_row = layer.saved ? layer.saved + r * SH : nullptr;
             BackwardRow<scalar_t> row;
             row.dh = dh_cell + b * H;
@@ -341,7 +458,7 @@ class Driver {
             if constexpr (Cell::kHasProjection) {
               if (project) {
                 for (int64_t j = j0; j < j1; ++j) {
-                  m_rows[r * H + j] = Cell::unprojected_h(j, H, saved_row);
+                  m_rows[r * H + j] = convert<C>(Cell::unprojected_h(j, H, saved_row));
                 }
               }
             }
@@ -372,21 +489,34 @@ class Driver {
         if constexpr (Cell::kHasCellState) g.c_norms[t] = static_cast<float>(std::sqrt(c_sum));
       }
     }
-    if (want_h0) std::copy(dh.begin(), dh.end(), g.grad_h0);
-    if constexpr (Cell::kHasCellState) std::copy(dc.begin(), dc.end(), g.grad_c0);
+    if (want_h0) std::transform(dh.begin(), dh.end(), g.grad_h0, convert<scalar_t, C>);
+    if constexpr (Cell::kHasCellState) {
+      std::transform(dc.begin(), dc.end(), g.grad_c0, convert<scalar_t, C>);
+    }
 
     if (want_x && !input_grad) {
-      whole_sequence_gemm(false, false, N, layer.I, GH, dgx.get(), GH, layer.w.w_ih, layer.I,
-                            g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
+      whole_sequence_gemm(false, false, N, layer.I, GH, dgx.get(), GH, w_ih.get(), layer.I,
+                          accumulate_grad_x ? 1 : 0, grad_x.get(), g.ld_grad_x);
     }
-    whole_sequence_gemm(true, false, GH, layer.I, N, dgx.get(), GH, layer.x, layer.ldx, 0,
-                        g.grads.w_ih, layer.I);
-    whole_sequence_gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, g.grads.w_hh,
-                          P);
-    if (copy_db) std::copy(db_ih, db_ih + GH, g.grads.b_hh);
+    grad_x.store(g.accumulate_grad_x);
+    {
+      const RowsAsCompute<C, scalar_t> x(layer.x, N, layer.I, layer.ldx);
+      const ComputeOut<C, scalar_t> dw_ih(g.grads.w_ih, GH * layer.I);
+      whole_sequence_gemm(true, false, GH, layer.I, N, dgx.get(), GH, x.get(), x.ld(), 0,
+                          dw_ih.get(), layer.I);
+      dw_ih.store();
+    }
+    const ComputeOut<C, scalar_t> dw_hh(g.grads.w_hh, GH * P);
+    whole_sequence_gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, dw_hh.get(), P);
+    dw_hh.store();
+    db_ih_out.store();
+    db_hh_out.store();
+    if (copy_db) std::copy(g.grads.b_ih, g.grads.b_ih + GH, g.grads.b_hh);
     if (project) {
+      const ComputeOut<C, scalar_t> dw_hr(g.grads.w_hr, P * H);
       whole_sequence_gemm(true, false, P, H, N, dh_rows.get(), P, m_rows.get(), H, 0,
-                            g.grads.w_hr, H);
+                          dw_hr.get(), H);
+      dw_hr.store();
     }
   }
 
@@ -394,34 +524,37 @@ class Driver {
   // C = op(A) op(B) + beta C over all rows of the sequence: on the engine the glue chose, else
   // split over the threads.
   void whole_sequence_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                           const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
-                           scalar_t beta, scalar_t* C, int64_t ldc) const {
+                           const C* A, int64_t lda, const C* B, int64_t ldb, C beta, C* out,
+                           int64_t ldc) const {
     if (ctx_.sequence_gemm) {
-      ctx_.sequence_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+      ctx_.sequence_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, out, ldc);
     } else {
-      parallel_gemm<scalar_t>(ctx_.threads, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C,
-                              ldc);
+      parallel_gemm<C>(ctx_.threads, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, out, ldc);
     }
   }
 
-  const Context<scalar_t>& ctx_;
+  const Context<C>& ctx_;
 };
 
 }  // namespace
 
 template <typename scalar_t>
-void rnn_forward(const RnnParams<scalar_t>& p, const Context<scalar_t>& ctx) {
+void rnn_forward(const RnnParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx) {
   run_stack_forward(Driver<scalar_t>(ctx), p);
 }
 
 template <typename scalar_t>
-void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<scalar_t>& ctx) {
+void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx) {
   run_stack_backward(Driver<scalar_t>(ctx), p);
 }
 
-template void rnn_forward<float>(const RnnParams<float>&, const Context<float>&);
-template void rnn_forward<double>(const RnnParams<double>&, const Context<double>&);
-template void rnn_backward<float>(const RnnGradParams<float>&, const Context<float>&);
-template void rnn_backward<double>(const RnnGradParams<double>&, const Context<double>&);
+#define FASTRNN_INSTANTIATE(T)                                                      \
+  template void rnn_forward<T>(const RnnParams<T>&, const Context<compute_t<T>>&); \
+  template void rnn_backward<T>(const RnnGradParams<T>&, const Context<compute_t<T>>&);
+FASTRNN_INSTANTIATE(float)
+FASTRNN_INSTANTIATE(double)
+FASTRNN_INSTANTIATE(bfloat16)
+FASTRNN_INSTANTIATE(float16)
+#undef FASTRNN_INSTANTIATE
 
 }  // namespace fastrnn::cpu::FASTRNN_CPU_ISA

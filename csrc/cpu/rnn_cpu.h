@@ -15,12 +15,13 @@
 
 namespace fastrnn::cpu {
 
-// Run on the best instruction set of this CPU (dispatch.cpp).
+// Run on the best instruction set of this CPU (dispatch.cpp). scalar_t: float, double, bfloat16
+// or float16; the context is the compute type's (the products run in it).
 template <typename scalar_t>
-void rnn_forward(const RnnParams<scalar_t>& p, const Context<scalar_t>& ctx);
+void rnn_forward(const RnnParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx);
 
 template <typename scalar_t>
-void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<scalar_t>& ctx);
+void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx);
 
 // The instruction set the drivers run with: "avx512", "avx2" or "baseline". The best one this CPU
 // has, unless the environment variable FASTRNN_CPU_ISA names another one (for testing).
@@ -31,12 +32,12 @@ const char* isa_name();
 bool cpu_is_intel();
 
 // One copy of the drivers per instruction set (rnn_cpu.cpp compiled with different flags).
-#define FASTRNN_DECLARE_ISA(isa)                                                     \
-  namespace isa {                                                                    \
-  template <typename scalar_t>                                                       \
-  void rnn_forward(const RnnParams<scalar_t>& p, const Context<scalar_t>& ctx);      \
-  template <typename scalar_t>                                                       \
-  void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<scalar_t>& ctx); \
+#define FASTRNN_DECLARE_ISA(isa)                                                                \
+  namespace isa {                                                                               \
+  template <typename scalar_t>                                                                  \
+  void rnn_forward(const RnnParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx);      \
+  template <typename scalar_t>                                                                  \
+  void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx); \
   }
 FASTRNN_DECLARE_ISA(avx512)
 FASTRNN_DECLARE_ISA(avx2)

@@ -2,7 +2,8 @@
 
 Shapes: input ``[T, B, I]``; h0, c0 ``[B, H]`` or ``None`` for zeros; weight_ih ``[G*H, I]``,
 weight_hh ``[G*H, H]``, biases ``[G*H]`` or ``None``, with G = 4 (LSTM: i f g o), 3 (GRU: r z n),
-1 (RNN). Returns output ``[T, B, H]`` and the final states ``[B, H]``. float32 or float64, every
+1 (RNN). Returns output ``[T, B, H]`` and the final states ``[B, H]``. float32, float64, bfloat16
+or float16 (the 16-bit types computed in float32: state, gate math and sums), every
 tensor of one dtype, on the CPU (CUDA tensors raise: fastrnn has no CUDA kernels enabled
 yet).
 ``rnn_stack`` runs a whole multi-layer, bidirectional, padded or packed stack in one call.
@@ -113,7 +114,7 @@ def lstm(input: Tensor, h0: Tensor | None, c0: Tensor | None, weight_ih: Tensor,
         bias_ih, bias_hh: ``[4*H]`` each, or both ``None`` for no bias.
         grad_clip, cell_clip: the cells' options (``rnn_stack``), ``None`` for off.
 
-    Every tensor float32 or float64, one dtype, on the CPU; strided views are accepted.
+    Every tensor float32, float64, bfloat16 or float16, one dtype, on the CPU; strided views are accepted.
     Gradients flow to every tensor that requires grad; under ``torch.no_grad()`` or when none
     does, nothing is saved for backward.
 
@@ -140,7 +141,7 @@ def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
 
     Args as ``lstm``'s without c0: input ``[T, B, I]``; h0 ``[B, H]`` or ``None`` for zeros;
     weight_ih ``[3*H, I]``, weight_hh ``[3*H, H]`` (gates r, z, n); bias_ih, bias_hh ``[3*H]`` or
-    both ``None``; grad_clip as ``lstm``'s. float32 or float64, on the CPU.
+    both ``None``; grad_clip as ``lstm``'s. dtypes and device as ``lstm``'s.
 
     Returns ``(output, h_n)``: output ``[T, B, H]``, h_n ``[B, H]``.
 
@@ -163,7 +164,7 @@ def rnn(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
 
     Args as ``gru``'s with G = 1: input ``[T, B, I]``; h0 ``[B, H]`` or ``None`` for zeros;
     weight_ih ``[H, I]``, weight_hh ``[H, H]``; bias_ih, bias_hh ``[H]`` or both ``None``;
-    grad_clip as ``lstm``'s. float32 or float64, on the CPU.
+    grad_clip as ``lstm``'s. dtypes and device as ``lstm``'s.
 
     Returns ``(output, h_n)``: output ``[T, B, H]``, h_n ``[B, H]``.
 

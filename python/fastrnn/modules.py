@@ -13,8 +13,8 @@ torch.nn's.
 for bad shapes), then runs the whole stack (every layer, both directions, padded or packed) in
 one call of ``fastrnn.functional.rnn_stack``; a cell runs one time step of
 ``fastrnn.functional.lstm/gru/rnn``. Where fastrnn has no kernel for the call (a dtype other than
-float32/float64, a device other than the CPU, autocast enabled, an empty batch, a cell with
-input_size or hidden_size 0) ``forward`` runs torch.nn's implementation instead, with a warning
+float32, float64, bfloat16 and float16, a device other than the CPU, autocast on another device,
+an empty batch, a cell with input_size or hidden_size 0) ``forward`` runs torch.nn's implementation instead, with a warning
 unless the batch or a size is merely empty: the module never fails where torch.nn's would not.
 
 Beyond torch.nn's arguments, each class takes the cells' options, None (the default) for off:
@@ -74,7 +74,7 @@ except ImportError:  # another torch's layout: the public function alone
     _in_onnx_export = torch.onnx.is_in_onnx_export
 
 _MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
-_DTYPES = (torch.float32, torch.float64)
+_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
 def _unserved_device(device: torch.device) -> str | None:
@@ -106,7 +106,7 @@ def _unserved(tensors) -> str | None:
     """Why fastrnn's kernels cannot run on these tensors, or None when they can."""
     for t in tensors:
         if t.dtype not in _DTYPES:
-            return f"dtype {t.dtype}; fastrnn runs float32 and float64"
+            return f"dtype {t.dtype}; fastrnn runs float32, float64, bfloat16 and float16"
         device = t.device
         if device.type != "cpu":  # (the common case without a call: this runs on every forward)
             reason = _unserved_device(device)
@@ -122,12 +122,37 @@ def _fallback_reason(module: nn.Module, input, weights: list[Tensor]) -> str | N
     if not isinstance(input, Tensor):
         return ""  # let torch.nn raise its own error for a non-tensor input
     reason = _unserved(weights) or _unserved_device(input.device)
-    if reason is None and torch.is_autocast_enabled(input.device.type):
+    if (reason is None and input.device.type != "cpu"
+            and torch.is_autocast_enabled(input.device.type)):
         reason = f"autocast is enabled for {input.device.type}"
     if reason:
         warnings.warn(f"fastrnn.{type(module).__name__} runs torch.nn's implementation for this "
                       f"call ({reason})", stacklevel=_user_stacklevel())
     return reason
+
+
+def _autocast_dtype(input: Tensor) -> torch.dtype | None:
+    """The dtype a call runs in under ``torch.autocast("cpu", dtype=...)`` (bfloat16 or
+    float16), or None outside autocast."""
+    if input.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return None
+
+
+# Under CPU autocast torch.nn runs every RNN's products in the autocast dtype; LSTM, RNN and
+# RNNCell return that dtype, while GRU, GRUCell and LSTMCell return their input's (float32 for
+# float32 input: their elementwise ops promote with the float32 state). Measured with torch 2.13;
+# tests/test_half.py::test_autocast_output_dtypes compares with the installed torch.
+_AUTOCAST_KEEPS_INPUT_DTYPE = ("GRU", "GRUCell", "LSTMCell")
+
+
+def _autocast_cast(module: nn.Module, amp: torch.dtype, input: Tensor, tensors):
+    """Under autocast: the dtype the call returns, and ``tensors`` (inputs, states, weights;
+    None kept) cast to the autocast dtype, as autocast casts a product's operands (gradients
+    flow back to the float32 parameters through the casts)."""
+    torch_name = getattr(module, "_torch_name", None) or module.mode  # a cell's, or "GRU" etc.
+    out_dtype = input.dtype if torch_name in _AUTOCAST_KEEPS_INPUT_DTYPE else amp
+    return out_dtype, [None if t is None else t.to(amp) for t in tensors]
 
 
 def _records_torch_nn(module: nn.Module) -> bool:
@@ -326,12 +351,18 @@ class _StackForward(_Fastrnn, _CellOptions):
                                             device=x.device, requires_grad=True)
         # An exported eval() model is an inference graph: the op saves nothing for backward.
         inference = not self.training and torch.compiler.is_exporting()
+        amp = _autocast_dtype(x)
+        if amp is not None:
+            out_dtype, (x, h0, c0, *weights) = _autocast_cast(self, amp, x, (x, h0, c0, *weights))
         output, h_n, c_n = functional.rnn_stack(
             _MODES[self.mode], x, batch_sizes, h0, c0, weights,
             has_bias=self.bias, num_layers=self.num_layers, bidirectional=self.bidirectional,
             proj_size=self.proj_size, dropout_masks=_dropout_masks(self, rows, x),
             training=False if inference else None,
             norms_probe=self._norms_probe if self.record_grad_norms else None, **options)
+        if amp is not None and out_dtype != amp:
+            output, h_n = output.to(out_dtype), h_n.to(out_dtype)
+            c_n = None if c_n is None else c_n.to(out_dtype)
         hidden = (h_n, c_n) if is_lstm else h_n
 
         if is_packed:
@@ -395,8 +426,9 @@ class RNN(_StackForward, nn.RNN):
 
     Same constructor, parameters, inputs and outputs as ``torch.nn.RNN`` (padded, batch-first,
     unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
-    ways; plus the option ``grad_clip`` (``help(fastrnn.modules)``). float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
-    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    ways; plus the option ``grad_clip`` (``help(fastrnn.modules)``). float32, float64, bfloat16 and float16 on the CPU run fastrnn's kernels, and so does
+    ``torch.autocast("cpu")``; other dtypes and devices run torch.nn's implementation with a
+    warning. The fallback, export, TorchScript
     and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
@@ -408,8 +440,9 @@ class LSTM(_StackForward, nn.LSTM):
 
     Same constructor, parameters, inputs and outputs as ``torch.nn.LSTM`` (padded, batch-first,
     unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
-    ways; plus the options ``grad_clip`` and ``cell_clip`` (``help(fastrnn.modules)``). float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
-    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    ways; plus the options ``grad_clip`` and ``cell_clip`` (``help(fastrnn.modules)``). float32, float64, bfloat16 and float16 on the CPU run fastrnn's kernels, and so does
+    ``torch.autocast("cpu")``; other dtypes and devices run torch.nn's implementation with a
+    warning. The fallback, export, TorchScript
     and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
@@ -422,8 +455,9 @@ class GRU(_StackForward, nn.GRU):
 
     Same constructor, parameters, inputs and outputs as ``torch.nn.GRU`` (padded, batch-first,
     unbatched or ``PackedSequence`` input): a drop-in replacement, whose state dicts load both
-    ways; plus the option ``grad_clip`` (``help(fastrnn.modules)``). float32 and float64 on the CPU run fastrnn's kernels; other dtypes and devices, and
-    autocast, run torch.nn's implementation with a warning. The fallback, export, TorchScript
+    ways; plus the option ``grad_clip`` (``help(fastrnn.modules)``). float32, float64, bfloat16 and float16 on the CPU run fastrnn's kernels, and so does
+    ``torch.autocast("cpu")``; other dtypes and devices run torch.nn's implementation with a
+    warning. The fallback, export, TorchScript
     and torch.compile behaviour is described in ``help(fastrnn.modules)``.
     """
 
@@ -443,6 +477,22 @@ class _CellForward(_Fastrnn, _CellOptions):
             return super().forward(input, hx)
         args, name = (input, hx), self._torch_name
         is_lstm = isinstance(self, nn.LSTMCell)
+        amp = _autocast_dtype(input)
+        if amp is not None:
+            states = () if hx is None else tuple(hx) if is_lstm else (hx,)
+            out_dtype, (input, weight_ih, weight_hh, bias_ih, bias_hh, *states) = _autocast_cast(
+                self, amp, input, (input, weight_ih, weight_hh, bias_ih, bias_hh, *states))
+            hx = None if hx is None else tuple(states) if is_lstm else states[0]
+            with torch.autocast("cpu", enabled=False):
+                out = self._fused_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh,
+                                          options, args, name, is_lstm)
+            return (tuple(o.to(out_dtype) for o in out) if isinstance(out, tuple)
+                    else out.to(out_dtype))
+        return self._fused_forward(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, options,
+                                   args, name, is_lstm)
+
+    def _fused_forward(self, input, hx, weight_ih, weight_hh, bias_ih, bias_hh, options, args,
+                       name, is_lstm):
         if input.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
         states = () if hx is None else tuple(hx) if is_lstm else (hx,)
@@ -540,7 +590,7 @@ def convert(module: nn.Module, inplace: bool = True, *, return_replaced: bool = 
     every other attribute; only its class changes (and ``print(model)`` shows ``fastrnn.LSTM``
     where it showed ``LSTM``). Modules fastrnn cannot serve are left as they are with a warning
     saying why: subclasses of the torch.nn classes (their ``forward`` may be overridden),
-    parameters of a dtype other than float32/float64, or on a device fastrnn cannot run on.
+    parameters of a dtype other than float32, float64, bfloat16 and float16, or on a device fastrnn cannot run on.
     fastrnn modules are left as they are. With ``inplace=False`` a deep copy of ``module`` is
     converted and ``module`` is untouched. ``revert`` undoes it.
 

@@ -1,0 +1,87 @@
+// The two 16-bit storage types, bfloat16 and float16 (IEEE binary16), as plain structs the
+// kernels can use on the host and on the device without PyTorch: each holds its bits and
+// converts to and from float, rounding to nearest even as torch's and CUDA's conversions do
+// (so a value stored by a kernel equals what tensor.to(dtype) makes of the same float).
+// Same size and layout as at::BFloat16 / at::Half, so the glue passes tensors' data through.
+// The cells compute in float for both (rows.h's compute_t).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "cells/common.h"
+
+namespace fastrnn {
+
+namespace half_bits {
+
+FASTRNN_HD uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+FASTRNN_HD float bits_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// float -> bfloat16: the top half of the float, rounded to nearest even; NaN stays a (quiet) NaN
+FASTRNN_HD uint16_t to_bf16(float f) {
+  const uint32_t u = float_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+FASTRNN_HD float from_bf16(uint16_t b) { return bits_float(uint32_t{b} << 16); }
+
+// float -> binary16, round to nearest even, with subnormals, overflow to inf and NaN
+FASTRNN_HD uint16_t to_f16(float f) {
+  const uint32_t u = float_bits(f);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return sign | 0x7e00u;                    // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00u;                   // rounds to >= 65536: inf
+  if (a >= 0x38800000u) {                                        // normal in binary16
+    const uint32_t r = a - 0x38000000u;                          // exponent rebased 127 -> 15
+    return sign | static_cast<uint16_t>((r + 0xfffu + ((r >> 13) & 1u)) >> 13);
+  }
+  if (a < 0x33000000u) return sign;                              // below half the least subnormal
+  // subnormal: the significand with its implicit 1, shifted into place, rounded to nearest even
+  const uint32_t shift = 126u - (a >> 23);                       // 14 .. 24
+  const uint32_t m = (a & 0x7fffffu) | 0x800000u;
+  const uint32_t kept = m >> shift, rest = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+  const uint32_t up = rest > half || (rest == half && (kept & 1u));
+  return sign | static_cast<uint16_t>(kept + up);
+}
+
+FASTRNN_HD float from_f16(uint16_t h) {
+  const uint32_t sign = uint32_t{h & 0x8000u} << 16;
+  const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  if (e == 0x1fu) return bits_float(sign | 0x7f800000u | (m << 13));  // inf, NaN
+  if (e != 0) return bits_float(sign | ((e + 112u) << 23) | (m << 13));
+  // zero or subnormal: m * 2^-24, exact in float
+  const float v = static_cast<float>(m) * 5.9604644775390625e-08f;
+  return sign ? -v : v;
+}
+
+}  // namespace half_bits
+
+struct bfloat16 {
+  uint16_t bits;
+  bfloat16() = default;
+  FASTRNN_HD explicit bfloat16(float f) : bits(half_bits::to_bf16(f)) {}
+  FASTRNN_HD explicit operator float() const { return half_bits::from_bf16(bits); }
+};
+
+struct float16 {
+  uint16_t bits;
+  float16() = default;
+  FASTRNN_HD explicit float16(float f) : bits(half_bits::to_f16(f)) {}
+  FASTRNN_HD explicit operator float() const { return half_bits::from_f16(bits); }
+};
+
+static_assert(sizeof(bfloat16) == 2 && sizeof(float16) == 2);
+
+}  // namespace fastrnn

@@ -1,0 +1,349 @@
+"""bfloat16 and float16 on the CPU: the kernels keep the state, the gate math and every sum in
+float32 and store what leaves a layer in the input's dtype (csrc/cells/rows.h).
+
+Error budget (issue 19; tolerances.half_budget): each output and each gradient of fastrnn in a
+16-bit dtype errs, against float64 on the same rounded values, by at most twice what torch.nn
+errs in that dtype on the same values (or one rounding of the dtype, whichever is larger). Where
+torch.nn cannot run a case (fastrnn's cell options, explicit dropout masks), fastrnn.reference
+run in the 16-bit dtype stands in for it: the same equations, each op of PyTorch rounding to
+that dtype as torch.nn's own 16-bit paths do."""
+
+import warnings
+
+import pytest
+import torch
+from torch.nn.utils.rnn import PackedSequence
+
+import fastrnn
+from module_helpers import CLASS_NAMES, stack_args, op_args
+from tolerances import half_budget, relative_error
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+def _rounded(args, kwargs, dtype):
+    """The stack's tensors rounded to dtype, as fresh leaves in dtype and in float64 (the same
+    values)."""
+    def split(t):
+        if t is None or t.dtype == torch.int64:
+            return t, t
+        half = t.detach().to(dtype)
+        return (half.requires_grad_(t.requires_grad),
+                half.double().requires_grad_(t.requires_grad))
+
+    mode, input, batch_sizes, h0, c0, weights = args
+    pairs = [split(t) for t in (input, h0, c0)]
+    wpairs = [split(w) for w in weights]
+    masks = kwargs.get("dropout_masks")
+    mpair = split(masks) if masks is not None else (None, None)
+    out = []
+    for k in range(2):
+        a = (mode, pairs[0][k], batch_sizes, pairs[1][k], pairs[2][k], [w[k] for w in wpairs])
+        kw = dict(kwargs, dropout_masks=None if masks is None else mpair[k].detach())
+        out.append((a, kw))
+    return out
+
+
+def _leaves(args):
+    _, input, _, h0, c0, weights = args
+    named = {"input": input, "h0": h0, "c0": c0}
+    named.update({f"w{i}": w for i, w in enumerate(weights)})
+    return {k: v for k, v in named.items() if v is not None}
+
+
+def _torch_nn(args, kwargs):
+    """torch.nn's module on the stack's tensors: (output, h_n, c_n or None), leaves."""
+    mode, input, batch_sizes, h0, c0, weights = args
+    I = input.shape[-1]
+    H = weights[1].shape[0] // {"lstm": 4, "gru": 3}.get(mode, 1)
+    extra = {"nonlinearity": mode.removeprefix("rnn_")} if mode.startswith("rnn_") else {}
+    if kwargs["proj_size"]:
+        extra["proj_size"] = kwargs["proj_size"]
+    module = getattr(torch.nn, CLASS_NAMES[mode])(
+        I, H, num_layers=kwargs["num_layers"], bias=kwargs["has_bias"],
+        bidirectional=kwargs["bidirectional"], dtype=input.dtype, **extra)
+    # the module's parameters replaced by the leaves (its flat weights in the same order)
+    for name, w in zip(module._flat_weights_names, weights):
+        delattr(module, name)
+        setattr(module, name, w)
+    module._flat_weights = list(weights)
+    x = input if batch_sizes is None else PackedSequence(input, batch_sizes)
+    if h0 is None:
+        hx = None
+    else:
+        hx = (h0, c0) if mode == "lstm" else h0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's own notes on its 16-bit paths
+        output, hidden = module(x, hx)
+    if batch_sizes is not None:
+        output = output.data
+    h_n, c_n = hidden if mode == "lstm" else (hidden, None)
+    return (output, h_n, c_n)
+
+
+def _run(impl, args, kwargs, options):
+    mode = args[0]
+    if impl == "torch.nn":
+        outputs = _torch_nn(args, kwargs)
+    else:
+        module = fastrnn.functional if impl == "fastrnn" else fastrnn.reference
+        outputs = module.rnn_stack(*args, **kwargs, **options)
+    names = ("output", "h_n", "c_n") if mode == "lstm" else ("output", "h_n")
+    outputs = dict(zip(names, outputs))
+    gen = torch.Generator().manual_seed(5)
+    upstream = {k: torch.randn(v.shape, generator=gen, dtype=torch.float64) for k, v in
+                outputs.items()}
+    leaves = _leaves(args)
+    grads = torch.autograd.grad([outputs[k] for k in upstream], list(leaves.values()),
+                                [u.to(outputs[k].dtype) for k, u in upstream.items()])
+    result = {k: v.detach() for k, v in outputs.items()}
+    result.update({f"grad {k}": g for k, g in zip(leaves, grads)})
+    return result
+
+
+def assert_within_budget(fast, baseline, exact, dtype, what):
+    assert fast.keys() == exact.keys() == baseline.keys()
+    for name, value in fast.items():
+        assert value.dtype == dtype, (name, value.dtype)
+        err = relative_error(value, exact[name])
+        base = relative_error(baseline[name], exact[name])
+        assert err <= half_budget(base, dtype), (
+            f"{what}, {name}: fastrnn's error {err:.3g} exceeds the budget "
+            f"{half_budget(base, dtype):.3g} (baseline error {base:.3g})")
+
+
+def _check_stack(mode, dtype, options=None, baseline="torch.nn", **config):
+    args, kwargs = stack_args(mode, **config)
+    (half_args, half_kw), (exact_args, exact_kw) = _rounded(args, kwargs, dtype)
+    options = options or {}
+    fast = _run("fastrnn", half_args, half_kw, options)
+    exact = _run("reference", exact_args, exact_kw, options)
+    # the baseline on its own leaves (the same values)
+    (base_args, base_kw), _ = _rounded(args, kwargs, dtype)
+    base = _run(baseline, base_args, base_kw, options)
+    assert_within_budget(fast, base, exact, dtype, f"{mode} {config} {options}")
+
+
+STACKS = [
+    dict(T=8, B=5, I=6, H=16, num_layers=1, bidirectional=False),
+    dict(T=30, B=8, I=64, H=64, num_layers=1, bidirectional=False),
+    dict(T=6, B=4, I=5, H=7, num_layers=2, bidirectional=True),
+    dict(T=7, B=5, I=9, H=33, num_layers=2, bidirectional=True, packed=True),
+    dict(T=5, B=3, I=4, H=12, num_layers=1, bidirectional=False, bias=False, hx=False),
+    dict(T=1, B=1, I=3, H=5, num_layers=1, bidirectional=False),
+]
+
+
+@pytest.mark.parametrize("config", STACKS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_stack_within_budget_of_torch_nn(mode, dtype, config):
+    _check_stack(mode, dtype, **config)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_projection_within_budget_of_torch_nn(dtype, packed):
+    _check_stack("lstm", dtype, T=9, B=4, I=8, H=24, num_layers=2, bidirectional=True,
+                 proj_size=10, packed=packed)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh"])
+def test_options_and_masks_within_budget_of_the_reference(mode, dtype):
+    """grad_clip (small enough to clamp), cell_clip and dropout masks, which torch.nn has not:
+    fastrnn.reference in the same dtype is the baseline."""
+    options = {"grad_clip": 0.05}
+    if mode == "lstm":
+        options["cell_clip"] = 0.5
+    _check_stack(mode, dtype, options, baseline="reference", T=8, B=4, I=6, H=16,
+                 num_layers=3, bidirectional=True, masks=True)
+
+
+def _cell_case(name, dtype, B=6, I=10, H=20):
+    torch.manual_seed(0)
+    exact_module = getattr(torch.nn, name)(I, H, dtype=torch.float64)
+    with torch.no_grad():
+        for p in exact_module.parameters():
+            p.copy_(p.to(dtype))  # the values every run shares
+    x = torch.randn(B, I, dtype=torch.float64).to(dtype).double()
+    hx = torch.randn(B, H, dtype=torch.float64).to(dtype).double() * 0.5
+    states = (hx, hx.flip(0)) if name == "LSTMCell" else hx
+    results = {}
+    for impl, dt in (("exact", torch.float64), ("torch.nn", dtype), ("fastrnn", dtype)):
+        cls = getattr(fastrnn if impl == "fastrnn" else torch.nn, name)
+        module = cls(I, H).to(dt)
+        module.load_state_dict(exact_module.state_dict())
+        xi = x.to(dt).detach().requires_grad_()
+        si = (tuple(s.to(dt) for s in states) if isinstance(states, tuple)
+              else states.to(dt))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error" if impl == "fastrnn" else "ignore")
+            out = module(xi, si)
+        outs = out if isinstance(out, tuple) else (out,)
+        gen = torch.Generator().manual_seed(3)
+        ups = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(dt) for o in outs]
+        torch.autograd.backward(outs, ups)
+        r = {f"out{i}": o.detach() for i, o in enumerate(outs)}
+        r["grad input"] = xi.grad
+        r.update({f"grad {n}": p.grad for n, p in module.named_parameters()})
+        results[impl] = r
+    return results
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_within_budget_of_torch_nn(name, dtype):
+    r = _cell_case(name, dtype)
+    assert_within_budget(r["fastrnn"], r["torch.nn"], r["exact"], dtype, name)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_modules_run_fastrnn_in_half_without_fallback(dtype):
+    """A module moved to a 16-bit dtype runs fastrnn's kernels (no fallback warning), returns
+    that dtype and gives its parameters gradients of that dtype."""
+    for cls in (fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN):
+        module = cls(6, 8, num_layers=2, bidirectional=True).to(dtype)
+        x = torch.randn(4, 3, 6, dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out, _ = module(x)
+        assert out.dtype == dtype
+        out.float().sum().backward()
+        assert all(p.grad.dtype == dtype for p in module.parameters())
+
+
+def _torch_autocast_dtype(name, kwargs, dtype, x):
+    module = getattr(torch.nn, name)(8, 16, **kwargs)
+    try:
+        with warnings.catch_warnings(), torch.autocast("cpu", dtype=dtype):
+            warnings.simplefilter("ignore")
+            out = module(x)
+    except RuntimeError:
+        return None  # torch.nn cannot run it (float16 LSTM through oneDNN, torch 2.13)
+    out = out[0] if isinstance(out, tuple) else out
+    return out.dtype
+
+
+AUTOCAST_MODULES = [("LSTM", {}), ("LSTM", {"proj_size": 4}), ("GRU", {}), ("RNN", {}),
+                    ("RNN", {"nonlinearity": "relu"}), ("LSTMCell", {}), ("GRUCell", {}),
+                    ("RNNCell", {})]
+
+
+@pytest.mark.parametrize("input_dtype", [torch.float32, "amp"], ids=["float32_input", "amp_input"])
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("name,kwargs", AUTOCAST_MODULES,
+                         ids=[f"{n}{''.join(map(str, k.values()))}" for n, k in AUTOCAST_MODULES])
+def test_autocast_output_dtypes(name, kwargs, dtype, input_dtype):
+    """Under torch.autocast("cpu") fastrnn runs its fused kernels in the autocast dtype (no
+    fallback warning) and returns the dtype torch.nn returns there."""
+    input_dtype = dtype if input_dtype == "amp" else input_dtype
+    x = torch.randn(5, 3, 8) if "Cell" not in name else torch.randn(3, 8)
+    x = x.to(input_dtype)
+    module = getattr(fastrnn, name)(8, 16, **kwargs)
+    with warnings.catch_warnings(), torch.autocast("cpu", dtype=dtype):
+        warnings.simplefilter("error")
+        out = module(x)
+    out = out[0] if isinstance(out, tuple) else out
+    expected = _torch_autocast_dtype(name, kwargs, dtype, x)
+    if expected is None:  # torch.nn fails: the rule it applies to its other LSTMs
+        expected = dtype
+    assert out.dtype == expected
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32
+               for p in module.parameters())
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_autocast_within_budget_of_torch_nn(name, dtype):
+    """Autocast results (output and the float32 parameters' gradients) within the budget of
+    torch.nn under the same autocast, both against float64 on the autocast-rounded weights."""
+    torch.manual_seed(0)
+    exact_module = getattr(torch.nn, name)(12, 24, num_layers=2, dtype=torch.float64)
+    with torch.no_grad():
+        for p in exact_module.parameters():
+            p.copy_(p.to(dtype))
+    x = torch.randn(9, 4, 12, dtype=torch.float64).to(dtype).double()
+    results = {}
+    for impl in ("exact", "torch.nn", "fastrnn"):
+        cls = getattr(fastrnn if impl == "fastrnn" else torch.nn, name)
+        dt = torch.float64 if impl == "exact" else torch.float32
+        module = cls(12, 24, num_layers=2).to(dt)
+        module.load_state_dict(exact_module.state_dict())
+        with warnings.catch_warnings(), torch.autocast("cpu", dtype=dtype,
+                                                       enabled=impl != "exact"):
+            warnings.simplefilter("error" if impl == "fastrnn" else "ignore")
+            try:
+                out, _ = module(x.to(dt))
+            except RuntimeError:
+                if impl == "torch.nn":
+                    pytest.skip("torch.nn cannot run this under autocast (oneDNN float16 LSTM)")
+                raise
+        out.double().pow(2).sum().backward()
+        r = {"output": out.detach().double()}
+        r.update({f"grad {n}": p.grad.double() for n, p in module.named_parameters()})
+        results[impl] = r
+    for name_, value in results["fastrnn"].items():
+        err = relative_error(value, results["exact"][name_])
+        base = relative_error(results["torch.nn"][name_], results["exact"][name_])
+        assert err <= half_budget(base, dtype), (name_, err, base)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_opcheck_half(mode, dtype):
+    proj = 2 if mode == "lstm" else 0
+    args, kwargs = stack_args(mode, T=3, B=2, I=5, H=4, num_layers=2, bidirectional=True,
+                              proj_size=proj, packed=True, masks=True, dtype=dtype)
+    results = torch.library.opcheck(torch.ops.fastrnn.rnn.default,
+                                    op_args(args, kwargs, training=True))
+    assert all(result == "SUCCESS" for result in results.values()), results
+
+
+def test_half_state_is_kept_in_float32():
+    """A long GRU in bfloat16 whose state would drift if rounded to bfloat16 at every step: with
+    an identity-like update (z near 1), h_t = h_{t-1} + tiny increments; fastrnn keeps them."""
+    T, B, H = 600, 2, 8
+    module = fastrnn.GRU(1, H, bias=True).double()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+        module.bias_hh_l0[H:2 * H] = 6.0  # z = sigmoid(6) ~ 0.9975: h moves 0.25% per step
+        module.bias_ih_l0[2 * H:] = 1.0   # n = tanh(1) ~ 0.76, the value h approaches
+    x = torch.zeros(T, B, 1, dtype=torch.float64)
+    exact, _ = module(x)
+    out, _ = module.to(torch.bfloat16)(x.to(torch.bfloat16))
+    # rounded at every step, h would stall near 0.37, where a step falls below half a bfloat16
+    # ulp; the exact h reaches 0.59
+    assert exact[-1].min() > 0.55
+    assert relative_error(out, exact) <= 2 ** -8
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_kernel_rounding_is_torchs(dtype):
+    """cells/half.h's float -> 16-bit conversion gives the bits torch's .to(dtype) gives, on
+    every 16-bit value, the floats next to it, the midpoints between two of them (ties to even)
+    and next to those, subnormals, overflow and NaN."""
+    bits = torch.arange(-2 ** 15, 2 ** 15, dtype=torch.int32).to(torch.int16)
+    values = bits.view(dtype).float()
+    values = values[values.isfinite()]
+    up = values.view(torch.int32) + 1
+    down = values.view(torch.int32) - 1
+    nxt = torch.nextafter(values.to(dtype), torch.tensor(float("inf"), dtype=dtype)).float()
+    mid = ((values.double() + nxt.double()) / 2).float()  # exact in float: ties
+    mids = torch.cat([mid, mid.view(torch.int32).add(1).view(torch.float32),
+                      mid.view(torch.int32).sub(1).view(torch.float32)])
+    specials = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), float("nan"), 65504.0,
+                             65519.99, 65520.0, 3.4e38, -3.4e38, 1e-40, -1e-45, 2.0 ** -25,
+                             2.0 ** -25 * 1.0000001, 2.0 ** -24 * 1.5, 2.0 ** -14 * 0.9999])
+    floats = torch.cat([values, up.view(torch.float32), down.view(torch.float32), mids, specials])
+    floats = floats[~floats.isnan()]  # NaN: checked below (any quiet NaN is right)
+    ours = fastrnn._C._to_16bit(floats, dtype == torch.bfloat16)
+    theirs = floats.to(dtype).view(torch.int16)
+    wrong = (ours != theirs).nonzero().flatten()
+    assert wrong.numel() == 0, [(floats[i].item(), ours[i].item(), theirs[i].item())
+                                for i in wrong[:5]]
+    nan = fastrnn._C._to_16bit(torch.tensor([float("nan"), -float("nan")]),
+                               dtype == torch.bfloat16)
+    assert nan.view(dtype).isnan().all()
