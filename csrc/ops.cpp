@@ -112,6 +112,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_isa", &fastrnn::cpu::isa_name,
         "Instruction set the CPU kernels run with (avx512, avx2, baseline; FASTRNN_CPU_ISA "
         "picks a lower one)");
+  m.def("cpu_bf16_dot", &fastrnn::cpu::bf16_dot,
+        "Whether bfloat16 products run on the CPU's AVX512_BF16 dot product (else through "
+        "float32; FASTRNN_BF16_DOT=0 turns it off)");
   m.def("gemm_engine", &fastrnn::cpu::gemm_engine,
         "Engine of the whole-sequence GEMMs: 'torch' (at::mm, MKL) on Intel CPUs, 'openblas' "
         "elsewhere; FASTRNN_GEMM=torch or openblas picks one");

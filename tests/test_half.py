@@ -8,6 +8,9 @@ torch.nn cannot run a case (fastrnn's cell options, explicit dropout masks), fas
 run in the 16-bit dtype stands in for it: the same equations, each op of PyTorch rounding to
 that dtype as torch.nn's own 16-bit paths do."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -347,3 +350,27 @@ def test_kernel_rounding_is_torchs(dtype):
     nan = fastrnn._C._to_16bit(torch.tensor([float("nan"), -float("nan")]),
                                dtype == torch.bfloat16)
     assert nan.view(dtype).isnan().all()
+
+
+def test_bfloat16_without_the_dot_product_kernel():
+    """The bfloat16 route of CPUs without AVX512_BF16 (products through float32), forced with
+    FASTRNN_BF16_DOT=0 in a subprocess: the same budget, and it is the route that ran."""
+    code = ("import fastrnn, sys; assert not fastrnn._C.cpu_bf16_dot(); import pytest; "
+            "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', __file__, '-k', "
+            "'bfloat16 and (stack or projection or options or cells)']))")
+    env = dict(os.environ, FASTRNN_BF16_DOT="0")
+    run = subprocess.run([sys.executable, "-c", code.replace("__file__", repr(__file__))],
+                         env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert " passed" in run.stdout
+
+
+def test_bfloat16_dot_product_kernel_runs_where_the_cpu_has_it():
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    has = "avx512_bf16" in flags and fastrnn._C.cpu_isa() == "avx512"
+    if os.environ.get("FASTRNN_BF16_DOT") == "0":
+        has = False
+    assert fastrnn._C.cpu_bf16_dot() == has

@@ -97,6 +97,8 @@ void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<compute_t<scal
   FASTRNN_ON_ISA(rnn_backward(p, ctx))
 }
 
+bool bf16_dot() { FASTRNN_ON_ISA(bf16_dot()) }
+
 #define FASTRNN_INSTANTIATE(T)                                                      \
   template void rnn_forward<T>(const RnnParams<T>&, const Context<compute_t<T>>&); \
   template void rnn_backward<T>(const RnnGradParams<T>&, const Context<compute_t<T>>&);

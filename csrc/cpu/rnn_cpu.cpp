@@ -11,6 +11,7 @@
 #include "core/stack.h"
 #include "cpu/barrier.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_bf16.h"
 #include "cpu/scratch.h"
 #include "cpu/tuning.h"
 
@@ -78,7 +79,7 @@ class RowsAsCompute {
   RowsAsCompute(const T* src, int64_t rows, int64_t cols, int64_t ld) : ld_(ld) {
     if constexpr (std::is_same_v<C, T>) {
       data_ = src;
-    } else {
+    } else if (src) {
       copy_ = scratch<C>(rows * cols);
       copy_columns(src, ld, rows, 0, cols, copy_.get(), cols);
       data_ = copy_.get(), ld_ = cols;
@@ -140,10 +141,13 @@ bool pack_step_weights(const Layer<scalar_t>& layer) {
 // Whether a layer's steps compute W_ih x themselves (layer_forward; cpu/tuning.h): always in a
 // call too short to pack for, and otherwise where its weights stay in L2 at a batch that keeps
 // the packed kernel at its full rate, or the batch is large enough to hide streaming them.
-template <class Cell, typename scalar_t>
+// With the bfloat16 kernel (Bf16Gemm), always: the whole-sequence GEMM engines have no bfloat16
+// product with a float32 result.
+template <class Cell, bool kBf16Dot, typename scalar_t>
 bool input_in_steps(const Layer<scalar_t>& layer) {
   using C = compute_t<scalar_t>;
   const int64_t bytes = Cell::kGates * layer.H * (layer.I + layer.P) * int64_t{sizeof(C)};
+  if (kBf16Dot) return true;
   return RecurrentGemm<C>::kPacked &&
          (!pack_step_weights(layer) || layer.B >= kStepInputStreamingMinBatch ||
           (layer.B >= kStepInputMinBatch && bytes <= kStepWeightBytes));
@@ -156,11 +160,24 @@ bool input_in_steps(const Layer<scalar_t>& layer) {
 // in C on C copies of the weights and of the layer's input (AsCompute: G*H*(I+P) + N*I values
 // per layer call, N*I again in backward), the running state and the gate pre-activations are C,
 // and only what leaves the layer is rounded to scalar_t: its output and saved rows, h_n and c_n,
-// and the gradients.
-template <typename scalar_t>
+// and the gradients. kBf16Dot (bfloat16 on a CPU with AVX512_BF16): the step products instead
+// multiply the bfloat16 weights as they are (Bf16Gemm), A's rows rounded to bfloat16.
+template <typename scalar_t, bool kBf16Dot = false>
 class Driver {
   using C = compute_t<scalar_t>;
   static constexpr bool kSameTypes = std::is_same_v<C, scalar_t>;
+  using StepGemm = std::conditional_t<kBf16Dot, Bf16Gemm, RecurrentGemm<C>>;
+
+  // A weight as the step products take it: as it is for Bf16Gemm, else its C copy.
+  static auto step_weight(const scalar_t* w, const AsCompute<C, scalar_t>& copy) {
+    if constexpr (kBf16Dot) {
+      return w;
+    } else {
+      return copy.get();
+    }
+  }
+  // The C copy of a weight that step_weight needs (none for Bf16Gemm).
+  static const scalar_t* copied(const scalar_t* w) { return kBf16Dot ? nullptr : w; }
 
  public:
   explicit Driver(const Context<C>& ctx) : ctx_(ctx) {}
@@ -192,7 +209,7 @@ class Driver {
     // columns of the step's rows in the step, before the recurrent product; they then need only
     // B rows, unless they are the saved rows.
     const Threads& threads = ctx_.threads;
-    const bool fuse_input = input_in_steps<Cell>(layer);
+    const bool fuse_input = input_in_steps<Cell, kBf16Dot>(layer);
     const bool gx_in_saved = training && kSameTypes;
     const auto gx_buffer = scratch<C>(gx_in_saved ? 0 : (fuse_input ? B : layer.N) * GH);
     C* gx = gx_buffer.get();
@@ -202,12 +219,17 @@ class Driver {
     const int64_t ld_gx = gx_in_saved ? SH : GH;
     const bool gx_per_batch_row = fuse_input && !gx_in_saved;  // gx row b, not row r
     const bool pack = pack_step_weights(layer);
-    const RowsAsCompute<C, scalar_t> x(layer.x, layer.N, layer.I, layer.ldx);
-    const AsCompute<C, scalar_t> w_ih(layer.w.w_ih, GH * layer.I), w_hh(layer.w.w_hh, GH * P);
-    const AsCompute<C, scalar_t> w_hr(layer.w.w_hr, P * H);
-    std::optional<RecurrentGemm<C>> input;
+    const RowsAsCompute<C, scalar_t> x(kBf16Dot ? nullptr : layer.x, layer.N, layer.I,
+                                       layer.ldx);
+    const auto* x_rows = kBf16Dot ? static_cast<const void*>(layer.x) : x.get();
+    const int64_t ld_x = kBf16Dot ? layer.ldx : x.ld();
+    const AsCompute<C, scalar_t> w_ih(copied(layer.w.w_ih), GH * layer.I);
+    const AsCompute<C, scalar_t> w_hh(copied(layer.w.w_hh), GH * P);
+    const AsCompute<C, scalar_t> w_hr(copied(layer.w.w_hr), P * H);
+    std::optional<StepGemm> input;
     if (fuse_input) {
-      input.emplace(w_ih.get(), GH, layer.I, /*w_transposed=*/false, Cell::kGates, pack);
+      input.emplace(step_weight(layer.w.w_ih, w_ih), GH, layer.I, /*w_transposed=*/false,
+                    Cell::kGates, pack);
     } else {
       whole_sequence_gemm(false, true, layer.N, GH, layer.I, x.get(), x.ld(), w_ih.get(),
                           layer.I, 0, gx, ld_gx);
@@ -226,10 +248,12 @@ class Driver {
     }
     const auto gh = scratch<C>(B * GH);  // W_hh h_{t-1} of the active rows
     const auto m = scratch<C>(project ? B * H : 0);  // the cell's output before W_hr
-    std::optional<RecurrentGemm<C>> projection;  // h = m W_hr^T, in blocks of 64 columns
-    if (project) projection.emplace(w_hr.get(), P, H, /*w_transposed=*/false, 1, pack);
-    const RecurrentGemm<C> recurrent(w_hh.get(), GH, P, /*w_transposed=*/false, Cell::kGates,
-                                     pack);
+    std::optional<StepGemm> projection;  // h = m W_hr^T, in blocks of 64 columns
+    if (project) {
+      projection.emplace(step_weight(layer.w.w_hr, w_hr), P, H, /*w_transposed=*/false, 1, pack);
+    }
+    const StepGemm recurrent(step_weight(layer.w.w_hh, w_hh), GH, P, /*w_transposed=*/false,
+                             Cell::kGates, pack);
     const int64_t blocks = recurrent.unit_blocks();
     SpinBarrier barrier;
 
@@ -252,8 +276,16 @@ class Driver {
           // W_ih x of step s, this thread's units: it depends on no other thread's work
           auto input_product = [&](int64_t s) {
             const int64_t t = layer.step(s);
-            input->multiply_units(u0, u1, layer.batch_sizes[t], x.get() + layer.offsets[t] * x.ld(),
-                                  x.ld(), gx_of(t), ld_gx, /*accumulate=*/false);
+            const int64_t row0 = layer.offsets[t] * ld_x;
+            if constexpr (kBf16Dot) {
+              input->multiply_units(u0, u1, layer.batch_sizes[t],
+                                    static_cast<const scalar_t*>(x_rows) + row0, ld_x, gx_of(t),
+                                    ld_gx, /*accumulate=*/false);
+            } else {
+              input->multiply_units(u0, u1, layer.batch_sizes[t],
+                                    static_cast<const C*>(x_rows) + row0, ld_x, gx_of(t), ld_gx,
+                                    /*accumulate=*/false);
+            }
           };
           if (input) input_product(0);
           for (int64_t s = 0; s < layer.T; ++s) {
@@ -321,15 +353,19 @@ class Driver {
     const auto dgh_buffer = scratch<C>(Cell::kSplitHiddenGrad ? N * GH : 0);
     C* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.get() : dgx.get();
     const auto h_prev_rows = scratch<C>(N * P);  // h_{t-1} of every row, for dW_hh
-    const AsCompute<C, scalar_t> w_ih(layer.w.w_ih, GH * layer.I), w_hh(layer.w.w_hh, GH * P);
-    const AsCompute<C, scalar_t> w_hr(layer.w.w_hr, P * H);
+    // (the whole-sequence product of dL/dx takes the C copy of W_ih, made where it runs)
+    const bool fuse_input_grad = g.grad_x && input_in_steps<Cell, kBf16Dot>(layer);
+    const AsCompute<C, scalar_t> w_ih(fuse_input_grad ? copied(layer.w.w_ih) : layer.w.w_ih,
+                                      GH * layer.I);
+    const AsCompute<C, scalar_t> w_hh(copied(layer.w.w_hh), GH * P);
+    const AsCompute<C, scalar_t> w_hr(copied(layer.w.w_hr), P * H);
     // dL/dh_{t-1} = dgh_t W_hh at every step but the first, whose result only dL/dh0 wants: at T=1
     // without it, no product at all (nor its packing).
     const bool want_h0 = g.grad_h0 != nullptr;
-    std::optional<RecurrentGemm<C>> recurrent;
+    std::optional<StepGemm> recurrent;
     const bool pack = pack_step_weights(layer);
     if (layer.T > 1 || want_h0) {
-      recurrent.emplace(w_hh.get(), P, GH, /*w_transposed=*/true, 1, pack);
+      recurrent.emplace(step_weight(layer.w.w_hh, w_hh), P, GH, /*w_transposed=*/true, 1, pack);
     }
     // Where forward computes W_ih x in the steps (input_in_steps), backward computes dL/dx =
     // dgx W_ih in them too, each thread a share of x's columns, for a step whose dgx is whole:
@@ -337,9 +373,10 @@ class Driver {
     // (added, for a second direction) as scalar_t after the steps.
     const bool want_x = g.grad_x != nullptr;
     const ComputeOut<C, scalar_t> grad_x(g.grad_x, N * layer.I);
-    std::optional<RecurrentGemm<C>> input_grad;
-    if (want_x && input_in_steps<Cell>(layer)) {
-      input_grad.emplace(w_ih.get(), layer.I, GH, /*w_transposed=*/true, 1, pack);
+    std::optional<StepGemm> input_grad;
+    if (fuse_input_grad) {
+      input_grad.emplace(step_weight(layer.w.w_ih, w_ih), layer.I, GH, /*w_transposed=*/true, 1,
+                         pack);
     }
     const bool accumulate_grad_x = g.accumulate_grad_x && kSameTypes;  // else store() adds
 
@@ -356,8 +393,10 @@ class Driver {
     const auto dm = scratch<C>(project ? B * H : 0);
     const auto dh_rows = scratch<C>(project ? N * P : 0);
     const auto m_rows = scratch<C>(project ? N * H : 0);
-    std::optional<RecurrentGemm<C>> projection;  // dm = dh W_hr, the units' columns
-    if (project) projection.emplace(w_hr.get(), H, P, /*w_transposed=*/true, 1, pack);
+    std::optional<StepGemm> projection;  // dm = dh W_hr, the units' columns
+    if (project) {
+      projection.emplace(step_weight(layer.w.w_hr, w_hr), H, P, /*w_transposed=*/true, 1, pack);
+    }
     SpinBarrier barrier;
 
     // The bias gradients are the column sums of dgx and dgh; where those are one buffer, b_hh's
@@ -540,13 +579,25 @@ class Driver {
 
 template <typename scalar_t>
 void rnn_forward(const RnnParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx) {
+#if defined(FASTRNN_BF16_KERNEL)
+  if constexpr (std::is_same_v<scalar_t, bfloat16>) {
+    if (has_bf16_dot()) return run_stack_forward(Driver<scalar_t, true>(ctx), p);
+  }
+#endif
   run_stack_forward(Driver<scalar_t>(ctx), p);
 }
 
 template <typename scalar_t>
 void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx) {
+#if defined(FASTRNN_BF16_KERNEL)
+  if constexpr (std::is_same_v<scalar_t, bfloat16>) {
+    if (has_bf16_dot()) return run_stack_backward(Driver<scalar_t, true>(ctx), p);
+  }
+#endif
   run_stack_backward(Driver<scalar_t>(ctx), p);
 }
+
+bool bf16_dot() { return has_bf16_dot(); }
 
 #define FASTRNN_INSTANTIATE(T)                                                      \
   template void rnn_forward<T>(const RnnParams<T>&, const Context<compute_t<T>>&); \

@@ -27,6 +27,10 @@ void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<compute_t<scal
 // has, unless the environment variable FASTRNN_CPU_ISA names another one (for testing).
 const char* isa_name();
 
+// Whether bfloat16 products run on the CPU's AVX512_BF16 dot product (cpu/gemm_bf16.h): on such
+// a CPU with the avx512 instruction set, unless FASTRNN_BF16_DOT=0; else through float32.
+bool bf16_dot();
+
 // Whether the CPU says it is an Intel one (cpuid's vendor string), for the glue's choice of GEMM
 // engine.
 bool cpu_is_intel();
@@ -38,6 +42,7 @@ bool cpu_is_intel();
   void rnn_forward(const RnnParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx);      \
   template <typename scalar_t>                                                                  \
   void rnn_backward(const RnnGradParams<scalar_t>& p, const Context<compute_t<scalar_t>>& ctx); \
+  bool bf16_dot();                                                                              \
   }
 FASTRNN_DECLARE_ISA(avx512)
 FASTRNN_DECLARE_ISA(avx2)
