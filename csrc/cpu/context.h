@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "cells/half.h"
+
 namespace fastrnn::cpu {
 
 // How the drivers spread work over threads, two ways:
@@ -46,10 +48,19 @@ using GemmFn = void (*)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
                         const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
                         scalar_t beta, scalar_t* C, int64_t ldc);
 
+// The whole-sequence products of bfloat16 operands (the weight gradients of bfloat16 layers):
+// C = op(A) op(B) + beta * C, sums in float32, C rounded to bfloat16.
+using Bf16GemmFn = void (*)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                            const bfloat16* A, int64_t lda, const bfloat16* B, int64_t ldb,
+                            float beta, bfloat16* C, int64_t ldc);
+
+// scalar_t: the compute type (the drivers' products of a 16-bit type run in it).
 template <typename scalar_t>
 struct Context {
   Threads threads;
   GemmFn<scalar_t> sequence_gemm = nullptr;
+  // nullptr: the bfloat16 drivers make those products in float32 on float32 copies
+  Bf16GemmFn bf16_gemm = nullptr;
 };
 
 }  // namespace fastrnn::cpu

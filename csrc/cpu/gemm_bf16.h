@@ -45,6 +45,16 @@ inline bool has_bf16_dot() {
   return has;
 }
 
+// dst[0:n] = src[0:n] rounded to bfloat16 (to nearest even), 32 at a time.
+FASTRNN_TARGET_BF16 inline void to_bfloat16(const float* src, bfloat16* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+    _mm512_storeu_si512(dst + i, reinterpret_cast<const __m512i&>(v));
+  }
+  for (; i < n; ++i) dst[i] = bfloat16(src[i]);
+}
+
 class Bf16Gemm {
  public:
   static constexpr bool kPacked = true;

@@ -71,6 +71,17 @@ void torch_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, con
   }
 }
 
+// bfloat16 products through at::mm (oneDNN: AVX512_BF16 or AMX where the CPU has them, float32
+// sums), for the weight gradients of bfloat16 layers.
+void torch_bf16_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                     const bfloat16* A, int64_t lda, const bfloat16* B, int64_t ldb, float beta,
+                     bfloat16* C, int64_t ldc) {
+  torch_gemm<at::BFloat16>(trans_a, trans_b, M, N, K, reinterpret_cast<const at::BFloat16*>(A),
+                           lda, reinterpret_cast<const at::BFloat16*>(B), ldb,
+                           static_cast<at::BFloat16>(beta), reinterpret_cast<at::BFloat16*>(C),
+                           ldc);
+}
+
 // The engine of the whole-sequence GEMMs: at::mm on Intel CPUs when torch has MKL, else the
 // kernels' OpenBLAS (measurements: benchmarks/README.md, "GEMM engines"). FASTRNN_GEMM=torch or
 // openblas overrides (tests run both).
@@ -93,6 +104,7 @@ Context<scalar_t> context() {
   Context<scalar_t> ctx;
   ctx.threads = torch_threads();
   ctx.sequence_gemm = gemm_through_torch() ? &torch_gemm<scalar_t> : nullptr;
+  ctx.bf16_gemm = &torch_bf16_gemm;
   return ctx;
 }
 

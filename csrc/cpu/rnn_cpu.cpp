@@ -538,6 +538,13 @@ class Driver {
                           accumulate_grad_x ? 1 : 0, grad_x.get(), g.ld_grad_x);
     }
     grad_x.store(g.accumulate_grad_x);
+    if constexpr (kBf16Dot) {
+      if (ctx_.bf16_gemm) {
+        bf16_weight_grads<Cell>(layer, g, dgx.get(), dgh, h_prev_rows.get(), dh_rows.get(),
+                                m_rows.get(), db_ih_out, db_hh_out, copy_db);
+        return;
+      }
+    }
     {
       const RowsAsCompute<C, scalar_t> x(layer.x, N, layer.I, layer.ldx);
       const ComputeOut<C, scalar_t> dw_ih(g.grads.w_ih, GH * layer.I);
@@ -560,6 +567,41 @@ class Driver {
   }
 
  private:
+  // The weight gradients of a bfloat16 layer as bfloat16 products (ctx_.bf16_gemm, float32
+  // sums): dgx, dgh, h_{t-1}, dL/dh and m of every row rounded to bfloat16 first (a pass over
+  // each, split over the threads), then dW = (rows)^T (rows); the bias gradients are the float32
+  // column sums made in the steps.
+  template <class Cell>
+  void bf16_weight_grads(const Layer<scalar_t>& layer, const LayerGradIO<scalar_t>& g,
+                         const C* dgx, const C* dgh, const C* h_prev_rows, const C* dh_rows,
+                         const C* m_rows, const ComputeOut<C, scalar_t>& db_ih,
+                         const ComputeOut<C, scalar_t>& db_hh, bool copy_db) const {
+    const int64_t N = layer.N, H = layer.H, P = layer.P, GH = Cell::kGates * H;
+    const auto rounded = [&](const C* src, int64_t n) {
+      auto dst = scratch<scalar_t>(n);
+      const int64_t tasks = std::min<int64_t>(ctx_.threads.count, (n + 4095) / 4096);
+      ctx_.threads.run(tasks, [&](int64_t i) {
+        const int64_t begin = n * i / tasks, end = n * (i + 1) / tasks;
+        to_bfloat16(src + begin, dst.get() + begin, end - begin);
+      });
+      return dst;
+    };
+    const auto dgx16 = rounded(dgx, N * GH);
+    const auto dgh16 = Cell::kSplitHiddenGrad ? rounded(dgh, N * GH) : Scratch<scalar_t>();
+    const scalar_t* dgh_rows = Cell::kSplitHiddenGrad ? dgh16.get() : dgx16.get();
+    ctx_.bf16_gemm(true, false, GH, layer.I, N, dgx16.get(), GH, layer.x, layer.ldx, 0,
+                   g.grads.w_ih, layer.I);
+    ctx_.bf16_gemm(true, false, GH, P, N, dgh_rows, GH, rounded(h_prev_rows, N * P).get(), P, 0,
+                   g.grads.w_hh, P);
+    if (layer.w.w_hr) {
+      ctx_.bf16_gemm(true, false, P, H, N, rounded(dh_rows, N * P).get(), P,
+                     rounded(m_rows, N * H).get(), H, 0, g.grads.w_hr, H);
+    }
+    db_ih.store();
+    db_hh.store();
+    if (copy_db) std::copy(g.grads.b_ih, g.grads.b_ih + GH, g.grads.b_hh);
+  }
+
   // C = op(A) op(B) + beta C over all rows of the sequence: on the engine the glue chose, else
   // split over the threads.
   void whole_sequence_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
