@@ -656,3 +656,56 @@ def test_gpu_header_names_the_tf32_setting_and_fastrnn_path(monkeypatch):
             "torch.backends.cudnn.allow_tf32 = False") in header
     assert "FASTRNN_EXPERIMENTAL_CUDA=1" in header and "fastrnn.functional.rnn_stack" in header
     assert "x float32, bfloat16" in header
+
+
+def test_an_implementation_that_raises_loses_its_case_not_the_run():
+    """An error other than fastrnn's op declining the case is listed with its type (and makes
+    the run's status 1); a baseline that raises takes its whole case out."""
+    workload = make_workload(Case("gru", 3, 2, 4, 4), torch.float32, seed=0)
+    config = BenchConfig(cases=(workload.case,), impls=("torch", "torch-native"))
+
+    def broken(w):
+        def forward(x):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return Runner(forward, {})
+    for impl, kept in (("torch-native", ["torch"]), ("torch", [])):
+        original = gpu_bench.IMPLS[impl]
+        not_run = []
+        try:
+            gpu_bench.IMPLS[impl] = broken
+            runners, via = gpu_bench._runners(config, workload, not_run)
+        finally:
+            gpu_bench.IMPLS[impl] = original
+        assert list(runners) == kept
+        [entry] = not_run
+        assert entry.impl == impl and entry.reason == (
+            "RuntimeError: CUDA error: an illegal memory access was encountered")
+        assert not gpu_bench.refused(entry.reason)
+    assert gpu_bench.refused("fastrnn: input must be float32 or float64, got BFloat16")
+
+
+def test_a_runner_whose_backward_raises_is_taken_out_of_the_timing():
+    workload = make_workload(Case("rnn_tanh", 3, 2, 4, 4), torch.float32, seed=0)
+    config = BenchConfig(cases=(workload.case,), impls=("torch", "torch-native", "reference"))
+    good = RUNNERS["torch-native"](workload)
+
+    class Fails(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            raise RuntimeError("fastrnn: backward broke")
+
+    def forward(x):
+        output, h_n = good.forward(x)
+        return Fails.apply(output), h_n
+    runners = {"torch": RUNNERS["torch"](workload), "torch-native": Runner(forward, good.params),
+               "reference": RUNNERS["reference"](workload)}
+    not_run = []
+    checks = gpu_bench._checks(config, workload, runners, not_run)
+    assert set(runners) == {"torch", "reference"}
+    assert [(n.impl, n.reason) for n in not_run] == [
+        ("torch-native", "RuntimeError in the parity check: fastrnn: backward broke")]
+    assert checks and all(c.ok and c.impl == "reference" for c in checks)

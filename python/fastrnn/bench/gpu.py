@@ -156,20 +156,30 @@ def _via(impl: str, ops: set[str]) -> str:
     return "python"  # reference: ATen ops step by step
 
 
+def refused(reason: str) -> bool:
+    """Whether a NotRun's reason is fastrnn's op declining a case it does not serve (its own
+    checks' errors start "fastrnn:"), as opposed to an error or a failed parity check."""
+    return reason.startswith("fastrnn:")
+
+
 def _runners(config: BenchConfig, workload: Workload,
              not_run: list[NotRun]) -> tuple[dict[str, Runner], dict[str, str]]:
-    """The runners of ``config.impls`` that can run ``workload`` and what each ran; those whose
-    op refused the case (an error starting "fastrnn:") go to ``not_run``."""
+    """The runners of ``config.impls`` that ran one forward of ``workload``, and what each ran.
+    One that raised goes to ``not_run`` with its error (fastrnn's op declining a case: its
+    message; anything else: the exception's type too), so one case cannot end a long GPU run;
+    without the baseline nothing of the case runs. A fastrnn that fell back to torch.nn raises."""
     runners, via = {}, {}
     for impl in config.impls:
         runner = IMPLS[impl](workload)
         try:
             ops = ops_run(runner, workload)
         except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if impl == BASELINE or not message.startswith("fastrnn:"):
-                raise
+            message = str(e).splitlines()[0] if str(e) else ""
+            if not refused(message):
+                message = f"{type(e).__name__}: {message}"
             not_run.append(NotRun(workload.case.describe(), config.dtype, impl, message))
+            if impl == BASELINE:
+                return {}, {}
             continue
         runners[impl], via[impl] = runner, _via(impl, ops)
     return runners, via
@@ -177,21 +187,28 @@ def _runners(config: BenchConfig, workload: Workload,
 
 def _checks(config: BenchConfig, workload: Workload, runners: dict[str, Runner],
             not_run: list[NotRun]) -> list[Check]:
-    """Parity of every runner with the baseline, per mode; a runner that fails it is taken out
-    (and listed in ``not_run``)."""
-    checks = []
-    for mode in config.modes:
-        if config.dtype in ("float32", "float64"):
-            found = check_parity(workload, mode, runners, BASELINE, config.dtype)
-        else:
-            exact = upcast(workload)
-            found = check_parity_half(workload, mode, runners, BASELINE, exact,
-                                      IMPLS[BASELINE](exact))
+    """Parity of every runner with the baseline, per mode, one runner at a time; a runner that
+    fails it or raises is taken out (and listed in ``not_run``)."""
+    checks, failed = [], {}
+    exact = upcast(workload) if config.dtype not in ("float32", "float64") else None
+    for impl in [i for i in runners if i != BASELINE]:
+        pair, found = {BASELINE: runners[BASELINE], impl: runners[impl]}, []
+        try:
+            for mode in config.modes:
+                if exact is None:
+                    found += check_parity(workload, mode, pair, BASELINE, config.dtype)
+                else:
+                    found += check_parity_half(workload, mode, pair, BASELINE, exact,
+                                               IMPLS[BASELINE](exact))
+        except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+            failed[impl] = f"{type(e).__name__} in the parity check: {str(e).splitlines()[0]}"
+            continue
         checks += found
     for impl in {c.impl for c in checks if not c.ok}:
+        failed.setdefault(impl, "parity check FAILED (see the checks above)")
+    for impl, reason in failed.items():
         del runners[impl]
-        not_run.append(NotRun(workload.case.describe(), config.dtype, impl,
-                              "parity check FAILED (see the checks above)"))
+        not_run.append(NotRun(workload.case.describe(), config.dtype, impl, reason))
     return checks
 
 
@@ -324,7 +341,8 @@ def _report_checks(checks: list[Check], not_run: list[NotRun]) -> None:
 
 def run_cuda(configs: list[BenchConfig], args) -> int:
     """Every config (one per dtype) on the GPU: header, then per case the runners, parity,
-    timing; one table; footer; files. 1 when a parity check failed (those impls are not timed)."""
+    timing; one table; footer; files. 1 when a parity check failed or an implementation raised
+    (those are not timed, the others are); fastrnn's op declining a dtype is not a failure."""
     env = Environment.collect("cuda")
     first = configs[0]
     peaks = {}
@@ -341,10 +359,18 @@ def run_cuda(configs: list[BenchConfig], args) -> int:
         for case in config.cases:
             workload = make_workload(case, CUDA_DTYPES[config.dtype], config.seed, "cuda")
             runners, via = _runners(config, workload, not_run)
-            checks += _checks(config, workload, runners, not_run)
-            timed = _time_case(config, workload, runners, via, peaks.get(config.dtype))
-            results += timed
             done += 1
+            if BASELINE not in runners:  # (listed in not_run)
+                continue
+            try:
+                checks += _checks(config, workload, runners, not_run)
+                timed = _time_case(config, workload, runners, via, peaks.get(config.dtype))
+            except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:
+                # (the baseline's, or a CUDA error): the case is lost, not the run
+                not_run.append(NotRun(case.describe(), config.dtype, ", ".join(runners),
+                                      f"{type(e).__name__}: {str(e).splitlines()[0]}"))
+                continue
+            results += timed
             print(f"  [{done}/{total}] {config.dtype} {case.describe()}: " + ", ".join(
                 f"{r.impl} {r.mode} {r.median_ms:.3f} ms" for r in timed), file=sys.stderr,
                 flush=True)
@@ -364,5 +390,5 @@ def run_cuda(configs: list[BenchConfig], args) -> int:
     if args.csv:
         write_csv(args.csv, results, CUDA_CSV_COLUMNS)
         print(f"results written to {args.csv}")
-    return 1 if any(not c.ok for c in checks) else 0
+    return 1 if any(not c.ok for c in checks) or any(not refused(n.reason) for n in not_run) else 0
 
