@@ -409,7 +409,7 @@ def test_ab_script_rejects_bad_cases(case, message):
 
 # ---- the GPU benchmark (--device cuda, the gpu presets): what runs without a GPU -------------
 from fastrnn.bench import gpu as gpu_bench  # noqa: E402
-from fastrnn.bench.check import check_parity_half  # noqa: E402
+from fastrnn.bench.check import check_parity, check_parity_half  # noqa: E402
 from fastrnn.bench.config import BenchConfig  # noqa: E402
 from fastrnn.bench.environment import Environment  # noqa: E402
 from fastrnn.bench.workloads import (CUDA_DTYPES, CUDNN_OP, FASTRNN_OP, bytes_moved,  # noqa: E402
@@ -709,3 +709,21 @@ def test_a_runner_whose_backward_raises_is_taken_out_of_the_timing():
     assert [(n.impl, n.reason) for n in not_run] == [
         ("torch-native", "RuntimeError in the parity check: fastrnn: backward broke")]
     assert checks and all(c.ok and c.impl == "reference" for c in checks)
+
+
+@pytest.mark.parametrize("case", [
+    Case("lstm", 5, 3, 6, 8, layers=2, bidirectional=True, batch_first=True, packed="uniform",
+         proj_size=3),
+    Case("gru", 4, 2, 5, 6, packed="0.5"), Case("rnn_tanh", 3, 2, 4, 5, batch_first=True)])
+def test_fastrnn_runner_of_cuda_runs_agree_on_cpu(case):
+    """What the bench times as fastrnn on CUDA while the modules fall back there
+    (fastrnn.functional.rnn_stack on the module's parameters), run on CPU tensors: it agrees
+    with torch.nn, outputs and every gradient, padded or packed, batch-first, with a projection."""
+    from fastrnn.bench import workloads
+    workload = make_workload(case, torch.float32, seed=0)
+    runners = {"torch": RUNNERS["torch"](workload),
+               "fastrnn": workloads._stack_runner(fastrnn.functional.rnn_stack, workload)}
+    assert FASTRNN_OP in ops_run(runners["fastrnn"], workload)
+    for mode in ("inference", "train"):
+        checks = check_parity(workload, mode, runners, "torch", "float32")
+        assert checks and all(c.ok for c in checks), [c.describe() for c in checks if not c.ok]
