@@ -205,12 +205,12 @@ def test_bad_arguments_exit_2(args):
 
 
 def test_device_cuda_runs_only_where_it_can():
-    """Without a GPU, or with one but no fastrnn CUDA kernels, one line on stderr says why."""
+    """Without a GPU, or with one but fastrnn's CUDA drivers off, one line on stderr says why."""
     if not torch.cuda.is_available():
         proc = bench("--smoke", "--device", "cuda", returncode=2)
         assert proc.stderr == ("fastrnn.bench: --device cuda: torch.cuda.is_available() is False "
                                "(no GPU, or a torch without CUDA)\n")
-    elif not fastrnn._C.has_cuda_kernels:
+    elif fastrnn_cuda_path() is None:
         proc = bench("--smoke", "--device", "cuda", returncode=2)
         assert proc.stderr.count("\n") == 1 and "pass --impls torch,torch-native" in proc.stderr
     else:
@@ -218,11 +218,12 @@ def test_device_cuda_runs_only_where_it_can():
 
 
 def test_device_cuda_arguments(monkeypatch):
-    """With a GPU (faked here: only the arguments are checked), fastrnn is refused until it has
-    CUDA kernels, and torch,torch-native are accepted."""
+    """With a GPU (faked here: only the arguments are checked), fastrnn is refused while its
+    CUDA drivers are off, and torch,torch-native are accepted."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(fastrnn._C, "has_cuda_kernels", False)
-    with pytest.raises(ValueError, match=r"fastrnn has no CUDA kernels enabled yet .*"
+    monkeypatch.delenv("FASTRNN_EXPERIMENTAL_CUDA", raising=False)
+    with pytest.raises(ValueError, match=r"fastrnn's CUDA drivers are off .*"
                                          r"pass --impls torch,torch-native$"):
         config_from_args(parse_args(["--smoke", "--device", "cuda"]))
     config = config_from_args(parse_args(["--smoke", "--device", "cuda",
@@ -253,12 +254,14 @@ def test_cuda_smoke_with_torch_baselines(tmp_path):
     out = bench("--smoke", "--device", "cuda", "--impls", "torch,torch-native,reference",
                 "--json", str(tmp_path / "r.json"))
     data = json.loads((tmp_path / "r.json").read_text())
-    assert data["config"]["device"] == "cuda" and data["environment"]["gpu"]
+    assert [c["device"] for c in data["configs"]] == ["cuda"] and data["environment"]["gpu"]
+    assert "SMs" in data["environment"]["gpu"] and data["tf32"].count("= False") == 2
     assert data["peaks"] and all(p["device"] == "cuda" and p["torch_mm_gflops"] > 0
                                  for p in data["peaks"])
     assert {r["impl"] for r in data["results"]} == {"torch", "torch-native", "reference"}
-    assert all(r["median_ms"] > 0 for r in data["results"])
-    assert "cuDNN" in out.stdout
+    assert all(r["median_ms"] > 0 and r["gbps"] > 0 for r in data["results"])
+    assert {r["via"] for r in data["results"] if r["impl"] == "torch-native"} == {"ATen"}
+    assert "cuDNN" in out.stdout and "tf32      off" in out.stdout
 
 
 def nbytes(*tensors: torch.Tensor) -> int:
@@ -402,3 +405,325 @@ def test_ab_script_rejects_bad_cases(case, message):
     proc = subprocess.run([sys.executable, str(AB_SCRIPT), INSTALLED_SITE, INSTALLED_SITE, case],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+# ---- the GPU benchmark (--device cuda, the gpu presets): what runs without a GPU -------------
+from fastrnn.bench import gpu as gpu_bench  # noqa: E402
+from fastrnn.bench.check import check_parity, check_parity_half  # noqa: E402
+from fastrnn.bench.config import BenchConfig  # noqa: E402
+from fastrnn.bench.environment import Environment  # noqa: E402
+from fastrnn.bench.workloads import (CUDA_DTYPES, CUDNN_OP, FASTRNN_OP, bytes_moved,  # noqa: E402
+                                     check_device, fastrnn_cuda_path, flop_count, ops_run)
+
+
+def test_gpu_preset_is_the_issue_table():
+    preset = gpu_bench.GPU_PRESETS["gpu"]
+    cases = preset.config.cases
+    assert preset.dtypes == ("float32", "bfloat16") and preset.config.device == "cuda"
+    assert preset.config.impls == ("torch", "fastrnn", "torch-native")
+    grid = [c for c in cases if c.layout == "padded" and not c.bidirectional and not c.proj_size]
+    assert {(c.cell, c.T, c.B, c.I, c.H) for c in grid} == {
+        (cell, 100, B, H, H) for cell in ("lstm", "gru", "rnn_tanh")
+        for B in (1, 8, 32, 64, 256) for H in (256, 512, 1024)}
+    assert len(grid) == 45
+    extras = [c for c in cases if c not in grid]
+    assert {c.B for c in extras} == {8, 64}
+    for B in (8, 64):
+        assert {(c.cell, c.packed, c.bidirectional, c.proj_size) for c in extras if c.B == B} == {
+            ("lstm", "uniform", False, 0), ("gru", "uniform", False, 0), ("lstm", None, True, 0),
+            ("gru", None, True, 0), ("lstm", None, False, 128)}
+    configs = preset.configs()
+    assert [c.dtype for c in configs] == ["float32", "bfloat16"]
+    assert all(c.cases == cases for c in configs)
+    quick = gpu_bench.GPU_PRESETS["gpu-quick"]
+    assert set(quick.config.cases) < set(cases) and quick.dtypes == preset.dtypes
+    assert quick.config.repeats < preset.config.repeats
+
+
+def test_gpu_list_prints_the_cases_without_a_gpu():
+    out = bench("--preset", "gpu", "--list").stdout.splitlines()
+    assert out[0].startswith("preset gpu: 110 runs (55 cases x float32, bfloat16) on cuda; "
+                             "modes inference, train; impls torch, fastrnn, torch-native")
+    assert len(out) == 1 + 110
+    assert out[1].split() == ["float32", "lstm", "T=100", "B=1", "I=256", "H=256", "L=1"]
+    assert out[-1].split() == ["bfloat16", "lstm", "T=100", "B=64", "I=512", "H=512", "L=1",
+                               "P=128"]
+    assert sum("packed(uniform)" in line for line in out) == 2 * 2 * 2
+    assert sum("bidirectional" in line for line in out) == 2 * 2 * 2
+    # the overrides apply as to any preset; --dtype keeps one of the two
+    out = bench("--preset", "gpu-quick", "--list", "--cells", "gru", "--dtype", "bfloat16",
+                "--repeats", "3").stdout.splitlines()
+    assert out[0].startswith("preset gpu-quick: 6 runs (6 cases x bfloat16)") and len(out) == 7
+    assert "3 timed calls each" in out[0]
+    assert all(line.split()[:2] == ["bfloat16", "gru"] for line in out[1:])
+    # a cpu preset lists too, unchanged in what it would run
+    out = bench("--preset", "readme", "--list").stdout.splitlines()
+    assert out[0].startswith("preset readme: 10 runs (10 cases x float32) on cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+@pytest.mark.parametrize("args", [["--preset", "gpu"], ["--preset", "gpu-quick", "--json", "r.json"],
+                                  ["--device", "cuda", "--impls", "torch,torch-native"]])
+def test_gpu_runs_without_a_gpu_exit_2_with_one_line(args):
+    proc = bench(*args, returncode=2)
+    assert proc.stderr == ("fastrnn.bench: --device cuda: torch.cuda.is_available() is False "
+                           "(no GPU, or a torch without CUDA)\n")
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "gpu", "--device", "cpu"], "--preset gpu runs on --device cuda"),
+    (["--smoke", "--dtype", "bfloat16"], "dtype bfloat16 runs on --device cuda only"),
+    (["--preset", "gpu", "--list", "--cells", "rnn_relu"], "the preset has no case of cells")])
+def test_gpu_bad_arguments_exit_2(args, message):
+    proc = bench(*args, returncode=2)
+    assert proc.stderr.startswith("fastrnn.bench: ") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_fastrnn_on_cuda_only_through_its_drivers(monkeypatch):
+    """With a GPU (faked), fastrnn is timed only where its op runs the CUDA drivers: never
+    through modules that would fall back to torch.nn."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(fastrnn._C, "has_cuda_kernels", False)
+    for built, env, path in [(False, "1", None), (True, None, None), (True, "0", None),
+                             (True, "1", "functional")]:
+        monkeypatch.setattr(fastrnn._C, "built_with_cuda", built)
+        if env is None:
+            monkeypatch.delenv("FASTRNN_EXPERIMENTAL_CUDA", raising=False)
+        else:
+            monkeypatch.setenv("FASTRNN_EXPERIMENTAL_CUDA", env)
+        assert fastrnn_cuda_path() == path
+        if path is None:
+            why = "FASTRNN_EXPERIMENTAL_CUDA is not 1" if built else "has no CUDA kernels"
+            with pytest.raises(ValueError, match=f"fastrnn's CUDA drivers are off \\(.*{why}.*"
+                                                 "report cuDNN's times as fastrnn's"):
+                check_device("cuda", ("torch", "fastrnn"))
+        else:
+            check_device("cuda", ("torch", "fastrnn"))
+        check_device("cuda", ("torch", "torch-native"))
+    monkeypatch.setattr(fastrnn._C, "has_cuda_kernels", True)
+    assert fastrnn_cuda_path() == "modules"
+
+
+def test_flop_and_byte_models_on_a_known_case():
+    # LSTM (G=4), 2 layers, bidirectional (D=2), T=10, B=3, I=6, H=8, proj_size P=5.
+    case = Case("lstm", 10, 3, 6, 8, layers=2, bidirectional=True, proj_size=5)
+    N, D, G, H, P = 30, 2, 4, 8, 5
+    # per layer and direction: 2*N*(G*H*(I_l + P) + P*H), I_0 = 6, I_1 = D*P = 10
+    forward = sum(D * 2 * N * (G * H * (i + P) + P * H) for i in (6, 10))
+    assert flop_count(case, "inference") == forward == 2 * 2 * 30 * (32 * 11 + 40) + \
+        2 * 2 * 30 * (32 * 15 + 40)
+    assert flop_count(case, "train") == 3 * forward
+    assert flop_count(case, "inference", rows=17) == forward * 17 / 30
+    # bytes: per layer and direction, W_ih once, (W_hh + W_hr) T times, input read, output written
+    elements = sum(D * (G * H * i + 10 * (G * H * P + H * P) + N * (i + P)) for i in (6, 10))
+    assert elements == 2 * (192 + 10 * 200 + 30 * 11) + 2 * (320 + 10 * 200 + 30 * 15)
+    assert bytes_moved(case, "inference", 4) == 4 * elements
+    assert bytes_moved(case, "train", 2) == 3 * 2 * elements
+    # without a projection the FLOP model is the CPU bench's, unchanged: G*H*(I_l + H)
+    plain = Case("gru", 10, 3, 6, 8)
+    assert flop_count(plain, "inference") == 2 * 30 * 3 * 8 * (6 + 8)
+    assert bytes_moved(plain, "inference", 4) == 4 * (3 * 8 * 6 + 10 * 3 * 8 * 8 + 30 * (6 + 8))
+
+
+def test_proj_size_cases_build_and_check_on_cpu():
+    case = Case("lstm", 4, 2, 6, 8, proj_size=3)
+    assert case.describe() == "lstm T=4 B=2 I=6 H=8 L=1 P=3"
+    for bad in (dict(proj_size=8), dict(proj_size=3, cell="gru")):
+        with pytest.raises(ValueError, match="proj_size is an LSTM's"):
+            Case(**{**dict(cell="lstm", T=4, B=2, I=6, H=8), **bad})
+    workload = make_workload(case, torch.float32, seed=0)
+    assert workload.module.proj_size == 3 and workload.grad_h_n.shape == (1, 2, 3)
+    config = BenchConfig(cases=(case,), impls=("torch", "fastrnn", "torch-native", "reference"))
+    not_run = []
+    runners, via = gpu_bench._runners(config, workload, not_run)
+    assert not not_run and via["fastrnn"] == "kernels"
+    checks = gpu_bench._checks(config, workload, runners, not_run)
+    assert checks and all(c.ok for c in checks) and not not_run
+
+
+def test_what_ran_is_read_from_the_profile():
+    """torch.nn on CPU in float32 runs oneDNN (not so torch-native), fastrnn its op; a fastrnn
+    that falls back to torch.nn (bfloat16 on CPU, which its modules do not serve) is an error,
+    not torch.nn's times under fastrnn's name."""
+    workload = make_workload(Case("lstm", 3, 2, 4, 4), torch.float32, seed=0)
+    ops = {impl: ops_run(RUNNERS[impl](workload), workload) for impl in IMPLS}
+    assert FASTRNN_OP in ops["fastrnn"] and FASTRNN_OP not in ops["torch"]
+    if torch.backends.mkldnn.is_available():
+        assert "aten::mkldnn_rnn_layer" in ops["torch"]
+        assert "aten::mkldnn_rnn_layer" not in ops["torch-native"]
+    assert not any(CUDNN_OP in names for names in ops.values())
+    assert gpu_bench._via("torch", ops["torch"]) == "ATen"
+    with pytest.raises(RuntimeError, match="fastrnn did not run fastrnn::rnn"):
+        gpu_bench._via("fastrnn", ops["torch"])
+    half = make_workload(Case("gru", 3, 2, 4, 4), torch.bfloat16, seed=0)
+    config = BenchConfig(cases=(half.case,), device="cuda", dtype="bfloat16")
+    with pytest.warns(UserWarning, match="runs torch.nn's implementation"), \
+            pytest.raises(RuntimeError, match="refusing to report torch.nn's times as fastrnn's"):
+        gpu_bench._runners(config, half, [])
+
+
+def test_an_op_that_refuses_a_case_is_listed_not_run():
+    """fastrnn's op refusing a case (its error starts "fastrnn:") leaves it out of that case."""
+    workload = make_workload(Case("rnn_tanh", 3, 2, 4, 4), torch.float32, seed=0)
+    config = BenchConfig(cases=(workload.case,), impls=("torch", "fastrnn"))
+
+    def refusing(w):
+        def forward(x):
+            raise TypeError("fastrnn: input must be float32 or float64, got BFloat16")
+        return Runner(forward, {})
+    not_run = []
+    original = gpu_bench.IMPLS["fastrnn"]
+    try:
+        gpu_bench.IMPLS["fastrnn"] = refusing
+        runners, via = gpu_bench._runners(config, workload, not_run)
+    finally:
+        gpu_bench.IMPLS["fastrnn"] = original
+    assert list(runners) == ["torch"] and via == {"torch": "ATen"}
+    assert [(n.impl, n.reason) for n in not_run] == [
+        ("fastrnn", "fastrnn: input must be float32 or float64, got BFloat16")]
+
+
+def test_half_parity_is_twice_the_baselines_error():
+    """bfloat16: torch-native passes (its error against float32 torch.nn is torch.nn's); a
+    runner off by 3% fails, and a failing runner is taken out of the timing."""
+    workload = make_workload(Case("gru", 4, 3, 8, 8), torch.bfloat16, seed=0)
+    exact = gpu_bench.upcast(workload)
+    assert exact.input.dtype == torch.float32 and exact.module.weight_hh_l0.dtype == torch.float32
+    assert torch.equal(exact.input, workload.input.float())
+    good = RUNNERS["torch-native"](workload)
+
+    def off(x):
+        output, h_n = good.forward(x)
+        return output * 1.03, h_n
+    runners = {"torch": RUNNERS["torch"](workload), "torch-native": good,
+               "off": Runner(off, good.params)}
+    checks = check_parity_half(workload, "train", runners, "torch", exact, RUNNERS["torch"](exact))
+    assert {c.tensor for c in checks} >= {"output", "h_n", "grad_input", "grad_weight_hh_l0"}
+    assert all(c.ok for c in checks if c.impl == "torch-native")
+    assert not next(c for c in checks if c.impl == "off" and c.tensor == "output").ok
+    assert all(c.budget > 0 and "budget" in c.describe() for c in checks)
+
+    config = BenchConfig(cases=(workload.case,), device="cuda", dtype="bfloat16",
+                         modes=("inference",))
+    not_run = []
+    gpu_bench._checks(config, workload, runners, not_run)
+    assert set(runners) == {"torch", "torch-native"}
+    assert [(n.impl, n.dtype) for n in not_run] == [("off", "bfloat16")]
+
+
+def test_gpu_table_rows_and_speedups_per_dtype():
+    """The GPU path's timing and table, run on the CPU: a row per dtype, mode and impl, TFLOP/s
+    and GB/s from the models at the median, speedups within the same dtype."""
+    results = []
+    for dtype in ("float32", "bfloat16"):
+        config = BenchConfig(cases=(Case("lstm", 3, 2, 4, 6, proj_size=2),), device="cuda",
+                             dtype=dtype, impls=("torch", "torch-native"), repeats=2, warmup=0,
+                             block=1, settle_ms=0.0, rewarm_ms=0.0)
+        workload = make_workload(config.cases[0], CUDA_DTYPES[dtype], seed=0)
+        runners, via = gpu_bench._runners(config, workload, [])
+        results += gpu_bench._time_case(config, workload, runners, via, None)
+    add_speedups(results, "torch")
+    assert len(results) == 2 * 2 * 2
+    assert all(r.speedup == 1.0 for r in results if r.impl == "torch")
+    for r in results:
+        case = Case("lstm", 3, 2, 4, 6, proj_size=2)
+        size = 4 if r.dtype == "float32" else 2
+        assert r.gbyte * 1e9 == bytes_moved(case, r.mode, size)
+        assert r.gbps == pytest.approx(r.gbyte / (r.median_ms / 1e3))
+        assert r.gflop * 1e9 == flop_count(case, r.mode) and r.proj_size == 2
+    table = gpu_bench.format_cuda_table(results).splitlines()
+    assert table[0].split()[:10] == ["dtype", "cell", "TxBxIxH", "L", "D", "P", "input", "mode",
+                                     "impl", "via"]
+    rows = [line.split() for line in table[2:-1] if line.strip()]
+    assert [(r[0], r[7], r[8]) for r in rows] == [
+        (dtype, mode, impl) for dtype in ("float32", "bfloat16") for mode in ("inference", "train")
+        for impl in ("torch", "torch-native")]
+    assert all(r[5] == "2" for r in rows)
+
+
+def test_gpu_header_names_the_tf32_setting_and_fastrnn_path(monkeypatch):
+    configs = gpu_bench.GPU_PRESETS["gpu-quick"].configs()
+    env = Environment.collect("cpu")
+    env.gpu = "a GPU, 132 SMs, CUDA 13.0, cuDNN 91000"
+    monkeypatch.setattr(fastrnn._C, "built_with_cuda", True)
+    monkeypatch.setenv("FASTRNN_EXPERIMENTAL_CUDA", "1")
+    with exact_fp32("cuda"):
+        header = gpu_bench.format_cuda_header(configs, env, {})
+    assert "  gpu       a GPU, 132 SMs, CUDA 13.0, cuDNN 91000" in header
+    assert ("  tf32      off, pinned for the run: torch.backends.cuda.matmul.allow_tf32 = False, "
+            "torch.backends.cudnn.allow_tf32 = False") in header
+    assert "FASTRNN_EXPERIMENTAL_CUDA=1" in header and "fastrnn.functional.rnn_stack" in header
+    assert "x float32, bfloat16" in header
+
+
+def test_an_implementation_that_raises_loses_its_case_not_the_run():
+    """An error other than fastrnn's op declining the case is listed with its type (and makes
+    the run's status 1); a baseline that raises takes its whole case out."""
+    workload = make_workload(Case("gru", 3, 2, 4, 4), torch.float32, seed=0)
+    config = BenchConfig(cases=(workload.case,), impls=("torch", "torch-native"))
+
+    def broken(w):
+        def forward(x):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return Runner(forward, {})
+    for impl, kept in (("torch-native", ["torch"]), ("torch", [])):
+        original = gpu_bench.IMPLS[impl]
+        not_run = []
+        try:
+            gpu_bench.IMPLS[impl] = broken
+            runners, via = gpu_bench._runners(config, workload, not_run)
+        finally:
+            gpu_bench.IMPLS[impl] = original
+        assert list(runners) == kept
+        [entry] = not_run
+        assert entry.impl == impl and entry.reason == (
+            "RuntimeError: CUDA error: an illegal memory access was encountered")
+        assert not gpu_bench.refused(entry.reason)
+    assert gpu_bench.refused("fastrnn: input must be float32 or float64, got BFloat16")
+
+
+def test_a_runner_whose_backward_raises_is_taken_out_of_the_timing():
+    workload = make_workload(Case("rnn_tanh", 3, 2, 4, 4), torch.float32, seed=0)
+    config = BenchConfig(cases=(workload.case,), impls=("torch", "torch-native", "reference"))
+    good = RUNNERS["torch-native"](workload)
+
+    class Fails(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            raise RuntimeError("fastrnn: backward broke")
+
+    def forward(x):
+        output, h_n = good.forward(x)
+        return Fails.apply(output), h_n
+    runners = {"torch": RUNNERS["torch"](workload), "torch-native": Runner(forward, good.params),
+               "reference": RUNNERS["reference"](workload)}
+    not_run = []
+    checks = gpu_bench._checks(config, workload, runners, not_run)
+    assert set(runners) == {"torch", "reference"}
+    assert [(n.impl, n.reason) for n in not_run] == [
+        ("torch-native", "RuntimeError in the parity check: fastrnn: backward broke")]
+    assert checks and all(c.ok and c.impl == "reference" for c in checks)
+
+
+@pytest.mark.parametrize("case", [
+    Case("lstm", 5, 3, 6, 8, layers=2, bidirectional=True, batch_first=True, packed="uniform",
+         proj_size=3),
+    Case("gru", 4, 2, 5, 6, packed="0.5"), Case("rnn_tanh", 3, 2, 4, 5, batch_first=True)])
+def test_fastrnn_runner_of_cuda_runs_agree_on_cpu(case):
+    """What the bench times as fastrnn on CUDA while the modules fall back there
+    (fastrnn.functional.rnn_stack on the module's parameters), run on CPU tensors: it agrees
+    with torch.nn, outputs and every gradient, padded or packed, batch-first, with a projection."""
+    from fastrnn.bench import workloads
+    workload = make_workload(case, torch.float32, seed=0)
+    runners = {"torch": RUNNERS["torch"](workload),
+               "fastrnn": workloads._stack_runner(fastrnn.functional.rnn_stack, workload)}
+    assert FASTRNN_OP in ops_run(runners["fastrnn"], workload)
+    for mode in ("inference", "train"):
+        checks = check_parity(workload, mode, runners, "torch", "float32")
+        assert checks and all(c.ok for c in checks), [c.describe() for c in checks if not c.ok]

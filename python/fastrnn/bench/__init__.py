@@ -17,6 +17,8 @@ Modules, in the order a run uses them:
 - ``environment``: the machine and library versions the numbers belong to.
 - ``report``: the header, the table and the footer that are printed.
 - ``plot``: the ``--plot`` figure of the speedups (matplotlib, optional).
+- ``gpu``: the ``--device cuda`` runs and the gpu presets' case table: what ran is checked
+  (cuDNN or not, fastrnn's own op), bfloat16 parity, TFLOP/s and GB/s, TF32 pinned.
 - ``cli``: the command line, which ties the above together.
 """
 

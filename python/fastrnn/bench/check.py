@@ -75,3 +75,39 @@ def check_parity(workload: Workload, mode: str, runners: dict[str, Runner], base
             err, scale, ok = _compare(actual[name], want, rtol, atol)
             checks.append(Check(workload.case.describe(), mode, impl, name, err, scale, ok))
     return checks
+
+
+@dataclass
+class HalfCheck(Check):
+    """A bfloat16 check: the error against the float32 baseline, within ``budget``."""
+
+    budget: float = 0.0  # 2 x the baseline's own error at this precision (the tests' rule)
+
+    def describe(self) -> str:
+        return super().describe() + f" (budget {self.budget:.3e})"
+
+
+def check_parity_half(workload: Workload, mode: str, runners: dict[str, Runner], baseline: str,
+                      exact: Workload, exact_baseline: Runner) -> list[HalfCheck]:
+    """Half precision: every runner other than ``baseline`` and the baseline itself are measured
+    against ``exact_baseline`` run in float32 on ``exact`` (the workload's values, upcast); a
+    tensor agrees when its error is at most twice the baseline's (STYLE.md: 2x PyTorch's own
+    error at that precision), plus 1e-6 of max|expected| for tensors the baseline gets exact."""
+    expected = _named_outputs(exact_baseline, exact, mode)
+    by_impl = {impl: _named_outputs(runner, workload, mode) for impl, runner in runners.items()}
+    checks = []
+    for name, want in expected.items():
+        scale = want.abs().max().item() if want.numel() else 0.0
+
+        def error(impl: str) -> float:
+            got = by_impl[impl][name]
+            if got.shape != want.shape:
+                return float("inf")
+            return (got.float() - want).abs().max().item() if want.numel() else 0.0
+        budget = 2.0 * error(baseline) + 1e-6 * scale
+        for impl in runners:
+            if impl != baseline:
+                err = error(impl)
+                checks.append(HalfCheck(workload.case.describe(), mode, impl, name, err, scale,
+                                        err <= budget, budget))
+    return checks

@@ -15,15 +15,16 @@ import torch
 from .check import Check, check_parity
 from .config import PRESETS, BenchConfig
 from .environment import Environment, load_average
+from .gpu import GPU_PRESETS, describe_runs, run_cuda
 from .memory import SavedBytes, saved_for_backward
 from .peak import Peak, measure_peak
 from .plot import require_matplotlib, write_plot
 from .report import format_footer, format_header, format_load, format_table, plot_title
 from .results import Result, add_speedups, write_csv, write_json
 from .timing import TIMERS, time_interleaved
-from .workloads import (BASELINE, CELLS, DEVICES, DTYPES, FLOP_MODEL, IMPLS, MODES, STEPS, Case,
-                        Workload, check_device, exact_fp32, flop_count, length_distribution,
-                        make_workload)
+from .workloads import (BASELINE, CELLS, CUDA_DTYPES, DEVICES, DTYPES, EXPERIMENTAL_CUDA,
+                        FLOP_MODEL, IMPLS, MODES, STEPS, Case, Workload, check_device, exact_fp32,
+                        flop_count, length_distribution, make_workload)
 
 CASE_FIELDS = ("T", "B", "I", "H", "layers")  # flags that override every case of the preset
 
@@ -50,13 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default = PRESETS["default"]
     p = argparse.ArgumentParser(
         prog="python -m fastrnn.bench",
-        description="Time fastrnn against torch.nn on the CPU (with --device cuda, torch.nn's "
-                    "baselines on the GPU: fastrnn has no CUDA kernels enabled yet). "
+        description="Time fastrnn against torch.nn on the CPU (with --device cuda or a gpu "
+                    "preset, on the GPU against cuDNN and torch.nn without it; fastrnn there "
+                    "needs FASTRNN_EXPERIMENTAL_CUDA=1). "
                     "A run is a list of cases (cell, shape, layers) from a preset; flags left out "
                     "take the preset's value.")
-    p.add_argument("--preset", choices=tuple(PRESETS), default="default",
+    p.add_argument("--preset", choices=(*PRESETS, *GPU_PRESETS), default="default",
                    help="default: every cell at T=100 B=32 I=H=256; smoke: a tiny shape, 2 repeats "
-                        "(CI); readme: the cases of the performance table (default: default)")
+                        "(CI); readme: the cases of the performance table; gpu (cuda): LSTM, GRU "
+                        "and RNN tanh at T=100, B 1..256, H=I 256..1024, packed, bidirectional "
+                        "and proj_size cases, float32 and bfloat16; gpu-quick: a subset of gpu "
+                        "with fewer calls (.ci/gpu-check) (default: default)")
+    p.add_argument("--list", action="store_true",
+                   help="print the cases the run would time and exit (no GPU needed)")
     p.add_argument("--smoke", action="store_true", help="same as --preset smoke")
     p.add_argument("--json", metavar="PATH", help="also write config, machine and results here")
     p.add_argument("--csv", metavar="PATH",
@@ -84,12 +91,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "ceil(DIST*T)..T (DIST a fraction in (0, 1]), packed inside each timed "
                         "call with pack_padded_sequence(enforce_sorted=False); torch.nn then runs "
                         "without oneDNN, which has no packed path")
-    p.add_argument("--dtype", choices=tuple(DTYPES), help=f"(default {default.dtype})")
+    p.add_argument("--dtype", choices=tuple(CUDA_DTYPES),
+                   help=f"(default {default.dtype}; the gpu presets run "
+                        f"{' and '.join(GPU_PRESETS['gpu'].dtypes)}, this keeps one); bfloat16 "
+                        f"runs on cuda only")
     p.add_argument("--device", choices=DEVICES,
                    help=f"where the cases run; on cuda torch is cuDNN, torch-native is torch.nn "
                         f"without cuDNN, times come from CUDA events and float32 runs without "
-                        f"TF32; fastrnn has no CUDA kernels enabled yet, so cuda takes --impls "
-                        f"torch,torch-native[,reference] (default {default.device})")
+                        f"TF32; fastrnn runs on cuda only with {EXPERIMENTAL_CUDA}=1 on a CUDA "
+                        f"build (its drivers are experimental until they have passed on a GPU); "
+                        f"else pass --impls torch,torch-native (default {default.device}; the gpu "
+                        f"presets: cuda)")
     p.add_argument("--cells", type=_names,
                    help=f"comma-separated, from {','.join(CELLS)}: keep only the preset's cases "
                         f"of these cells (default all)")
@@ -139,18 +151,34 @@ def _cases(base: tuple[Case, ...], args: argparse.Namespace) -> tuple[Case, ...]
     return tuple(dict.fromkeys(dataclasses.replace(c, **changes) for c in cases))
 
 
-def config_from_args(args: argparse.Namespace) -> BenchConfig:
+def configs_from_args(args: argparse.Namespace) -> list[BenchConfig]:
+    """The run's configs: one, or for a gpu preset one per dtype (--dtype keeps one)."""
+    if args.preset not in GPU_PRESETS:
+        return [config_from_args(args)]
+    preset = GPU_PRESETS[args.preset]
+    if args.device == "cpu":
+        raise ValueError(f"--preset {args.preset} runs on --device cuda")
+    dtypes = preset.dtypes if args.dtype is None else (args.dtype,)
+    return [config_from_args(args, preset.config.replace(dtype=d), dtype=d) for d in dtypes]
+
+
+def config_from_args(args: argparse.Namespace, base: BenchConfig | None = None,
+                     **fixed) -> BenchConfig:
+    """The config of ``args`` over its preset (or ``base``), with ``fixed`` fields set; checked
+    against this machine's devices unless --list."""
     if args.smoke and args.preset not in ("default", "smoke"):
         raise ValueError(f"--smoke is --preset smoke; it does not combine with --preset {args.preset}")
-    base = PRESETS["smoke" if args.smoke else args.preset]
+    if base is None:
+        base = PRESETS["smoke" if args.smoke else args.preset]
     overrides = {name: getattr(args, name)
                  for name in ("dtype", "device", "modes", "impls", "repeats", "warmup", "block",
                               "settle_ms", "rewarm_ms", "threads", "seed")
-                 if getattr(args, name) is not None}
+                 if getattr(args, name) is not None and name not in fixed}
     if args.no_peak:
         overrides["peak"] = False
-    config = base.replace(cases=_cases(base.cases, args), **overrides)
-    check_device(config.device, config.impls)
+    config = base.replace(cases=_cases(base.cases, args), **overrides, **fixed)
+    if not getattr(args, "list", False):
+        check_device(config.device, config.impls)
     return config
 
 
@@ -257,7 +285,13 @@ def _peaks(config: BenchConfig) -> dict[int, Peak]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = config_from_args(args)
+        configs = configs_from_args(args)
+        config = configs[0]
+        if args.list:
+            print(describe_runs(configs, "smoke" if args.smoke else args.preset))
+            return 0
+        if args.plot and config.device == "cuda":
+            raise ValueError("--plot is drawn for cpu runs only")
         if args.plot:
             if config.impls == (BASELINE,):
                 raise ValueError(f"--plot draws speedups over {BASELINE}: --impls must name "
@@ -269,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.threads is not None:
         torch.set_num_threads(config.threads[0])
     with exact_fp32(config.device):
+        if config.device == "cuda":
+            return run_cuda(configs, args)
         return run(config, args)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .workloads import BASELINE, CELLS, DEFAULT_IMPLS, DEVICES, DTYPES, IMPLS, MODES, Case
+from .workloads import (BASELINE, CELLS, CUDA_DTYPES, DEFAULT_IMPLS, DEVICES, DTYPES, IMPLS, MODES,
+                        Case)
 
 
 def grid(cells: tuple[str, ...], T: int, B: int, I: int, H: int,  # noqa: E741
@@ -48,10 +49,14 @@ class BenchConfig:
                 raise ValueError("threads must name at least one thread count")
             if min(self.threads) < 1:
                 raise ValueError(f"threads must be at least 1, got {min(self.threads)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            if self.dtype in CUDA_DTYPES and self.device != "cuda":
+                raise ValueError(f"dtype {self.dtype} runs on --device cuda only")
+            if self.dtype not in CUDA_DTYPES:
+                raise ValueError(f"dtype must be one of {', '.join(CUDA_DTYPES)}, got "
+                                 f"{self.dtype!r}")
         _check_names("modes", self.modes, MODES)
         _check_names("impls", self.impls, tuple(IMPLS))
         if BASELINE not in self.impls:

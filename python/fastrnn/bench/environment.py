@@ -44,7 +44,7 @@ class Environment:
     mkldnn: bool  # torch.nn may run its CPU LSTM through oneDNN when this is on
     load_average: tuple[float, float, float] | None  # 1, 5, 15 min, when collected: other load adds noise
     device: str = "cpu"  # where the cases run
-    gpu: str | None = None  # on cuda: the GPU's name, CUDA and cuDNN versions
+    gpu: str | None = None  # on cuda: the GPU's name, SM count, CUDA and cuDNN versions
     cpu_isa: str = ""  # the instruction set fastrnn's CPU kernels run with
     gemm_engine: str = ""  # the engine of fastrnn's whole-sequence GEMMs: torch (MKL) or openblas
 
@@ -52,7 +52,8 @@ class Environment:
     def collect(cls, device: str = "cpu") -> Environment:
         gpu = None
         if device == "cuda":
-            gpu = (f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, "
+            sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+            gpu = (f"{torch.cuda.get_device_name()}, {sms} SMs, CUDA {torch.version.cuda}, "
                    f"cuDNN {torch.backends.cudnn.version()}")
         return cls(
             cpu=cpu_model(),

@@ -71,17 +71,19 @@ def _openblas_gflops(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, threads:
         lib.scipy_openblas_set_num_threads(before)  # as fastrnn's kernels expect it
 
 
-def measure_peak(size: int, repeats: int, settle_s: float = 0.0, device: str = "cpu") -> Peak:
+def measure_peak(size: int, repeats: int, settle_s: float = 0.0, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> Peak:
     """The peak on ``device`` at torch's current thread count; ``settle_s`` idle before each
-    engine, for the thread pool of whatever ran before to stop spinning (see timing)."""
+    engine, for the thread pool of whatever ran before to stop spinning (see timing). ``dtype``
+    other than float32 (the gpu presets' bfloat16 peak): torch.mm only."""
     threads = torch.get_num_threads()
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen).to(device)
-    b = torch.randn(size, size, generator=gen).to(device)
-    c = torch.empty(size, size, device=device)
+    a = torch.randn(size, size, generator=gen).to(device, dtype)
+    b = torch.randn(size, size, generator=gen).to(device, dtype)
+    c = torch.empty(size, size, device=device, dtype=dtype)
     flop = 2.0 * size ** 3
     openblas, error = None, None
-    if device == "cpu":
+    if device == "cpu" and dtype == torch.float32:
         time.sleep(settle_s)
         try:
             openblas = _openblas_gflops(a, b, c, threads, repeats)

@@ -68,9 +68,14 @@ def _row(result: Result) -> list[str]:
 def format_table(results: list[Result], baseline: str) -> str:
     header = ["thr", "cell", "TxBxIxH", "L", "D", "input", "mode", "impl", "median ms", "min ms", "max ms",
               "GFLOP/s", "% peak", f"vs {baseline}", "saved MiB"]
-    rows = [_row(r) for r in results]
+    return format_columns(header, [_row(r) for r in results], [r.group for r in results],
+                          numeric_from=8)
+
+
+def format_columns(header: list[str], rows: list[list[str]], groups: list, numeric_from: int) -> str:
+    """A table: the header, a rule, the rows (a blank line where ``groups`` changes), a rule;
+    the columns from ``numeric_from`` on right-aligned."""
     widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
-    numeric_from = 8  # the columns from here on are right-aligned
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < numeric_from else c.rjust(w)
@@ -78,11 +83,11 @@ def format_table(results: list[Result], baseline: str) -> str:
 
     rule = "-" * len(line(header))
     body, previous = [], None
-    for result, cells in zip(results, rows):
-        if previous is not None and result.group != previous:
+    for group, cells in zip(groups, rows):
+        if previous is not None and group != previous:
             body.append("")
         body.append(line(cells))
-        previous = result.group
+        previous = group
     return "\n".join([line(header), rule, *body, rule])
 
 

@@ -104,12 +104,12 @@ CSV_COLUMNS = ("threads", "cell", "T", "B", "I", "H", "layers", "bidirectional",
                "saved_bytes", "saved_bytes_all")
 
 
-def write_csv(path: str, results: list[Result]) -> None:
-    """One row per result, CSV_COLUMNS; empty cells where a value is None (speedup: no baseline;
+def write_csv(path: str, results: list[Result], columns: tuple[str, ...] = CSV_COLUMNS) -> None:
+    """One row per result, ``columns``; empty cells where a value is None (speedup: no baseline;
     saved bytes: inference; packed: a padded input)."""
     make_parent_dir(path)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for r in results:
-            writer.writerow(["" if getattr(r, c) is None else getattr(r, c) for c in CSV_COLUMNS])
+            writer.writerow(["" if getattr(r, c) is None else getattr(r, c) for c in columns])

@@ -14,6 +14,7 @@ for every implementation alike.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from .. import _C
+from .. import functional
 from .. import modules as fastrnn_modules
 from .. import reference
 from .timing import Step
@@ -32,6 +34,8 @@ from .timing import Step
 Forward = Callable[[Tensor], "tuple[Tensor, Tensor]"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# On cuda also bfloat16 (the gpu presets); the CPU runs take DTYPES only.
+CUDA_DTYPES = {**DTYPES, "bfloat16": torch.bfloat16}
 MODES = ("inference", "train")
 DEVICES = ("cpu", "cuda")
 
@@ -79,7 +83,8 @@ def layout_name(batch_first: bool, packed: str | None) -> str:
 class Case:
     """One cell at one shape: input ``[T, B, I]`` (``[B, T, I]`` when ``batch_first``), hidden
     size ``H``, h0 = zeros. ``packed``: None for a padded input, else the distribution of the
-    sequence lengths (:func:`length_distribution`): the longest is T, and the input is packed."""
+    sequence lengths (:func:`length_distribution`): the longest is T, and the input is packed.
+    ``proj_size``: an LSTM's projection P (0: none; then P = H), as torch.nn.LSTM's."""
 
     cell: str
     T: int
@@ -90,6 +95,7 @@ class Case:
     bidirectional: bool = False
     batch_first: bool = False
     packed: str | None = None
+    proj_size: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -101,6 +107,14 @@ class Case:
             raise ValueError(f"packed must be a normalised length distribution, got "
                              f"{self.packed!r} (length_distribution gives "
                              f"{length_distribution(self.packed)!r})")
+        if self.proj_size and (self.cell != "lstm" or not 0 < self.proj_size < self.H):
+            raise ValueError(f"proj_size is an LSTM's, in 1..H-1, got {self.proj_size} for "
+                             f"{self.cell} with H={self.H}")
+
+    @property
+    def P(self) -> int:
+        """The size of h (and of each direction's output): proj_size, or H without one."""
+        return self.proj_size or self.H
 
     @property
     def directions(self) -> int:
@@ -116,6 +130,7 @@ class Case:
 
     def describe(self) -> str:
         return (f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H} L={self.layers}"
+                f"{f' P={self.proj_size}' if self.proj_size else ''}"
                 f"{' bidirectional' if self.bidirectional else ''}"
                 f"{'' if self.layout == 'padded' else ' ' + self.layout}")
 
@@ -131,8 +146,9 @@ class Case:
 
 
 def make_module(cls: type[nn.RNNBase], cell: Cell, case: Case) -> nn.RNNBase:
+    options = dict(cell.options, **({"proj_size": case.proj_size} if case.proj_size else {}))
     return cls(case.I, case.H, num_layers=case.layers, bidirectional=case.bidirectional,
-               batch_first=case.batch_first, **cell.options)
+               batch_first=case.batch_first, **options)
 
 
 @dataclass
@@ -144,7 +160,7 @@ class Workload:
     input: Tensor
     lengths: Tensor | None  # [B] int64 on the CPU, the sequence lengths of a packed case
     grad_output: Tensor  # the gradient of the loss with respect to output (as Runner returns it)
-    grad_h_n: Tensor  # [L*D, B, H], the gradient of the loss with respect to h_n
+    grad_h_n: Tensor  # [L*D, B, P], the gradient of the loss with respect to h_n
 
     @property
     def rows(self) -> int:
@@ -173,9 +189,28 @@ def make_workload(case: Case, dtype: torch.dtype, seed: int, device: str = "cpu"
         module=module,
         input=x.to(device).requires_grad_(),
         lengths=lengths,
-        grad_output=torch.randn(*out_rows, D * case.H, dtype=dtype).to(device),
-        grad_h_n=torch.randn(case.layers * D, case.B, case.H, dtype=dtype).to(device),
+        grad_output=torch.randn(*out_rows, D * case.P, dtype=dtype).to(device),
+        grad_h_n=torch.randn(case.layers * D, case.B, case.P, dtype=dtype).to(device),
     )
+
+
+EXPERIMENTAL_CUDA = "FASTRNN_EXPERIMENTAL_CUDA"  # =1: the CUDA drivers serve fastrnn's op
+
+
+def fastrnn_cuda_path() -> str | None:
+    """How the bench runs fastrnn on CUDA tensors here, or None when it cannot.
+
+    "modules": fastrnn's modules serve CUDA tensors (``fastrnn.cuda_available()``). "functional":
+    they do not (they would fall back to torch.nn, cuDNN, with a warning), but the CUDA drivers
+    serve fastrnn's op because this is a CUDA build and FASTRNN_EXPERIMENTAL_CUDA=1
+    (csrc/cuda/ops_cuda.cpp): the bench then calls ``fastrnn.functional.rnn_stack``, the op the
+    modules call."""
+    from .. import cuda_available  # the package has finished importing by now
+    if cuda_available():
+        return "modules"
+    if _C.built_with_cuda and os.environ.get(EXPERIMENTAL_CUDA) == "1":
+        return "functional"
+    return None
 
 
 def check_device(device: str, impls: tuple[str, ...]) -> None:
@@ -186,10 +221,13 @@ def check_device(device: str, impls: tuple[str, ...]) -> None:
     if not torch.cuda.is_available():
         raise ValueError("--device cuda: torch.cuda.is_available() is False (no GPU, or a torch "
                          "without CUDA)")
-    if "fastrnn" in impls and not _C.has_cuda_kernels:
+    if "fastrnn" in impls and fastrnn_cuda_path() is None:
         # fastrnn's modules would quietly run torch.nn's implementation instead: refuse
-        raise ValueError("--device cuda: fastrnn has no CUDA kernels enabled yet "
-                         "(fastrnn._C.has_cuda_kernels is False); pass --impls torch,torch-native")
+        why = (f"{EXPERIMENTAL_CUDA} is not 1" if _C.built_with_cuda
+               else "this build of fastrnn has no CUDA kernels")
+        raise ValueError(f"--device cuda: fastrnn's CUDA drivers are off ({why}), so its modules "
+                         f"would run torch.nn (cuDNN) and report cuDNN's times as fastrnn's; set "
+                         f"{EXPERIMENTAL_CUDA}=1 on a CUDA build, or pass --impls torch,torch-native")
 
 
 @contextmanager
@@ -272,7 +310,11 @@ def _torch_native(workload: Workload) -> Runner:
 
 
 def _fastrnn(workload: Workload) -> Runner:
-    """The drop-in module fastrnn.LSTM/GRU/RNN, loaded with the torch.nn module's state_dict."""
+    """The drop-in module fastrnn.LSTM/GRU/RNN, loaded with the torch.nn module's state_dict; on
+    CUDA tensors, while the modules do not serve them yet, the op they call
+    (``fastrnn.functional.rnn_stack``: see :func:`fastrnn_cuda_path`)."""
+    if workload.input.is_cuda and fastrnn_cuda_path() == "functional":
+        return _stack_runner(functional.rnn_stack, workload)
     cell, torch_module = workload.cell, workload.module
     module = make_module(cell.fastrnn_class, cell, workload.case).to(workload.input)
     module.load_state_dict(torch_module.state_dict())
@@ -281,6 +323,12 @@ def _fastrnn(workload: Workload) -> Runner:
 
 def _reference(workload: Workload) -> Runner:
     """fastrnn.reference.rnn_stack: plain PyTorch step by step; slow, for small shapes."""
+    return _stack_runner(reference.rnn_stack, workload)
+
+
+def _stack_runner(rnn_stack: Callable, workload: Workload) -> Runner:
+    """``rnn_stack`` (fastrnn.functional's or fastrnn.reference's: one contract) on the torch.nn
+    module's own parameters."""
     case, module = workload.case, workload.module
     params = dict(module.named_parameters())
     weights = [params[name] for layer in module._all_weights for name in layer]
@@ -290,13 +338,12 @@ def _reference(workload: Workload) -> Runner:
             packed = workload.pack(x)
             x, batch_sizes = packed.data, packed.batch_sizes
             D = case.directions
-            hx = x.new_zeros(case.layers * D, case.B, case.H)  # the op needs B with packed input
+            hx = x.new_zeros(case.layers * D, case.B, case.P)  # the op needs B with packed input
         else:
             x, batch_sizes, hx = x.transpose(0, 1) if case.batch_first else x, None, None
-        output, h_n, _ = reference.rnn_stack(workload.cell.name, x, batch_sizes, hx, None,
-                                             weights, has_bias=module.bias,
-                                             num_layers=case.layers,
-                                             bidirectional=case.bidirectional)
+        output, h_n, _ = rnn_stack(workload.cell.name, x, batch_sizes, hx, None, weights,
+                                   has_bias=module.bias, num_layers=case.layers,
+                                   bidirectional=case.bidirectional, proj_size=case.proj_size)
         if workload.lengths is not None:  # h_n's rows are in the packed (sorted) order
             return output, h_n.index_select(1, packed.unsorted_indices)
         return (output.transpose(0, 1) if case.batch_first else output), h_n
@@ -349,10 +396,56 @@ FLOP_MODEL = (
 )
 
 
+# Printed after FLOP_MODEL where a case has a projection.
+FLOP_MODEL_PROJ = (
+    "With proj_size P: h has P units, so the recurrent term is G*H*P (I_l + H becomes I_l + P, "
+    "I_l = D*P for l > 0) and each layer and direction adds 2*N*P*H for the projection")
+
+BYTES_MODEL = (
+    "GB/s = the bytes a step must move at least, by this model, / the median time: per layer and "
+    "direction, W_ih read once ((G*H*I_l) elements), W_hh (G*H*P, and W_hr, H*P) read once per "
+    "time step (T times: what a kernel that does not keep them on chip reads), the layer's input "
+    "read (N*I_l) and its output written (N*P); biases and state ignored; elements of the run's "
+    "dtype; train = 3 x forward, as for FLOPs. Weights that fit in L2 are read from there, so GB/s "
+    "can exceed the memory's bandwidth")
+
+
+def _layer_inputs(case: Case) -> list[int]:
+    """I_l for each layer: I, then D*P."""
+    return [case.I if l == 0 else case.directions * case.P for l in range(case.layers)]
+
+
 def flop_count(case: Case, mode: str, rows: int | None = None) -> float:
-    """FLOPs of one step by FLOP_MODEL; ``rows`` is N (default T*B; Workload.rows)."""
-    G, D = CELLS[case.cell].gates, case.directions
+    """FLOPs of one step by FLOP_MODEL (and FLOP_MODEL_PROJ); ``rows`` is N (default T*B;
+    Workload.rows)."""
+    G, D, H, P = CELLS[case.cell].gates, case.directions, case.H, case.P
     N = case.T * case.B if rows is None else rows
-    forward = sum(D * 2.0 * N * G * case.H * ((case.I if l == 0 else D * case.H) + case.H)
-                  for l in range(case.layers))
+    projection = P * H if case.proj_size else 0
+    forward = sum(D * 2.0 * N * (G * H * (I_l + P) + projection) for I_l in _layer_inputs(case))
     return forward if mode == "inference" else 3.0 * forward
+
+
+def bytes_moved(case: Case, mode: str, element_size: int, rows: int | None = None) -> float:
+    """Bytes of one step by BYTES_MODEL; ``rows`` is N (default T*B; Workload.rows)."""
+    G, D, H, P, T = CELLS[case.cell].gates, case.directions, case.H, case.P, case.T
+    N = case.T * case.B if rows is None else rows
+    recurrent = G * H * P + (H * P if case.proj_size else 0)
+    forward = sum(D * (G * H * I_l + T * recurrent + N * (I_l + P))
+                  for I_l in _layer_inputs(case))
+    return element_size * float(forward) * (1.0 if mode == "inference" else 3.0)
+
+
+# The ops whose presence in a forward's profile says what ran (see ops_run).
+CUDNN_OP = "aten::_cudnn_rnn"
+FASTRNN_OP = "fastrnn::rnn"
+
+
+def ops_run(runner: Runner, workload: Workload) -> set[str]:
+    """The names of the operators one inference forward of ``runner`` calls, by torch.profiler
+    (CPU side, nested ops included): whether torch.nn ran cuDNN (CUDNN_OP), whether fastrnn ran
+    its own op (FASTRNN_OP) rather than falling back to torch.nn. (A TorchDispatchMode would not
+    do: under one, torch.nn picks another algorithm, a step loop rather than oneDNN on CPU.)"""
+    from torch.profiler import ProfilerActivity, profile
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        runner.forward(workload.input)
+    return {event.key for event in prof.key_averages()}
