@@ -141,7 +141,7 @@ def gru(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
 
     Args as ``lstm``'s without c0: input ``[T, B, I]``; h0 ``[B, H]`` or ``None`` for zeros;
     weight_ih ``[3*H, I]``, weight_hh ``[3*H, H]`` (gates r, z, n); bias_ih, bias_hh ``[3*H]`` or
-    both ``None``; grad_clip as ``lstm``'s. dtypes and device as ``lstm``'s.
+    both ``None``; grad_clip as ``lstm``'s. float32, float64, bfloat16 or float16, on the CPU.
 
     Returns ``(output, h_n)``: output ``[T, B, H]``, h_n ``[B, H]``.
 
@@ -164,7 +164,7 @@ def rnn(input: Tensor, h0: Tensor | None, weight_ih: Tensor, weight_hh: Tensor,
 
     Args as ``gru``'s with G = 1: input ``[T, B, I]``; h0 ``[B, H]`` or ``None`` for zeros;
     weight_ih ``[H, I]``, weight_hh ``[H, H]``; bias_ih, bias_hh ``[H]`` or both ``None``;
-    grad_clip as ``lstm``'s. dtypes and device as ``lstm``'s.
+    grad_clip as ``lstm``'s. float32, float64, bfloat16 or float16, on the CPU.
 
     Returns ``(output, h_n)``: output ``[T, B, H]``, h_n ``[B, H]``.
 
