@@ -164,6 +164,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     const fastrnn::cuda::EmulationSettings s = fastrnn::cuda::emulation_settings();
     return std::make_tuple(s.path, s.device, s.sms);
   });
+  m.attr("_cuda_persistent_max_registers") = fastrnn::cuda::kPersistentMaxRegisters;
   m.def(
       "_cuda_plan",
       [](const std::string& mode, int64_t batch, int64_t hidden, int64_t proj_size,
