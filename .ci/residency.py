@@ -3,8 +3,9 @@ heuristic can pick them. Reads `cuobjdump -res-usage` of the built extension on 
 SASS architecture (sm_80: the A100, sm_90: the H100) it checks every cooperative kernel
 (run_cooperative_kernel<PersistentForward/Backward<...>>):
 
-- no local memory (no spills), at most the registers the launch bounds promise
-  (kPersistentMaxRegisters of csrc/cuda/plan.h, which the emulated residency assumes);
+- no local memory (no spills), at most the registers the launch bounds promise and the static
+  shared memory (kPersistentMaxRegisters, kPersistentStaticShared of csrc/cuda/plan.h, which
+  the emulated residency assumes);
 - every configuration csrc/cuda/plan.h accepts on that device (sizes swept below; fits, as
   with the assumed registers, whether auto picks it or FASTRNN_CUDA_PATH=persistent forces it)
   stays co-resident with the kernels' real registers and static shared memory: blocks <=
@@ -22,6 +23,7 @@ from fastrnn import _C
 
 DEVICES = {"sm_80": "a100", "sm_90": "h100"}
 MAX_REGISTERS = _C._cuda_persistent_max_registers
+MAX_STATIC_SHARED = _C._cuda_persistent_static_shared
 
 
 def kernels(text):
@@ -87,8 +89,9 @@ def main():
         regs = max(r for _, r, _, _ in ks)
         static = max(s for _, _, s, _ in ks)
         local = max(lm for *_, lm in ks)
-        if regs > MAX_REGISTERS or local:
+        if regs > MAX_REGISTERS or static > MAX_STATIC_SHARED or local:
             print(f"residency: FAILED: {arch}: {regs} registers (bound {MAX_REGISTERS}), "
+                  f"{static} bytes of static shared memory (bound {MAX_STATIC_SHARED}), "
                   f"{local} bytes of local memory")
             ok = False
         checked, largest, headroom = 0, 0, None

@@ -165,6 +165,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return std::make_tuple(s.path, s.device, s.sms);
   });
   m.attr("_cuda_persistent_max_registers") = fastrnn::cuda::kPersistentMaxRegisters;
+  m.attr("_cuda_persistent_static_shared") = fastrnn::cuda::kPersistentStaticShared;
   m.def(
       "_cuda_plan",
       [](const std::string& mode, int64_t batch, int64_t hidden, int64_t proj_size,
@@ -174,12 +175,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                          registers, static_shared, path);
       },
       "cuda/plan.h's decision for one layer on an emulated device (registers per thread and "
-      "static shared memory of the kernel: by default what the launch bounds allow, and none)",
+      "static shared memory of the kernel: by default the bounds cuda/plan.h assumes)",
       pybind11::arg("mode"), pybind11::arg("batch"), pybind11::arg("hidden"),
       pybind11::arg("proj_size") = 0, pybind11::arg("element_bytes") = 4,
       pybind11::arg("backward") = false, pybind11::arg("device") = "a100",
       pybind11::arg("sms") = 0, pybind11::arg("registers") = fastrnn::cuda::kPersistentMaxRegisters,
-      pybind11::arg("static_shared") = 0, pybind11::arg("path") = "auto");
+      pybind11::arg("static_shared") = fastrnn::cuda::kPersistentStaticShared,
+      pybind11::arg("path") = "auto");
   std::vector<std::string> modes;
   for (const fastrnn::Mode& mode : fastrnn::kModes) modes.emplace_back(mode.name);
   m.attr("modes") = modes;

@@ -133,10 +133,12 @@ class HostExec {
     for (std::thread& t : threads) t.join();
   }
 
-  // The emulated device's occupancy, from the registers the launch bounds allow (cuda/plan.h).
+  // The emulated device's occupancy, from the registers and static shared memory the kernels
+  // may have at most (cuda/plan.h).
   template <class Kernel>
   int64_t resident_blocks(int64_t threads, int64_t shared_bytes) const {
-    return resident_blocks_per_sm(limits(), threads, shared_bytes, kPersistentMaxRegisters);
+    return resident_blocks_per_sm(limits(), threads, shared_bytes + kPersistentStaticShared,
+                                  kPersistentMaxRegisters);
   }
 
   DeviceLimits limits() const { return emulated_device(); }

@@ -51,10 +51,15 @@ class DeviceExec {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
-  // CUDA's occupancy calculator for the cooperative kernel, with its real registers.
+  // CUDA's occupancy calculator for the cooperative kernel, with its real registers; none fits
+  // where its static and dynamic shared memory together pass the per-block limit.
   template <class Kernel>
   int64_t resident_blocks(int64_t threads, int64_t shared_bytes) const {
     const void* fn = reinterpret_cast<const void*>(&run_cooperative_kernel<Kernel>);
+    cudaFuncAttributes attributes;
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attributes, fn));
+    const auto per_block = at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin;
+    if (static_cast<size_t>(shared_bytes) + attributes.sharedSizeBytes > per_block) return 0;
     allow_shared(fn, shared_bytes);
     int blocks = 0;
     C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
