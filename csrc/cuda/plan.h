@@ -54,9 +54,9 @@ inline constexpr int64_t kPersistentMaxThreads = 256;
 inline constexpr int64_t kPersistentMinBlocksPerSm = 2;
 inline constexpr int64_t kPersistentMaxRegisters =
     65536 / (kPersistentMaxThreads * kPersistentMinBlocksPerSm);
-// Static shared memory the persistent kernels may have besides the dynamic (cuobjdump: none on
-// sm_80, 1 KiB on sm_90, cooperative_groups' grid barrier): it comes out of the same per-block
-// limit. .ci/residency.py checks the built kernels stay within it.
+// Static shared memory the persistent kernels may have besides the dynamic (cuobjdump -res-usage
+// of the nvcc 13.0 build: none on sm_80, 1 KiB on sm_90, which the source does not declare): it
+// comes out of the same per-block limit. .ci/residency.py checks the built kernels stay within it.
 inline constexpr int64_t kPersistentStaticShared = 1024;
 // Auto picks the persistent path up to this batch: beyond it a block's per-step products (its
 // units' rows times B rows of h, FMA from shared memory) outgrow the one cuBLAS GEMM of the
