@@ -100,6 +100,32 @@ void check_call(const std::string& mode, bool has_bias, int64_t num_layers, bool
   }
 }
 
+// cuda/plan.h on an emulated device as a dict, for the tests and .ci/residency.py; resident blocks
+// from resident_blocks_per_sm with the kernel's registers and static shared memory.
+pybind11::dict cuda_plan(const std::string& mode, int64_t batch, int64_t hidden, int64_t proj_size,
+                         int64_t element_bytes, bool backward, const std::string& device_name,
+                         int64_t sms, int64_t registers, int64_t static_shared,
+                         const std::string& path) {
+  using namespace fastrnn::cuda;
+  DeviceLimits device = device_limits(device_name);
+  if (sms > 0) device.sms = sms, device.max_grid_threads = sms * device.threads_per_sm;
+  PersistentSizes sizes;
+  sizes.B = batch, sizes.H = hidden, sizes.P = proj_size ? proj_size : hidden;
+  sizes.G = fastrnn::cell_shape(mode).first, sizes.element_bytes = element_bytes;
+  sizes.project = proj_size > 0, sizes.backward = backward;
+  const PersistentPlan plan = plan_persistent(sizes, device, [&](int64_t threads, int64_t bytes) {
+    return resident_blocks_per_sm(device, threads, bytes + static_shared, registers);
+  });
+  const bool persistent = use_persistent(parse_path(path), sizes, plan, device);
+  pybind11::dict d;
+  d["path"] = persistent ? "persistent" : "alternating";
+  d["fits"] = plan.fits, d["blocks"] = plan.blocks, d["threads"] = plan.threads;
+  d["units"] = plan.units, d["proj_units"] = plan.proj_units;
+  d["shared_bytes"] = plan.shared_bytes, d["resident_per_sm"] = plan.resident_per_sm;
+  d["sms"] = device.sms, d["shared_per_block"] = device.shared_per_block;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -127,8 +153,38 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_reset_cuda_emulation_stats", &fastrnn::cuda::reset_emulation_stats);
   m.def("_cuda_emulation_stats", [] {
     const fastrnn::cuda::EmulationStats s = fastrnn::cuda::emulation_stats();
-    return std::make_tuple(s.launches, s.synced_launches, s.gemms);
+    return std::make_tuple(s.launches, s.synced_launches, s.cooperative_launches, s.gemms);
   });
+  m.def(
+      "_set_cuda_emulation_settings",
+      [](const std::string& path, const std::string& device, int64_t sms) {
+        fastrnn::cuda::set_emulation_settings({path, device, sms});
+      },
+      "The emulation's CUDA path ('' for FASTRNN_CUDA_PATH), emulated device and SM count "
+      "(0: the device's own)",
+      pybind11::arg("path"), pybind11::arg("device"), pybind11::arg("sms"));
+  m.def("_cuda_emulation_settings", [] {
+    const fastrnn::cuda::EmulationSettings s = fastrnn::cuda::emulation_settings();
+    return std::make_tuple(s.path, s.device, s.sms);
+  });
+  m.attr("_cuda_persistent_max_registers") = fastrnn::cuda::kPersistentMaxRegisters;
+  m.attr("_cuda_persistent_static_shared") = fastrnn::cuda::kPersistentStaticShared;
+  m.def(
+      "_cuda_plan",
+      [](const std::string& mode, int64_t batch, int64_t hidden, int64_t proj_size,
+         int64_t element_bytes, bool backward, const std::string& device, int64_t sms,
+         int64_t registers, int64_t static_shared, const std::string& path) {
+        return cuda_plan(mode, batch, hidden, proj_size, element_bytes, backward, device, sms,
+                         registers, static_shared, path);
+      },
+      "cuda/plan.h's decision for one layer on an emulated device (registers per thread and "
+      "static shared memory of the kernel: by default the bounds cuda/plan.h assumes)",
+      pybind11::arg("mode"), pybind11::arg("batch"), pybind11::arg("hidden"),
+      pybind11::arg("proj_size") = 0, pybind11::arg("element_bytes") = 4,
+      pybind11::arg("backward") = false, pybind11::arg("device") = "a100",
+      pybind11::arg("sms") = 0, pybind11::arg("registers") = fastrnn::cuda::kPersistentMaxRegisters,
+      pybind11::arg("static_shared") = fastrnn::cuda::kPersistentStaticShared,
+      pybind11::arg("path") = "auto");
   std::vector<std::string> modes;
   for (const fastrnn::Mode& mode : fastrnn::kModes) modes.emplace_back(mode.name);
   m.attr("modes") = modes;

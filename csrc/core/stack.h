@@ -39,11 +39,13 @@ struct Layer {
   scalar_t* c_n;    // [B, H] or nullptr
   CellOptions options;  // for every cell call
 
+  // The step helpers run on the host and in the persistent kernels (batch_sizes and offsets then
+  // in device memory).
   // The time step processed s-th: forward walks t = 0 .. T-1, the reverse direction T-1 .. 0.
-  int64_t step(int64_t s) const { return reverse ? T - 1 - s : s; }
+  FASTRNN_HD int64_t step(int64_t s) const { return reverse ? T - 1 - s : s; }
 
   // The step processed before t, or -1 for the first step processed.
-  int64_t prev_of(int64_t t) const {
+  FASTRNN_HD int64_t prev_of(int64_t t) const {
     const int64_t prev = reverse ? t + 1 : t - 1;
     return prev >= 0 && prev < T ? prev : -1;
   }
@@ -51,13 +53,16 @@ struct Layer {
   // How many of step t's rows start from the state the previous step left (rows 0 .. n-1); the
   // others start from the initial state (the first step, or in the reverse direction a packed
   // sequence's first step).
-  int64_t rows_from_prev(int64_t t) const {
+  FASTRNN_HD int64_t rows_from_prev(int64_t t) const {
     const int64_t prev = prev_of(t);
-    return prev < 0 ? 0 : std::min(batch_sizes[t], batch_sizes[prev]);
+    if (prev < 0) return 0;
+    return batch_sizes[t] < batch_sizes[prev] ? batch_sizes[t] : batch_sizes[prev];
   }
 
   // The step whose row b holds the state step t starts from, or -1: the initial state.
-  int64_t prev_step(int64_t t, int64_t b) const { return b < rows_from_prev(t) ? prev_of(t) : -1; }
+  FASTRNN_HD int64_t prev_step(int64_t t, int64_t b) const {
+    return b < rows_from_prev(t) ? prev_of(t) : -1;
+  }
 };
 
 // What backward of one layer reads and writes besides the Layer.

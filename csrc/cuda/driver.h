@@ -1,21 +1,29 @@
 // The CUDA layer driver for core/stack.h, written against an Exec (cuda/exec.h) so that it runs
-// on a GPU (cuda/rnn_cuda.cu) and under host emulation (cuda/emulator.cpp): the alternating
-// path. Forward of a layer: W_ih x of all N rows as one GEMM, then per step the recurrent GEMM
-// over the active rows and one ForwardStep kernel (plus the projection GEMM), the state updated
-// in place. Backward: per step in reverse the output's gradient added, one BackwardStep kernel
-// and the recurrent GEMM; then the input and weight gradients as whole-sequence GEMMs and the
-// bias gradients as deterministic column sums. The sums run in another order than the CPU
-// drivers' (cuBLAS's, and the column sums'), so results agree to the tolerances of
-// tests/tolerances.py, not bitwise.
+// on a GPU (cuda/rnn_cuda.cu) and under host emulation (cuda/emulator.cpp). Two paths per layer
+// and direction, chosen by cuda/plan.h (sizes, device, occupancy; FASTRNN_CUDA_PATH overrides):
+// - alternating: forward is W_ih x of all N rows as one GEMM, then per step the recurrent GEMM
+//   over the active rows and one ForwardStep kernel (plus the projection GEMM), the state
+//   updated in place; backward per step in reverse the output's gradient added, one
+//   BackwardStep kernel and the recurrent GEMM;
+// - persistent: the same W_ih x GEMM, then one cooperative kernel for all T steps
+//   (cuda/persistent.cuh), its blocks keeping their slices of W_hh (W_hr) in shared memory;
+//   backward one cooperative kernel too.
+// Both then compute the input and weight gradients as whole-sequence GEMMs and the bias
+// gradients as deterministic column sums. The sums run in another order than the CPU drivers'
+// (cuBLAS's, the persistent kernels' dot products, the column sums'), so results agree to the
+// tolerances of tests/tolerances.py, not bitwise.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 
 #include "cells/cells.h"
 #include "core/stack.h"
 #include "cuda/exec.h"
 #include "cuda/kernels.cuh"
+#include "cuda/persistent.cuh"
+#include "cuda/plan.h"
 
 namespace fastrnn::cuda {
 
@@ -43,13 +51,28 @@ class Driver {
     const int64_t ld_gx = training ? SH : GH;
     gemm(false, true, N, GH, layer.I, layer.x, layer.ldx, layer.w.w_ih, layer.I, 0, gx, ld_gx);
 
-    const auto h = buffer(B * P), c = buffer(Cell::kHasCellState ? B * H : 0);
-    const auto gh = buffer(B * GH), m = buffer(project ? B * H : 0);
+    // h twice: the persistent path's two buffers taking turns (the alternating path uses one)
+    const auto h = buffer(2 * B * P), c = buffer(Cell::kHasCellState ? B * H : 0);
+    const auto m = buffer(project ? B * H : 0);
     exec_.copy(h.get(), layer.h0, B * P);
+    exec_.copy(h.get() + B * P, layer.h0, B * P);
     if constexpr (Cell::kHasCellState) exec_.copy(c.get(), layer.c0, B * H);
+    const scalar_t* h_last = h.get();
     bool_switch(training, [&](auto kTraining) {
       bool_switch(layer.w.b_ih != nullptr, [&](auto kHasBias) {
         using Flags = CellFlags<decltype(kTraining)::value, decltype(kHasBias)::value>;
+        using Persistent = PersistentForward<Cell, Flags, scalar_t>;
+        if (const auto plan = persistent_plan<Persistent, Cell>(layer, false)) {
+          const auto steps = steps_on_device(layer);
+          const auto gh = exec_.template buffer<compute_t<scalar_t>>(B * GH);
+          Persistent kernel{on_device(layer, steps.get()), plan->units, plan->proj_units, gx,
+                            ld_gx, gh.get(), {h.get(), h.get() + B * P}, c.get(),
+                            project ? m.get() : nullptr};
+          exec_.launch_cooperative(kernel, cooperative_launch(*plan));
+          h_last = h.get() + (layer.T % 2) * B * P;
+          return;
+        }
+        const auto gh = buffer(B * GH);
         for (int64_t s = 0; s < layer.T; ++s) {
           const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
           gemm(false, true, Bt, GH, P, h.get(), P, layer.w.w_hh, P, 0, gh.get(), GH);
@@ -63,7 +86,7 @@ class Driver {
         }
       });
     });
-    exec_.copy(layer.h_n, h.get(), B * P);
+    exec_.copy(layer.h_n, h_last, B * P);
     if constexpr (Cell::kHasCellState) exec_.copy(layer.c_n, c.get(), B * H);
   }
 
@@ -95,6 +118,26 @@ class Driver {
     const bool want_h0 = g.grad_h0 != nullptr;
     bool_switch(record, [&](auto kRecord) {
       using Flags = BackwardFlags<decltype(kRecord)::value>;
+      using Persistent = PersistentBackward<Cell, Flags, scalar_t>;
+      if (const auto plan = persistent_plan<Persistent, Cell>(layer, true)) {
+        const auto steps = steps_on_device(layer);
+        const auto dh_all = buffer(project ? 0 : N * P);  // with a projection: dh_rows
+        const auto dc_total_rows = buffer(record && Cell::kHasCellState ? N * H : 0);
+        scalar_t* dh_total = project ? dh_rows.get() : dh_all.get();
+        Persistent kernel{on_device(layer, steps.get()), plan->units, plan->proj_units,
+                          g.grad_out, g.ld_grad_out, dh.get(), dc.get(), dh_total,
+                          project ? dm.get() : nullptr, dgx.get(), dgh, h_prev_rows.get(),
+                          project ? m_rows.get() : nullptr, dc_total_rows.get(), want_h0};
+        exec_.launch_cooperative(kernel, cooperative_launch(*plan));
+        for (int64_t t = 0; record && t < layer.T; ++t) {
+          const int64_t Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
+          norm(dh_total + row0 * P, P, Bt, P, g.h_norms + t);
+          if constexpr (Cell::kHasCellState) {
+            norm(dc_total_rows.get() + row0 * H, H, Bt, H, g.c_norms + t);
+          }
+        }
+        return;
+      }
       for (int64_t s = layer.T - 1; s >= 0; --s) {
         const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
         if (g.grad_out) {
@@ -147,6 +190,42 @@ class Driver {
   }
 
  private:
+  // The persistent kernel's launch shape where this layer runs the persistent path (cuda/plan.h),
+  // else nothing: the alternating path.
+  template <class Kernel, class Cell>
+  std::optional<PersistentPlan> persistent_plan(const Layer<scalar_t>& layer,
+                                                bool backward) const {
+    PersistentSizes sizes;
+    sizes.B = layer.B, sizes.H = layer.H, sizes.P = layer.P, sizes.G = Cell::kGates;
+    sizes.element_bytes = sizeof(scalar_t);
+    sizes.project = layer.w.w_hr != nullptr, sizes.backward = backward;
+    const DeviceLimits device = exec_.limits();
+    const PersistentPlan plan = plan_persistent(sizes, device, [&](int64_t threads, int64_t bytes) {
+      return exec_.template resident_blocks<Kernel>(threads, bytes);
+    });
+    if (!use_persistent(exec_.requested_path(), sizes, plan, device)) return std::nullopt;
+    return plan;
+  }
+
+  static Launch cooperative_launch(const PersistentPlan& plan) {
+    Launch l;
+    l.blocks = plan.blocks, l.threads = plan.threads, l.shared_bytes = plan.shared_bytes;
+    return l;
+  }
+
+  // batch_sizes and offsets (host memory) copied to the device for a persistent kernel, [2, T].
+  auto steps_on_device(const Layer<scalar_t>& layer) const {
+    auto steps = exec_.template buffer<int64_t>(2 * layer.T);
+    exec_.to_device(steps.get(), layer.batch_sizes, layer.T);
+    exec_.to_device(steps.get() + layer.T, layer.offsets, layer.T);
+    return steps;
+  }
+
+  static Layer<scalar_t> on_device(Layer<scalar_t> layer, const int64_t* steps) {
+    layer.batch_sizes = steps, layer.offsets = steps + layer.T;
+    return layer;
+  }
+
   // Row-major C[M, N] = op(A) op(B) + beta C as cuBLAS's column-major call: a row-major matrix
   // is its transpose in column-major, so C^T = op(B)^T op(A)^T, operands swapped.
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const scalar_t* A,

@@ -9,21 +9,37 @@
 //   ctx.row()                        blockIdx.y (the batch row of a per-row launch)
 //   ctx.thread(), ctx.threads()      threadIdx.x, blockDim.x
 //   ctx.sync()                       __syncthreads()
+//   ctx.grid_sync()                  every thread of the grid meets (cooperative_groups'
+//                                    this_grid().sync()); only in a cooperative launch
 //   ctx.template shared<T>()         the block's dynamic shared memory, launch's shared_bytes
 //
 // An Exec (the driver's template parameter) runs kernels and products on one stream:
 //   exec.launch(kernel, Launch)      Launch: blocks (x), rows (y), threads per block, shared
 //                                    bytes
+//   exec.launch_cooperative(kernel, Launch)
+//                                    all blocks co-resident, so that ctx.grid_sync() works
+//                                    (cudaLaunchCooperativeKernel; rows 1); the caller has
+//                                    checked residency with cuda/plan.h
+//   exec.template resident_blocks<Kernel>(threads, shared_bytes)
+//                                    blocks of a cooperative Kernel one SM holds
+//   exec.limits()                    the device's DeviceLimits (cuda/plan.h)
+//   exec.requested_path()            the PathRequest of FASTRNN_CUDA_PATH (or the emulation's)
 //   exec.gemm(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc)
 //                                    cuBLAS's convention exactly: column-major, C[m, n] =
 //                                    op(A)[m, k] op(B)[k, n] + beta C, alpha 1
 //   exec.template buffer<T>(n)       n uninitialised elements of device memory (.get())
 //   exec.copy(dst, src, n)           device to device, n elements
+//   exec.to_device(dst, src, n)      host to device (src on the host), n elements
 #pragma once
 
 #include <cstdint>
 
 #include "cells/common.h"
+#include "cuda/plan.h"
+
+#if defined(__CUDACC__)
+#include <cooperative_groups.h>
+#endif
 
 namespace fastrnn::cuda {
 
@@ -54,6 +70,7 @@ struct DeviceCtx {
   __device__ int64_t thread() const { return threadIdx.x; }
   __device__ int64_t threads() const { return blockDim.x; }
   __device__ void sync() const { __syncthreads(); }
+  __device__ void grid_sync() const { cooperative_groups::this_grid().sync(); }
   template <typename T>
   __device__ T* shared() const {
     extern __shared__ unsigned char fastrnn_shared[];
@@ -63,6 +80,13 @@ struct DeviceCtx {
 
 template <class Kernel>
 __global__ void run_kernel(Kernel kernel) {
+  kernel(DeviceCtx{});
+}
+
+// A cooperative kernel: launch bounds that keep its registers within what cuda/plan.h assumes.
+template <class Kernel>
+__global__ void __launch_bounds__(kPersistentMaxThreads, kPersistentMinBlocksPerSm)
+    run_cooperative_kernel(Kernel kernel) {
   kernel(DeviceCtx{});
 }
 #endif

@@ -36,6 +36,55 @@ class DeviceExec {
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
+  // All blocks co-resident (the driver checked with cuda/plan.h and resident_blocks); a grid
+  // that cannot be is refused by CUDA (cudaErrorCooperativeLaunchTooLarge), not run to a hang.
+  template <class Kernel>
+  void launch_cooperative(const Kernel& kernel, const Launch& l) const {
+    TORCH_CHECK(l.rows == 1, "fastrnn: a cooperative launch has one row of blocks");
+    if (l.blocks == 0) return;
+    const void* fn = reinterpret_cast<const void*>(&run_cooperative_kernel<Kernel>);
+    allow_shared(fn, l.shared_bytes);
+    void* args[] = {const_cast<Kernel*>(&kernel)};
+    C10_CUDA_CHECK(cudaLaunchCooperativeKernel(fn, dim3(static_cast<unsigned>(l.blocks)),
+                                               dim3(static_cast<unsigned>(l.threads)), args,
+                                               static_cast<size_t>(l.shared_bytes), stream_));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  // CUDA's occupancy calculator for the cooperative kernel, with its real registers; none fits
+  // where its static and dynamic shared memory together pass the per-block limit.
+  template <class Kernel>
+  int64_t resident_blocks(int64_t threads, int64_t shared_bytes) const {
+    const void* fn = reinterpret_cast<const void*>(&run_cooperative_kernel<Kernel>);
+    cudaFuncAttributes attributes;
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attributes, fn));
+    const auto per_block = at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin;
+    if (static_cast<size_t>(shared_bytes) + attributes.sharedSizeBytes > per_block) return 0;
+    allow_shared(fn, shared_bytes);
+    int blocks = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &blocks, fn, static_cast<int>(threads), static_cast<size_t>(shared_bytes)));
+    return blocks;
+  }
+
+  DeviceLimits limits() const {
+    const cudaDeviceProp* p = at::cuda::getCurrentDeviceProperties();
+    DeviceLimits d;
+    d.name = p->name;
+    d.sms = p->multiProcessorCount;
+    d.shared_per_block = static_cast<int64_t>(p->sharedMemPerBlockOptin);
+    d.shared_per_sm = static_cast<int64_t>(p->sharedMemPerMultiprocessor);
+    d.shared_reserved_per_block = static_cast<int64_t>(p->reservedSharedMemPerBlock);
+    d.registers_per_sm = p->regsPerMultiprocessor;
+    d.threads_per_sm = p->maxThreadsPerMultiProcessor;
+    d.blocks_per_sm = p->maxBlocksPerMultiProcessor;
+    d.cooperative_launch = p->cooperativeLaunch != 0;
+    d.max_grid_threads = d.sms * d.threads_per_sm;
+    return d;
+  }
+
+  PathRequest requested_path() const { return path_from_environment(); }
+
   void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* A,
             int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) const {
     const float one = 1;
@@ -63,12 +112,28 @@ class DeviceExec {
     }
   }
 
+  // From pageable host memory: CUDA stages it before returning, so src may go right after.
+  template <typename T>
+  void to_device(T* dst, const T* src, int64_t n) const {
+    if (n) {
+      C10_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, stream_));
+    }
+  }
+
   template <typename T>
   void zero(T* dst, int64_t n) const {
     if (n) C10_CUDA_CHECK(cudaMemsetAsync(dst, 0, n * sizeof(T), stream_));
   }
 
  private:
+  // Dynamic shared memory beyond 48 KiB is opted in per kernel.
+  static void allow_shared(const void* fn, int64_t bytes) {
+    if (bytes > 48 * 1024) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(bytes)));
+    }
+  }
+
   static cublasOperation_t op(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
   cudaStream_t stream_;

@@ -47,7 +47,7 @@ except ImportError as e:
 
 from . import ops  # noqa: F401  (fake kernels of torch.ops.fastrnn.*)
 from . import functional, init, plot, reference, seq2seq
-from .emulation import cuda_emulation
+from .emulation import EmulationStats, cuda_emulation
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert, revert
 
 __version__ = "0.1.0"
@@ -72,5 +72,5 @@ def cuda_available() -> bool:
 
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert", "revert",
-           "cuda_emulation", "functional", "init", "plot", "reference", "seq2seq",
+           "cuda_emulation", "EmulationStats", "functional", "init", "plot", "reference", "seq2seq",
            "built_with_cuda", "cuda_available", "__version__"]
