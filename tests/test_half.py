@@ -115,11 +115,18 @@ def assert_within_budget(fast, baseline, exact, dtype, what):
             f"{half_budget(base, dtype):.3g} (baseline error {base:.3g})")
 
 
-def _check_stack(mode, dtype, options=None, baseline="torch.nn", **config):
+def _check_stack(mode, dtype, options=None, baseline="torch.nn", cuda_path=None, **config):
+    """cuda_path: run fastrnn's op through the CUDA drivers under host emulation, on that path."""
     args, kwargs = stack_args(mode, **config)
     (half_args, half_kw), (exact_args, exact_kw) = _rounded(args, kwargs, dtype)
     options = options or {}
-    fast = _run("fastrnn", half_args, half_kw, options)
+    if cuda_path is None:
+        fast = _run("fastrnn", half_args, half_kw, options)
+    else:
+        with fastrnn.cuda_emulation(path=cuda_path) as stats:
+            fast = _run("fastrnn", half_args, half_kw, options)
+        assert stats.launches > 0 and stats.gemms > 0
+        assert (stats.cooperative_launches > 0) == (cuda_path == "persistent")
     exact = _run("reference", exact_args, exact_kw, options)
     # the baseline on its own leaves (the same values)
     (base_args, base_kw), _ = _rounded(args, kwargs, dtype)
@@ -142,6 +149,32 @@ STACKS = [
 @pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 def test_stack_within_budget_of_torch_nn(mode, dtype, config):
     _check_stack(mode, dtype, **config)
+
+
+# The CUDA drivers on the 16-bit types (cuda/through_float.h), under host emulation, on both
+# paths: small shapes, emulation is slow.
+EMULATED = [
+    dict(T=5, B=3, I=6, H=16, num_layers=1, bidirectional=False),
+    dict(T=4, B=3, I=5, H=8, num_layers=2, bidirectional=True, packed=True),
+]
+
+
+@pytest.mark.parametrize("path", ["persistent", "alternating"])
+@pytest.mark.parametrize("config", EMULATED, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_emulated_cuda_within_budget_of_torch_nn(mode, dtype, config, path):
+    _check_stack(mode, dtype, cuda_path=path, **config)
+
+
+@pytest.mark.parametrize("path", ["persistent", "alternating"])
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_emulated_cuda_projection_and_options(dtype, path):
+    _check_stack("lstm", dtype, cuda_path=path, T=4, B=3, I=5, H=8, num_layers=2,
+                 bidirectional=True, proj_size=3, packed=True)
+    _check_stack("lstm", dtype, {"grad_clip": 0.05, "cell_clip": 0.5}, baseline="reference",
+                 cuda_path=path, T=4, B=3, I=5, H=8, num_layers=2, bidirectional=True,
+                 masks=True)
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)

@@ -16,22 +16,32 @@ namespace fastrnn {
 namespace half_bits {
 
 FASTRNN_HD uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   return u;
+#endif
 }
 
 FASTRNN_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
+#endif
 }
 
-// float -> bfloat16: the top half of the float, rounded to nearest even; NaN stays a (quiet) NaN
+// float -> bfloat16: the top half of the float, rounded to nearest even; NaN stays a (quiet) NaN.
+// Branch-free (a select), so that the cells' loops over units that store it still vectorise.
 FASTRNN_HD uint16_t to_bf16(float f) {
   const uint32_t u = float_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint32_t quiet_nan = (u >> 16) | 0x40u;
+  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 
 FASTRNN_HD float from_bf16(uint16_t b) { return bits_float(uint32_t{b} << 16); }

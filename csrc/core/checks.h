@@ -134,10 +134,6 @@ struct KernelTypeOf<at::Half> {
 template <typename AtType>
 using KernelType = typename KernelTypeOf<AtType>::type;
 
-// Whether T is one of the 16-bit types (for a device that does not take them yet).
-template <typename T>
-inline constexpr bool kIsHalf = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
-
 // A device's kernels of the two ops: the checks, the layout, the allocation and the params fill,
 // then run(params) with the params of the input's dtype (run: a generic lambda calling the
 // device's drivers).

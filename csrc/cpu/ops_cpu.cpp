@@ -108,21 +108,11 @@ Context<scalar_t> context() {
   return ctx;
 }
 
-// fastrnn.cuda_emulation() runs the CUDA drivers on the host, for the types they take so far.
-template <typename scalar_t>
-bool run_emulated() {
-  if (!cuda::emulation_enabled()) return false;
-  TORCH_CHECK_NOT_IMPLEMENTED(!kIsHalf<scalar_t>,
-                              "fastrnn: the CUDA drivers (and their emulation) do not take "
-                              "bfloat16 or float16 yet");
-  return true;
-}
-
 RnnResult forward_kernel(const RnnArgs& a) {
   return run_forward(a, [](const auto& p) {
     using scalar_t = typename std::decay_t<decltype(p)>::value_type;
-    if (run_emulated<scalar_t>()) {
-      if constexpr (!kIsHalf<scalar_t>) cuda::emulated_forward(p);
+    if (cuda::emulation_enabled()) {
+      cuda::emulated_forward(p);  // fastrnn.cuda_emulation(): the CUDA drivers, on the host
     } else {
       rnn_forward(p, context<compute_t<scalar_t>>());
     }
@@ -132,8 +122,8 @@ RnnResult forward_kernel(const RnnArgs& a) {
 RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
   return run_backward(a, [](const auto& p) {
     using scalar_t = typename std::decay_t<decltype(p.fwd)>::value_type;
-    if (run_emulated<scalar_t>()) {
-      if constexpr (!kIsHalf<scalar_t>) cuda::emulated_backward(p);
+    if (cuda::emulation_enabled()) {
+      cuda::emulated_backward(p);
     } else {
       rnn_backward(p, context<compute_t<scalar_t>>());
     }

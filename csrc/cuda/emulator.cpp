@@ -27,6 +27,7 @@
 #include "core/stack.h"
 #include "cpu/scratch.h"
 #include "cuda/driver.h"
+#include "cuda/through_float.h"
 
 namespace fastrnn::cuda {
 namespace {
@@ -230,18 +231,30 @@ DeviceLimits emulated_device() {
 template <typename scalar_t>
 void emulated_forward(const RnnParams<scalar_t>& p) {
   HostExec exec;
-  run_stack_forward(Driver<HostExec, scalar_t>(exec), p);
+  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
+    run_stack_forward(Driver<HostExec, scalar_t>(exec), p);
+  } else {
+    forward_through_float(exec, p);
+  }
 }
 
 template <typename scalar_t>
 void emulated_backward(const RnnGradParams<scalar_t>& p) {
   HostExec exec;
-  run_stack_backward(Driver<HostExec, scalar_t>(exec), p);
+  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
+    run_stack_backward(Driver<HostExec, scalar_t>(exec), p);
+  } else {
+    backward_through_float(exec, p);
+  }
 }
 
-template void emulated_forward<float>(const RnnParams<float>&);
-template void emulated_forward<double>(const RnnParams<double>&);
-template void emulated_backward<float>(const RnnGradParams<float>&);
-template void emulated_backward<double>(const RnnGradParams<double>&);
+#define FASTRNN_INSTANTIATE(T)                                   \
+  template void emulated_forward<T>(const RnnParams<T>&); \
+  template void emulated_backward<T>(const RnnGradParams<T>&);
+FASTRNN_INSTANTIATE(float)
+FASTRNN_INSTANTIATE(double)
+FASTRNN_INSTANTIATE(bfloat16)
+FASTRNN_INSTANTIATE(float16)
+#undef FASTRNN_INSTANTIATE
 
 }  // namespace fastrnn::cuda

@@ -115,6 +115,26 @@ struct CopyRows {
   }
 };
 
+// dst[r, c] = src[r, c] converted (rounded to nearest even into a 16-bit type), one thread per
+// element of rows x cols (cuda/through_float.h).
+template <typename From, typename To>
+struct Convert {
+  static constexpr bool kSyncs = false;
+  int64_t rows, cols;
+  const From* src;
+  int64_t ld_src;
+  To* dst;
+  int64_t ld_dst;
+
+  template <class Ctx>
+  FASTRNN_HD void operator()(const Ctx& ctx) const {
+    const int64_t i = ctx.block() * ctx.threads() + ctx.thread();
+    if (i >= rows * cols) return;
+    const int64_t r = i / cols, c = i % cols;
+    dst[r * ld_dst + c] = To(static_cast<float>(src[r * ld_src + c]));
+  }
+};
+
 // dst[b, k] = row b of the previous step's output (b < prev_rows) or of h0: the h_{t-1} of each
 // row, kept for dW_hh.
 template <typename T>

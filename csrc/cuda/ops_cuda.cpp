@@ -8,7 +8,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <type_traits>
 
 #include "core/checks.h"
 #include "core/op_args.h"
@@ -39,24 +38,12 @@ bool experimental_drivers() {
 #endif
 }
 
-#ifdef FASTRNN_WITH_CUDA
-template <typename T>
-void no_half_yet() {
-  TORCH_CHECK_NOT_IMPLEMENTED(!kIsHalf<T>,
-                              "fastrnn: the CUDA drivers do not take bfloat16 or float16 yet");
-}
-#endif
-
 // The arguments are checked first, as on every device, so bad input names its tensor.
 RnnResult forward_kernel(const RnnArgs& a) {
 #ifdef FASTRNN_WITH_CUDA
   if (experimental_drivers()) {
     const c10::cuda::CUDAGuard guard(a.stack.input.device());
-    return run_forward(a, [](const auto& p) {
-      using T = typename std::decay_t<decltype(p)>::value_type;
-      no_half_yet<T>();
-      if constexpr (!kIsHalf<T>) device_forward(p);
-    });
+    return run_forward(a, [](const auto& p) { device_forward(p); });
   }
 #endif
   check_stack(a.config, a.stack, a.norms_probe);
@@ -67,11 +54,7 @@ RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
 #ifdef FASTRNN_WITH_CUDA
   if (experimental_drivers()) {
     const c10::cuda::CUDAGuard guard(a.stack.input.device());
-    return run_backward(a, [](const auto& p) {
-      using T = typename std::decay_t<decltype(p.fwd)>::value_type;
-      no_half_yet<T>();
-      if constexpr (!kIsHalf<T>) device_backward(p);
-    });
+    return run_backward(a, [](const auto& p) { device_backward(p); });
   }
 #endif
   check_stack(a.config, a.stack);

@@ -8,6 +8,7 @@
 
 #include "core/stack.h"
 #include "cuda/driver.h"
+#include "cuda/through_float.h"
 
 namespace fastrnn::cuda {
 namespace {
@@ -145,18 +146,30 @@ class DeviceExec {
 template <typename scalar_t>
 void device_forward(const RnnParams<scalar_t>& p) {
   DeviceExec exec;
-  run_stack_forward(Driver<DeviceExec, scalar_t>(exec), p);
+  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
+    run_stack_forward(Driver<DeviceExec, scalar_t>(exec), p);
+  } else {
+    forward_through_float(exec, p);
+  }
 }
 
 template <typename scalar_t>
 void device_backward(const RnnGradParams<scalar_t>& p) {
   DeviceExec exec;
-  run_stack_backward(Driver<DeviceExec, scalar_t>(exec), p);
+  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
+    run_stack_backward(Driver<DeviceExec, scalar_t>(exec), p);
+  } else {
+    backward_through_float(exec, p);
+  }
 }
 
-template void device_forward<float>(const RnnParams<float>&);
-template void device_forward<double>(const RnnParams<double>&);
-template void device_backward<float>(const RnnGradParams<float>&);
-template void device_backward<double>(const RnnGradParams<double>&);
+#define FASTRNN_INSTANTIATE(T)                                 \
+  template void device_forward<T>(const RnnParams<T>&); \
+  template void device_backward<T>(const RnnGradParams<T>&);
+FASTRNN_INSTANTIATE(float)
+FASTRNN_INSTANTIATE(double)
+FASTRNN_INSTANTIATE(bfloat16)
+FASTRNN_INSTANTIATE(float16)
+#undef FASTRNN_INSTANTIATE
 
 }  // namespace fastrnn::cuda

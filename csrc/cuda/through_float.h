@@ -1,0 +1,177 @@
+// bfloat16 and float16 on the CUDA drivers (and their host emulation): the stack runs in float32
+// on float32 copies of its inputs, made on the device by the Convert kernel, and what it returns
+// is rounded back to the 16-bit type: the output, h_n and c_n, the reserve (the saved rows and
+// the inner layers' outputs, as the CPU's 16-bit path stores them) and every gradient. So the
+// state, the gate math and all sums are float32, as on the CPU (cells/rows.h), and the values
+// backward reads are the rounded ones forward returned. The products are float32 ones (no tensor
+// cores for the 16-bit types yet: a follow-up); the copies are one pass over each tensor.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cells/cells.h"
+#include "core/params.h"
+#include "core/reserve.h"
+#include "cuda/driver.h"
+#include "cuda/kernels.cuh"
+
+namespace fastrnn::cuda {
+
+template <class Exec>
+class FloatCopies {
+ public:
+  explicit FloatCopies(Exec& exec) : exec_(exec) {}
+
+  // A float32 copy of rows x cols of src (leading dimension ld), contiguous; nullptr for nullptr.
+  template <typename T>
+  float* of(const T* src, int64_t rows, int64_t cols, int64_t ld) {
+    if (!src) return nullptr;
+    float* dst = fresh(rows * cols);
+    convert(src, rows, cols, ld, dst, cols);
+    return dst;
+  }
+  template <typename T>
+  float* of(const T* src, int64_t n) {
+    return of(src, 1, n, n);
+  }
+
+  // n uninitialised floats, or nullptr where dst (the 16-bit result it stands for) is nullptr.
+  template <typename T>
+  float* for_result(const T* dst, int64_t n) {
+    return dst ? fresh(n) : nullptr;
+  }
+
+  // dst (rows x cols, leading dimension ld) = src rounded; nothing for nullptr.
+  template <typename T>
+  void round_into(const float* src, int64_t rows, int64_t cols, T* dst, int64_t ld) const {
+    if (src && dst) convert(src, rows, cols, cols, dst, ld);
+  }
+  template <typename T>
+  void round_into(const float* src, T* dst, int64_t n) const {
+    round_into(src, 1, n, dst, n);
+  }
+
+ private:
+  float* fresh(int64_t n) {
+    buffers_.push_back(exec_.template buffer<float>(n));
+    return buffers_.back().get();
+  }
+
+  template <typename From, typename To>
+  void convert(const From* src, int64_t rows, int64_t cols, int64_t ld_src, To* dst,
+               int64_t ld_dst) const {
+    if (rows * cols == 0) return;
+    exec_.launch(Convert<From, To>{rows, cols, src, ld_src, dst, ld_dst}, per_unit(rows * cols, 1));
+  }
+
+  Exec& exec_;
+  std::vector<decltype(std::declval<Exec&>().template buffer<float>(0))> buffers_;
+};
+
+// The float32 params of p's stack, inputs copied (and the weights' float32 copies in `weights`);
+// the results are fresh buffers of copies, which the caller rounds back.
+template <class Exec, typename T>
+RnnParams<float> float_params(FloatCopies<Exec>& copies, const RnnParams<T>& p,
+                              std::vector<LayerWeights<float>>& weights) {
+  int64_t G = 0;
+  visit_cell(p.cell, [&](auto cell) { G = decltype(cell)::kGates; });
+  const int64_t LD = p.L * p.D, DP = p.D * p.P, GH = G * p.H;
+  RnnParams<float> q;
+  q.cell = p.cell, q.options = p.options;
+  q.T = p.T, q.B = p.B, q.N = p.N, q.I = p.I, q.H = p.H, q.P = p.P, q.L = p.L, q.D = p.D;
+  q.batch_sizes = p.batch_sizes, q.offsets = p.offsets;
+  q.x = copies.of(p.x, p.N, p.I, p.ldx), q.ldx = p.I;
+  q.hx = copies.of(p.hx, LD * p.B * p.P);
+  q.cx = copies.of(p.cx, LD * p.B * p.H);
+  weights.resize(LD);
+  for (int64_t k = 0; k < LD; ++k) {
+    const LayerWeights<T>& w = p.weights[k];
+    const int64_t I = k < p.D ? p.I : DP;
+    weights[k].w_ih = copies.of(w.w_ih, GH * I);
+    weights[k].w_hh = copies.of(w.w_hh, GH * p.P);
+    weights[k].b_ih = copies.of(w.b_ih, GH);
+    weights[k].b_hh = copies.of(w.b_hh, GH);
+    weights[k].w_hr = copies.of(w.w_hr, p.P * p.H);
+  }
+  q.weights = weights.data();
+  q.dropout_masks = copies.of(p.dropout_masks, (p.L - 1) * p.N * DP);
+  return q;
+}
+
+// Values in the reserve of p's stack (0 for inference).
+template <class Cell, typename T>
+int64_t reserve_values(const RnnParams<T>& p) {
+  return p.reserve ? reserve_width(p.L, p.D, Cell::kSaved, p.H, p.P) * p.N : 0;
+}
+
+template <class Exec, typename T>
+void forward_through_float(Exec& exec, const RnnParams<T>& p) {
+  FloatCopies<Exec> copies(exec);
+  std::vector<LayerWeights<float>> weights;
+  RnnParams<float> q = float_params(copies, p, weights);
+  const int64_t LD = p.L * p.D, DP = p.D * p.P;
+  q.output = copies.for_result(p.output, p.N * DP);
+  q.h_n = copies.for_result(p.h_n, LD * p.B * p.P);
+  q.c_n = copies.for_result(p.c_n, LD * p.B * p.H);
+  visit_cell(p.cell, [&](auto cell) {
+    using Cell = decltype(cell);
+    const int64_t n = reserve_values<Cell>(p);
+    q.reserve = copies.for_result(p.reserve, n);
+    run_stack_forward(Driver<Exec, float>(exec), q);
+    copies.round_into(q.reserve, p.reserve, n);
+  });
+  copies.round_into(q.output, p.output, p.N * DP);
+  copies.round_into(q.h_n, p.h_n, LD * p.B * p.P);
+  copies.round_into(q.c_n, p.c_n, LD * p.B * p.H);
+}
+
+template <class Exec, typename T>
+void backward_through_float(Exec& exec, const RnnGradParams<T>& g) {
+  const RnnParams<T>& p = g.fwd;
+  FloatCopies<Exec> copies(exec);
+  std::vector<LayerWeights<float>> weights;
+  RnnGradParams<float> q;
+  q.fwd = float_params(copies, p, weights);
+  int64_t G = 0;
+  visit_cell(p.cell, [&](auto cell) { G = decltype(cell)::kGates; });
+  const int64_t LD = p.L * p.D, DP = p.D * p.P, GH = G * p.H;
+  q.fwd.output = copies.of(p.output, p.N * DP);
+  visit_cell(p.cell, [&](auto cell) {
+    using Cell = decltype(cell);
+    q.fwd.reserve = copies.of(p.reserve, reserve_values<Cell>(p));
+  });
+  q.grad_output = copies.of(g.grad_output, p.N * DP);
+  q.grad_h_n = copies.of(g.grad_h_n, LD * p.B * p.P);
+  q.grad_c_n = copies.of(g.grad_c_n, LD * p.B * p.H);
+  q.grad_x = copies.for_result(g.grad_x, p.N * p.I);
+  q.grad_hx = copies.for_result(g.grad_hx, LD * p.B * p.P);
+  q.grad_cx = copies.for_result(g.grad_cx, LD * p.B * p.H);
+  std::vector<LayerGrads<float>> grads(LD);
+  for (int64_t k = 0; k < LD; ++k) {
+    const LayerGrads<T>& w = g.grads[k];
+    const int64_t I = k < p.D ? p.I : DP;
+    grads[k].w_ih = copies.for_result(w.w_ih, GH * I);
+    grads[k].w_hh = copies.for_result(w.w_hh, GH * p.P);
+    grads[k].b_ih = copies.for_result(w.b_ih, GH);
+    grads[k].b_hh = copies.for_result(w.b_hh, GH);
+    grads[k].w_hr = copies.for_result(w.w_hr, p.P * p.H);
+  }
+  q.grads = grads.data();
+  q.grad_norms = g.grad_norms;  // float32 already
+  run_stack_backward(Driver<Exec, float>(exec), q);
+  copies.round_into(q.grad_x, g.grad_x, p.N * p.I);
+  copies.round_into(q.grad_hx, g.grad_hx, LD * p.B * p.P);
+  copies.round_into(q.grad_cx, g.grad_cx, LD * p.B * p.H);
+  for (int64_t k = 0; k < LD; ++k) {
+    const LayerGrads<T>& w = g.grads[k];
+    const int64_t I = k < p.D ? p.I : DP;
+    copies.round_into(grads[k].w_ih, w.w_ih, GH * I);
+    copies.round_into(grads[k].w_hh, w.w_hh, GH * p.P);
+    copies.round_into(grads[k].b_ih, w.b_ih, GH);
+    copies.round_into(grads[k].b_hh, w.b_hh, GH);
+    copies.round_into(grads[k].w_hr, w.w_hr, p.P * p.H);
+  }
+}
+
+}  // namespace fastrnn::cuda
