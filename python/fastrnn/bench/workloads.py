@@ -79,7 +79,8 @@ def layout_name(batch_first: bool, packed: str | None) -> str:
 class Case:
     """One cell at one shape: input ``[T, B, I]`` (``[B, T, I]`` when ``batch_first``), hidden
     size ``H``, h0 = zeros. ``packed``: None for a padded input, else the distribution of the
-    sequence lengths (:func:`length_distribution`): the longest is T, and the input is packed."""
+    sequence lengths (:func:`length_distribution`): the longest is T, and the input is packed.
+    ``dtype``: this case's, a key of DTYPES; None: the run's (``BenchConfig.dtype``)."""
 
     cell: str
     T: int
@@ -90,6 +91,7 @@ class Case:
     bidirectional: bool = False
     batch_first: bool = False
     packed: str | None = None
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -101,6 +103,8 @@ class Case:
             raise ValueError(f"packed must be a normalised length distribution, got "
                              f"{self.packed!r} (length_distribution gives "
                              f"{length_distribution(self.packed)!r})")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
     @property
     def directions(self) -> int:
@@ -117,7 +121,8 @@ class Case:
     def describe(self) -> str:
         return (f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H} L={self.layers}"
                 f"{' bidirectional' if self.bidirectional else ''}"
-                f"{'' if self.layout == 'padded' else ' ' + self.layout}")
+                f"{'' if self.layout == 'padded' else ' ' + self.layout}"
+                f"{'' if self.dtype is None else ' ' + self.dtype}")
 
     def lengths(self, seed: int) -> Tensor | None:
         """The sequence lengths of a packed case (int64, [B], the first one T), or None."""
