@@ -66,9 +66,9 @@ def _product_cases():
                          ids=config_ids)
 def test_recurrent_product_blocking(mode, config, dtype, num_threads):
     """The packed recurrent kernel's edges (row blocks, K slices, partial strips and vectors,
-    leftover k), against the float64 reference, forward and backward. In float64 the strips are
-    half as wide (32 or 8 columns): the last unit block's 45 columns are a whole strip and a
-    partial one (32 + 13: a vector of 8 and a partial one of 5), or five strips of 8 and one of 5."""
+    leftover k), against the float64 reference, forward and backward. In float64 unit blocks
+    are 32 columns and strips 32 or 8 (AVX-512, AVX2): the last unit block's 13 columns are a
+    partial strip (a vector of 8 and a partial one of 5; or a strip of 8 and one of 5)."""
     args, kwargs = stack_args(mode, T=9, I=10, num_layers=1, bidirectional=True,
                               dtype=dtype, **config)
     assert_matches_reference(args, kwargs, f"{num_threads} threads: ")

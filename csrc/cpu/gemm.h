@@ -3,7 +3,7 @@
 // (forward: gh = h W_hh^T, N = G*H, K = P), or W given transposed, [K, N] (backward:
 // dh = dgh W_hh, N = P, K = G*H). Included by rnn_cpu.cpp, once per instruction set.
 //
-// RecurrentGemm computes a range of "unit blocks" (64 columns of every gate) on the calling
+// RecurrentGemm computes a range of "unit blocks" (kPanel columns of every gate) on the calling
 // thread, so each thread of a team can multiply and then run the cell on its own units. With
 // AVX-512 or AVX2, in float and double, W^T is packed once per layer call into strips of columns
 // ([K][64] floats or [K][32] doubles with AVX-512, [K][16] or [K][8] with AVX2, zero padded) that
@@ -302,10 +302,13 @@ class RecurrentGemm {
  public:
   using S = Simd<scalar_t>;
   static constexpr bool kPacked = S::kAvailable;
-  static constexpr int64_t kPanel = 64;  // columns per unit block and per packed panel
+  // Columns per unit block and per packed panel: 64, and 32 in double, whose products take twice
+  // as long per column, so that a layer of 33 to 64 units still spreads over two threads (one
+  // panel is then one AVX-512 strip). The drivers share units among threads in these blocks.
+  static constexpr int64_t kPanel = std::is_same_v<scalar_t, double> ? 32 : 64;
 
   // w: [N, K], or [K, N] when w_transposed. The N columns of C form `groups` equal groups (the
-  // gates); a unit block u is columns [64u, 64u + 64) of every group, and its panels are packed
+  // gates); a unit block u is columns [kPanel u, kPanel (u + 1)) of every group, its panels packed
   // next to each other, so one thread can compute all gates of its units (multiply_units).
   // Each thread packs the unit blocks it multiplies (pack_units) before it multiplies them.
   // pack false: a product taken with few rows in all (a short sequence at a small batch), which
@@ -319,7 +322,7 @@ class RecurrentGemm {
   }
 
   // Packs the panels of unit blocks [u0, u1), on the calling thread (whose cache then holds them).
-  // A panel is 64 columns of W^T, stored as strips of kStrip columns, each [K][kStrip] and
+  // A panel is kPanel columns of W^T, stored as strips of kStrip columns, each [K][kStrip] and
   // contiguous; strips wholly past the last panel's width are neither stored nor multiplied,
   // the last one is zero padded. Given transposed, a strip's rows are pieces of W's rows;
   // otherwise square tiles of W are transposed in registers (3x faster than gathering W's
@@ -363,7 +366,7 @@ class RecurrentGemm {
 #endif
   }
 
-  // Unit blocks of 64 columns per group; multiply_units() takes a range of them.
+  // Unit blocks of kPanel columns per group; multiply_units() takes a range of them.
   int64_t unit_blocks() const { return unit_blocks_; }
 
   // The columns of unit blocks [u0, u1) of every group of C[M, N] (leading dimension ldc) =

@@ -67,6 +67,8 @@ bool input_in_steps(const Layer<scalar_t>& layer) {
 // with the context's threads and whole-sequence GEMM engine.
 template <typename scalar_t>
 class Driver {
+  static constexpr int64_t kUnits = RecurrentGemm<scalar_t>::kPanel;  // units per block
+
  public:
   explicit Driver(const Context<scalar_t>& ctx) : ctx_(ctx) {}
 
@@ -77,7 +79,7 @@ class Driver {
   }
 
   // The steps of a layer run on a team of threads (Threads::team). Each thread owns a share of
-  // the hidden units, in blocks of 64 (RecurrentGemm's unit blocks): per step it multiplies its
+  // the hidden units, in blocks of kUnits (RecurrentGemm's unit blocks): per step it multiplies its
   // units' columns of the recurrent product, runs the cell on them, and waits for the others once
   // (the next product reads all of h). With a projection, h = W_hr m needs all of m first: a
   // second wait, and each thread owns a share of h's columns too.
@@ -117,7 +119,7 @@ class Driver {
     if constexpr (Cell::kHasCellState) c.assign(layer.c0, layer.c0 + B * H);
     const auto gh = scratch<scalar_t>(B * GH);  // W_hh h_{t-1} of the active rows
     const auto m = scratch<scalar_t>(project ? B * H : 0);  // the cell's output before W_hr
-    std::optional<RecurrentGemm<scalar_t>> projection;  // h = m W_hr^T, in blocks of 64 columns
+    std::optional<RecurrentGemm<scalar_t>> projection;  // h = m W_hr^T, in blocks of columns
     if (project) projection.emplace(layer.w.w_hr, P, H, /*w_transposed=*/false, 1, pack);
     const RecurrentGemm<scalar_t> recurrent(layer.w.w_hh, GH, P, /*w_transposed=*/false,
                                             Cell::kGates, pack);
@@ -127,10 +129,10 @@ class Driver {
     bool_switch(training, [&](auto kTraining) {
       bool_switch(layer.w.b_ih != nullptr, [&](auto kHasBias) {
         threads.team(std::min(threads.count, blocks), [&](int64_t rank, int64_t size) {
-          const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
-          const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
-          const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};  // of h
-          const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the projection
+          const auto [j0, j1] = share(H, kUnits, rank, size);  // this thread's units
+          const int64_t u0 = j0 / kUnits, u1 = (j1 + kUnits - 1) / kUnits;
+          const auto [p0, p1] = project ? share(P, kUnits, rank, size) : std::pair{j0, j1};  // of h
+          const int64_t q0 = p0 / kUnits, q1 = (p1 + kUnits - 1) / kUnits;  // as the projection's
           recurrent.pack_units(u0, u1);
           if (input) input->pack_units(u0, u1);
           if (projection) projection->pack_units(q0, q1);
@@ -252,7 +254,7 @@ class Driver {
     // Recorded gradient norms: each thread's sums of squares of its columns, per step, added in
     // rank order after the steps.
     const bool record = g.h_norms != nullptr;
-    const int64_t team = std::min(threads.count, (H + 63) / 64);
+    const int64_t team = std::min(threads.count, (H + kUnits - 1) / kUnits);
     std::vector<double> squares(record ? 2 * layer.T * team : 0, 0.0);
     const auto dc_total = scratch<scalar_t>(record && Cell::kHasCellState ? B * H : 0);
     const auto sum_squares = [](const scalar_t* rows, int64_t ld, int64_t count, int64_t c0,
@@ -269,13 +271,13 @@ class Driver {
 
     bool_switch(record, [&](auto kRecord) {
       threads.team(team, [&](int64_t rank, int64_t size) {
-        const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
-        const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
+        const auto [j0, j1] = share(H, kUnits, rank, size);  // this thread's units
+        const int64_t u0 = j0 / kUnits, u1 = (j1 + kUnits - 1) / kUnits;
         // and its columns of dh: its units, or with a projection a share of P
-        const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
-        const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
-        const auto [i0, i1] = share(layer.I, 64, rank, size);  // and of dL/dx
-        const int64_t v0 = i0 / 64, v1 = (i1 + 63) / 64;
+        const auto [p0, p1] = project ? share(P, kUnits, rank, size) : std::pair{j0, j1};
+        const int64_t q0 = p0 / kUnits, q1 = (p1 + kUnits - 1) / kUnits;  // as the product's
+        const auto [i0, i1] = share(layer.I, kUnits, rank, size);  // and of dL/dx
+        const int64_t v0 = i0 / kUnits, v1 = (i1 + kUnits - 1) / kUnits;
         if (recurrent) recurrent->pack_units(q0, q1);
         if (projection) projection->pack_units(u0, u1);
         if (input_grad) input_grad->pack_units(v0, v1);
