@@ -29,7 +29,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using fastrnn::cpu::FASTRNN_CPU_ISA::RecurrentGemm;
-using Simd = fastrnn::cpu::FASTRNN_CPU_ISA::Simd;
+using Simd = fastrnn::cpu::FASTRNN_CPU_ISA::Simd<float>;
 
 // Median seconds of one call of fn over `runs` runs of `calls` calls each.
 template <class Fn>

@@ -108,7 +108,8 @@ def test_every_impl_layers_bidirectional_threads(tmp_path):
 
 
 def test_readme_preset_with_its_shapes_overridden():
-    # The readme cases at a tiny shape: duplicates drop out, leaving one case per (cell, layers).
+    # The readme cases at a tiny shape: duplicates drop out, leaving one case per (cell, layers),
+    # and the float64 row.
     out = bench("--preset", "readme", "--T", "2", "--B", "2", "--I", "4", "--H", "4",
                 "--repeats", "1", "--warmup", "0", "--settle-ms", "0", "--no-peak")
     rows = table_rows(out.stdout)
@@ -116,7 +117,7 @@ def test_readme_preset_with_its_shapes_overridden():
     assert cases == {("lstm", "1", "1", "padded"), ("gru", "1", "1", "padded"),
                      ("rnn_tanh", "1", "1", "padded"), ("lstm", "2", "1", "padded"),
                      ("lstm", "1", "1", "packed(uniform)"), ("gru", "1", "1", "packed(uniform)"),
-                     ("lstm", "2", "2", "packed(uniform),bf")}
+                     ("lstm", "2", "2", "packed(uniform),bf"), ("lstm(float64)", "1", "1", "padded")}
     assert len(rows) == len(cases) * 2 * 2
 
 
@@ -458,7 +459,7 @@ def test_gpu_list_prints_the_cases_without_a_gpu():
     assert all(line.split()[:2] == ["bfloat16", "gru"] for line in out[1:])
     # a cpu preset lists too, unchanged in what it would run
     out = bench("--preset", "readme", "--list").stdout.splitlines()
-    assert out[0].startswith("preset readme: 10 runs (10 cases x float32) on cpu")
+    assert out[0].startswith("preset readme: 11 runs (11 cases x float32) on cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")

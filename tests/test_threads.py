@@ -61,13 +61,16 @@ def _product_cases():
 
 
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("mode,config", list(_product_cases()),
                          ids=config_ids)
-def test_recurrent_product_blocking(mode, config, num_threads):
+def test_recurrent_product_blocking(mode, config, dtype, num_threads):
     """The packed recurrent kernel's edges (row blocks, K slices, partial strips and vectors,
-    leftover k), float32 against the float64 reference, forward and backward."""
+    leftover k), against the float64 reference, forward and backward. In float64 unit blocks
+    are 32 columns and strips 32 or 8 (AVX-512, AVX2): the last unit block's 13 columns are a
+    partial strip (a vector of 8 and a partial one of 5; or a strip of 8 and one of 5)."""
     args, kwargs = stack_args(mode, T=9, I=10, num_layers=1, bidirectional=True,
-                              dtype=torch.float32, **config)
+                              dtype=dtype, **config)
     assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
 
 
@@ -85,12 +88,13 @@ def _direct_product_cases():
 
 
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("mode,config", list(_direct_product_cases()), ids=config_ids)
-def test_direct_product_edges(mode, config, num_threads):
-    """The unpacked step products of short calls, float32 against the float64 reference,
-    forward and backward."""
+def test_direct_product_edges(mode, config, dtype, num_threads):
+    """The unpacked step products of short calls, against the float64 reference, forward and
+    backward."""
     args, kwargs = stack_args(mode, I=10, num_layers=2, bidirectional=True,
-                              dtype=torch.float32, **config)
+                              dtype=dtype, **config)
     assert_matches_reference(args, kwargs, f"{num_threads} threads: ")
 
 
@@ -117,15 +121,17 @@ def test_input_product_in_the_steps(mode, config, num_threads):
 
 
 @pytest.mark.parametrize("T,B", [(9, 3), (9, 17), (2, 3)], ids=["T9B3", "T9B17", "T2B3"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("mode", CELL_NAMES)
-def test_thread_count_does_not_change_the_recurrence(mode, T, B):
+def test_thread_count_does_not_change_the_recurrence(mode, dtype, T, B):
     """The recurrent product, the projection and the cell compute each column the same way
-    whoever owns it, so forward outputs are bitwise equal for every thread count. (B = 17: a
-    projection by single-threaded BLAS calls on each thread's columns was not; OpenBLAS's
-    rounding depends on the call's width there. The steps also compute W_ih x themselves at
-    B = 17 and these sizes. T = 2, B = 3: six rows, too few to pack the weights for.)"""
+    whoever owns it, so forward outputs are bitwise equal for every thread count, in float32
+    and float64. (B = 17: a projection by single-threaded BLAS calls on each thread's columns
+    was not; OpenBLAS's rounding depends on the call's width there. The steps also compute
+    W_ih x themselves at B = 17 and these sizes. T = 2, B = 3: six rows, too few to pack the
+    weights for.)"""
     args, kwargs = stack_args(mode, T=T, B=B, I=6, H=200, num_layers=1, bidirectional=True,
-                              dtype=torch.float32, requires_grad=False,
+                              dtype=dtype, requires_grad=False,
                               proj_size=70 if mode == "lstm" else 0)
     before = torch.get_num_threads()
     results = []
@@ -157,10 +163,9 @@ def _forward_and_backward(args, kwargs, threads):
 @pytest.mark.parametrize("mode", CELL_NAMES)
 def test_determinism_per_dtype(mode, dtype):
     """The README's determinism guarantee, per dtype: at one thread count, repeated calls give
-    bitwise equal outputs and gradients (float32 and float64); across thread counts float32
-    outputs are bitwise equal (test_thread_count_does_not_change_the_recurrence), and float64
-    outputs and all gradients agree to the tolerances of tolerances.py, not bitwise (float64's
-    sums over units are not in a fixed order across thread counts)."""
+    bitwise equal outputs and gradients; across thread counts outputs are bitwise equal (as in
+    test_thread_count_does_not_change_the_recurrence) and the gradients agree to the tolerances
+    of tolerances.py, not bitwise (the weight gradients are whole-sequence GEMMs cut by thread)."""
     args, kwargs = stack_args(mode, T=9, B=17, I=6, H=200, num_layers=1, bidirectional=True,
                               dtype=dtype, proj_size=70 if mode == "lstm" else 0)
     for threads in (1, 3):
@@ -169,15 +174,16 @@ def test_determinism_per_dtype(mode, dtype):
             assert torch.equal(a, b), f"{threads} threads: two calls differ"
     one, three = (_forward_and_backward(args, kwargs, n) for n in (1, 3))
     for a, b in zip(three[0], one[0]):
-        assert_close(a, b, "output", "3 threads against 1")
+        assert torch.equal(a, b), "3 threads against 1: outputs differ"
     for a, b in zip(three[1], one[1]):
         assert_close(a, b, "grad", "3 threads against 1")
 
 
 @pytest.mark.parametrize("isa", ["avx2", "baseline"])
 def test_teams_on_other_instruction_sets(isa):
-    """The float32 cases above again on the other builds: AVX2 has its own packed kernel
-    (strips of 16 columns), the baseline build multiplies with BLAS calls on each thread."""
+    """The cases above again on the other builds (the teams in float32, the products' edges in
+    both dtypes): AVX2 has its own packed kernel (strips of 16 floats or 8 doubles), the
+    baseline build multiplies with BLAS calls on each thread."""
     env = {**os.environ, "FASTRNN_CPU_ISA": isa}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
                           "-k", "test_teams_match_reference and float32 or "

@@ -15,14 +15,14 @@
 
 namespace fastrnn {
 
-// The activations. On the CPU, float uses the vectorisable fast:: functions (fast_math.h) and
-// double uses libm; on the device, CUDA's math headers overload ::exp and ::tanh for float.
+// The activations. On the CPU, float and double use the vectorisable fast:: functions
+// (fast_math.h); on the device, CUDA's math headers overload ::exp and ::tanh for float.
 template <typename T>
 FASTRNN_HD T tanh_(T x) {
 #if defined(__CUDA_ARCH__)
   return ::tanh(x);
 #else
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     return fast::tanh(x);
   } else {
     return std::tanh(x);
@@ -35,7 +35,7 @@ FASTRNN_HD T sigmoid(T x) {
 #if defined(__CUDA_ARCH__)
   return T(1) / (T(1) + ::exp(-x));
 #else
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     return fast::sigmoid(x);
   } else {
     return T(1) / (T(1) + std::exp(-x));

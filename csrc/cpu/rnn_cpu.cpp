@@ -167,6 +167,7 @@ class Driver {
   using C = compute_t<scalar_t>;
   static constexpr bool kSameTypes = std::is_same_v<C, scalar_t>;
   using StepGemm = std::conditional_t<kBf16Dot, Bf16Gemm, RecurrentGemm<C>>;
+  static constexpr int64_t kUnits = StepGemm::kPanel;  // units per block
 
   // A weight as the step products take it: as it is for Bf16Gemm, else its C copy.
   static auto step_weight(const scalar_t* w, const AsCompute<C, scalar_t>& copy) {
@@ -191,7 +192,7 @@ class Driver {
   }
 
   // The steps of a layer run on a team of threads (Threads::team). Each thread owns a share of
-  // the hidden units, in blocks of 64 (RecurrentGemm's unit blocks): per step it multiplies its
+  // the hidden units, in blocks of kUnits (RecurrentGemm's unit blocks): per step it multiplies its
   // units' columns of the recurrent product, runs the cell on them, and waits for the others once
   // (the next product reads all of h). With a projection, h = W_hr m needs all of m first: a
   // second wait, and each thread owns a share of h's columns too.
@@ -248,7 +249,7 @@ class Driver {
     }
     const auto gh = scratch<C>(B * GH);  // W_hh h_{t-1} of the active rows
     const auto m = scratch<C>(project ? B * H : 0);  // the cell's output before W_hr
-    std::optional<StepGemm> projection;  // h = m W_hr^T, in blocks of 64 columns
+    std::optional<StepGemm> projection;  // h = m W_hr^T, in blocks of columns
     if (project) {
       projection.emplace(step_weight(layer.w.w_hr, w_hr), P, H, /*w_transposed=*/false, 1, pack);
     }
@@ -260,10 +261,10 @@ class Driver {
     bool_switch(training, [&](auto kTraining) {
       bool_switch(layer.w.b_ih != nullptr, [&](auto kHasBias) {
         threads.team(std::min(threads.count, blocks), [&](int64_t rank, int64_t size) {
-          const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
-          const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
-          const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};  // of h
-          const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the projection
+          const auto [j0, j1] = share(H, kUnits, rank, size);  // this thread's units
+          const int64_t u0 = j0 / kUnits, u1 = (j1 + kUnits - 1) / kUnits;
+          const auto [p0, p1] = project ? share(P, kUnits, rank, size) : std::pair{j0, j1};  // of h
+          const int64_t q0 = p0 / kUnits, q1 = (p1 + kUnits - 1) / kUnits;  // as the projection's
           recurrent.pack_units(u0, u1);
           if (input) input->pack_units(u0, u1);
           if (projection) projection->pack_units(q0, q1);
@@ -410,7 +411,7 @@ class Driver {
     // Recorded gradient norms: each thread's sums of squares of its columns, per step, added in
     // rank order after the steps.
     const bool record = g.h_norms != nullptr;
-    const int64_t team = std::min(threads.count, (H + 63) / 64);
+    const int64_t team = std::min(threads.count, (H + kUnits - 1) / kUnits);
     std::vector<double> squares(record ? 2 * layer.T * team : 0, 0.0);
     const auto dc_total = scratch<C>(record && Cell::kHasCellState ? B * H : 0);
     const auto sum_squares = [](const C* rows, int64_t ld, int64_t count, int64_t c0,
@@ -427,13 +428,13 @@ class Driver {
 
     bool_switch(record, [&](auto kRecord) {
       threads.team(team, [&](int64_t rank, int64_t size) {
-        const auto [j0, j1] = share(H, 64, rank, size);  // this thread's units
-        const int64_t u0 = j0 / 64, u1 = (j1 + 63) / 64;
+        const auto [j0, j1] = share(H, kUnits, rank, size);  // this thread's units
+        const int64_t u0 = j0 / kUnits, u1 = (j1 + kUnits - 1) / kUnits;
         // and its columns of dh: its units, or with a projection a share of P
-        const auto [p0, p1] = project ? share(P, 64, rank, size) : std::pair{j0, j1};
-        const int64_t q0 = p0 / 64, q1 = (p1 + 63) / 64;  // as unit blocks of the product
-        const auto [i0, i1] = share(layer.I, 64, rank, size);  // and of dL/dx
-        const int64_t v0 = i0 / 64, v1 = (i1 + 63) / 64;
+        const auto [p0, p1] = project ? share(P, kUnits, rank, size) : std::pair{j0, j1};
+        const int64_t q0 = p0 / kUnits, q1 = (p1 + kUnits - 1) / kUnits;  // as the product's
+        const auto [i0, i1] = share(layer.I, kUnits, rank, size);  // and of dL/dx
+        const int64_t v0 = i0 / kUnits, v1 = (i1 + kUnits - 1) / kUnits;
         if (recurrent) recurrent->pack_units(q0, q1);
         if (projection) projection->pack_units(u0, u1);
         if (input_grad) input_grad->pack_units(v0, v1);

@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "take the preset's value.")
     p.add_argument("--preset", choices=(*PRESETS, *GPU_PRESETS), default="default",
                    help="default: every cell at T=100 B=32 I=H=256; smoke: a tiny shape, 2 repeats "
-                        "(CI); readme: the cases of the performance table; gpu (cuda): LSTM, GRU "
+                        "(CI); readme: the cases of the performance table; float64: issue 20's "
+                        "float64 cases, one steps to T=200; gpu (cuda): LSTM, GRU "
                         "and RNN tanh at T=100, B 1..256, H=I 256..1024, packed, bidirectional "
                         "and proj_size cases, float32 and bfloat16; gpu-quick: a subset of gpu "
                         "with fewer calls (.ci/gpu-check) (default: default)")
@@ -183,7 +184,7 @@ def config_from_args(args: argparse.Namespace, base: BenchConfig | None = None,
 
 
 def _workloads(config: BenchConfig) -> list[Workload]:
-    return [make_workload(case, DTYPES[config.dtype], config.seed, config.device)
+    return [make_workload(case, DTYPES[case.dtype or config.dtype], config.seed, config.device)
             for case in config.cases]
 
 
@@ -192,7 +193,8 @@ def run_checks(config: BenchConfig, workloads: list[Workload]) -> list[Check]:
     for workload in workloads:
         runners = {impl: IMPLS[impl](workload) for impl in config.impls}
         for mode in config.modes:
-            checks += check_parity(workload, mode, runners, BASELINE, config.dtype)
+            checks += check_parity(workload, mode, runners, BASELINE,
+                                   workload.case.dtype or config.dtype)
     return checks
 
 
@@ -214,7 +216,8 @@ def time_workload(config: BenchConfig, workload: Workload, mode: str, peak: Peak
     flop = flop_count(workload.case, mode, workload.rows)
     threads = torch.get_num_threads()
     # The peak is an fp32 GEMM's: a float64 run gets no % peak.
-    peak_gflops = peak.gflops if peak is not None and config.dtype == "float32" else None
+    float32 = (workload.case.dtype or config.dtype) == "float32"
+    peak_gflops = peak.gflops if peak is not None and float32 else None
     return [Result.from_times(threads, workload.case, mode, impl, t, flop, peak_gflops,
                               saved.get(impl) if mode == "train" else None)
             for impl, t in times.items()]

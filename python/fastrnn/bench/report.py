@@ -28,7 +28,9 @@ def format_header(config: BenchConfig, env: Environment, peaks: list[Peak]) -> s
         f"  versions  fastrnn {env.fastrnn}, torch {env.torch}, python {env.python}",
         f"  platform  {env.platform}",
         f"  load      {format_load(env.load_average)} (1, 5, 15 min averages, at start)",
-        f"  cases     {len(config.cases)} ({', '.join(cells)}), {config.dtype}, h0 = zeros; "
+        f"  cases     {len(config.cases)} ({', '.join(cells)}), {config.dtype}"
+        f"{' (a cell named cell(dtype): that dtype)' if any(c.dtype for c in config.cases) else ''}"
+        f", h0 = zeros; "
         f"modes {', '.join(config.modes)}",
         f"  impls     {', '.join(config.impls)}",
         *([f"  kernels   fastrnn CPU kernels on {env.cpu_isa}; whole-sequence GEMMs through "
@@ -59,7 +61,8 @@ def _row(result: Result) -> list[str]:
     speedup = "" if result.speedup is None else f"{result.speedup:.2f}x"
     pct_peak = "" if result.pct_peak is None else f"{result.pct_peak:.1f}"
     saved = "" if result.saved_bytes is None else f"{result.saved_bytes / 2**20:.3f}"
-    return [str(result.threads), result.cell, result.shape, str(result.layers),
+    cell = result.cell if result.dtype is None else f"{result.cell}({result.dtype})"
+    return [str(result.threads), cell, result.shape, str(result.layers),
             "2" if result.bidirectional else "1", result.layout, result.mode, result.impl,
             f"{result.median_ms:.3f}", f"{result.min_ms:.3f}", f"{result.max_ms:.3f}",
             f"{result.gflops:.2f}", pct_peak, speedup, saved]

@@ -39,6 +39,7 @@ class Result:
     # one forward, without and with the input and the parameters (see memory)
     saved_bytes: int | None = None
     saved_bytes_all: int | None = None
+    dtype: str | None = None  # Case.dtype: the case's own dtype, or None for the run's
 
     @classmethod
     def from_times(cls, threads: int, case: Case, mode: str, impl: str, times_s: list[float],
@@ -52,13 +53,13 @@ class Result:
                    case.bidirectional, case.batch_first, case.packed, mode, impl, times_ms,
                    median_ms, min(times_ms), max(times_ms), gflop=flop / 1e9, gflops=gflops, pct_peak=pct_peak,
                    saved_bytes=None if saved is None else saved.extra,
-                   saved_bytes_all=None if saved is None else saved.all)
+                   saved_bytes_all=None if saved is None else saved.all, dtype=case.dtype)
 
     @property
     def group(self) -> tuple:
         """What results compared with each other share: all but the implementation."""
         return (self.threads, self.cell, self.T, self.B, self.I, self.H, self.layers,
-                self.bidirectional, self.batch_first, self.packed, self.mode)
+                self.bidirectional, self.batch_first, self.packed, self.mode, self.dtype)
 
     @property
     def shape(self) -> str:
@@ -101,7 +102,7 @@ def write_json(path: str, **sections) -> None:
 CSV_COLUMNS = ("threads", "cell", "T", "B", "I", "H", "layers", "bidirectional", "batch_first",
                "packed", "mode", "impl",
                "median_ms", "min_ms", "max_ms", "gflop", "gflops", "pct_peak", "speedup",
-               "saved_bytes", "saved_bytes_all")
+               "saved_bytes", "saved_bytes_all", "dtype")
 
 
 def write_csv(path: str, results: list[Result], columns: tuple[str, ...] = CSV_COLUMNS) -> None:

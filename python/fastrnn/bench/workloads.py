@@ -84,7 +84,8 @@ class Case:
     """One cell at one shape: input ``[T, B, I]`` (``[B, T, I]`` when ``batch_first``), hidden
     size ``H``, h0 = zeros. ``packed``: None for a padded input, else the distribution of the
     sequence lengths (:func:`length_distribution`): the longest is T, and the input is packed.
-    ``proj_size``: an LSTM's projection P (0: none; then P = H), as torch.nn.LSTM's."""
+    ``proj_size``: an LSTM's projection P (0: none; then P = H), as torch.nn.LSTM's.
+    ``dtype``: this case's, a key of DTYPES; None: the run's (``BenchConfig.dtype``)."""
 
     cell: str
     T: int
@@ -96,6 +97,7 @@ class Case:
     batch_first: bool = False
     packed: str | None = None
     proj_size: int = 0
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -110,6 +112,8 @@ class Case:
         if self.proj_size and (self.cell != "lstm" or not 0 < self.proj_size < self.H):
             raise ValueError(f"proj_size is an LSTM's, in 1..H-1, got {self.proj_size} for "
                              f"{self.cell} with H={self.H}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
     @property
     def P(self) -> int:
@@ -132,7 +136,8 @@ class Case:
         return (f"{self.cell} T={self.T} B={self.B} I={self.I} H={self.H} L={self.layers}"
                 f"{f' P={self.proj_size}' if self.proj_size else ''}"
                 f"{' bidirectional' if self.bidirectional else ''}"
-                f"{'' if self.layout == 'padded' else ' ' + self.layout}")
+                f"{'' if self.layout == 'padded' else ' ' + self.layout}"
+                f"{'' if self.dtype is None else ' ' + self.dtype}")
 
     def lengths(self, seed: int) -> Tensor | None:
         """The sequence lengths of a packed case (int64, [B], the first one T), or None."""
