@@ -49,6 +49,16 @@ FASTRNN_HD T clamp_abs(T x, T limit) {
   return x > limit ? limit : (x < -limit ? -limit : x);
 }
 
+// |x|.
+template <typename T>
+FASTRNN_HD T abs_(T x) {
+#if defined(__CUDA_ARCH__)
+  return ::fabs(x);
+#else
+  return std::fabs(x);
+#endif
+}
+
 // |x| carrying the sign of s (a flag kept in the sign bit of a non-negative value).
 template <typename T>
 FASTRNN_HD T copysign_(T x, T s) {

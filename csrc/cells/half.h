@@ -46,34 +46,33 @@ FASTRNN_HD uint16_t to_bf16(float f) {
 
 FASTRNN_HD float from_bf16(uint16_t b) { return bits_float(uint32_t{b} << 16); }
 
-// float -> binary16, round to nearest even, with subnormals, overflow to inf and NaN
+// float -> binary16, round to nearest even, with subnormals, overflow to inf and NaN. Every case
+// is computed and one selected (no branch, so the cells' loops storing it vectorise). Below the
+// normal range, adding 0.5f puts the binary16 subnormal's last bit at the float's last bit and the
+// float addition rounds it to nearest even.
 FASTRNN_HD uint16_t to_f16(float f) {
   const uint32_t u = float_bits(f);
-  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t sign = (u >> 16) & 0x8000u;
   const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return sign | 0x7e00u;                    // NaN
-  if (a >= 0x477ff000u) return sign | 0x7c00u;                   // rounds to >= 65536: inf
-  if (a >= 0x38800000u) {                                        // normal in binary16
-    const uint32_t r = a - 0x38000000u;                          // exponent rebased 127 -> 15
-    return sign | static_cast<uint16_t>((r + 0xfffu + ((r >> 13) & 1u)) >> 13);
-  }
-  if (a < 0x33000000u) return sign;                              // below half the least subnormal
-  // subnormal: the significand with its implicit 1, shifted into place, rounded to nearest even
-  const uint32_t shift = 126u - (a >> 23);                       // 14 .. 24
-  const uint32_t m = (a & 0x7fffffu) | 0x800000u;
-  const uint32_t kept = m >> shift, rest = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-  const uint32_t up = rest > half || (rest == half && (kept & 1u));
-  return sign | static_cast<uint16_t>(kept + up);
+  const uint32_t r = a - 0x38000000u;                              // exponent rebased 127 -> 15
+  const uint32_t normal = (r + 0xfffu + ((r >> 13) & 1u)) >> 13;
+  const uint32_t subnormal = float_bits(bits_float(a) + 0.5f) - 0x3f000000u;
+  uint32_t bits = a >= 0x38800000u ? normal : subnormal;
+  bits = a >= 0x477ff000u ? 0x7c00u : bits;  // rounds to >= 65536: inf
+  bits = a > 0x7f800000u ? 0x7e00u : bits;   // NaN
+  return static_cast<uint16_t>(sign | bits);
 }
 
+// binary16 -> float, exactly; a select of the three cases, as to_f16
 FASTRNN_HD float from_f16(uint16_t h) {
   const uint32_t sign = uint32_t{h & 0x8000u} << 16;
   const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  if (e == 0x1fu) return bits_float(sign | 0x7f800000u | (m << 13));  // inf, NaN
-  if (e != 0) return bits_float(sign | ((e + 112u) << 23) | (m << 13));
-  // zero or subnormal: m * 2^-24, exact in float
-  const float v = static_cast<float>(m) * 5.9604644775390625e-08f;
-  return sign ? -v : v;
+  const uint32_t normal = ((e + 112u) << 23) | (m << 13);
+  const uint32_t special = 0x7f800000u | (m << 13);                       // inf, NaN
+  const uint32_t subnormal = float_bits(static_cast<float>(m) * 5.9604644775390625e-08f);
+  uint32_t bits = e != 0 ? normal : subnormal;
+  bits = e == 0x1fu ? special : bits;
+  return bits_float(sign | bits);
 }
 
 }  // namespace half_bits
