@@ -109,7 +109,7 @@ def test_every_impl_layers_bidirectional_threads(tmp_path):
 
 def test_readme_preset_with_its_shapes_overridden():
     # The readme cases at a tiny shape: duplicates drop out, leaving one case per (cell, layers),
-    # and the float64 row.
+    # the float64 row and the bfloat16 rows.
     out = bench("--preset", "readme", "--T", "2", "--B", "2", "--I", "4", "--H", "4",
                 "--repeats", "1", "--warmup", "0", "--settle-ms", "0", "--no-peak")
     rows = table_rows(out.stdout)
@@ -117,7 +117,9 @@ def test_readme_preset_with_its_shapes_overridden():
     assert cases == {("lstm", "1", "1", "padded"), ("gru", "1", "1", "padded"),
                      ("rnn_tanh", "1", "1", "padded"), ("lstm", "2", "1", "padded"),
                      ("lstm", "1", "1", "packed(uniform)"), ("gru", "1", "1", "packed(uniform)"),
-                     ("lstm", "2", "2", "packed(uniform),bf"), ("lstm(float64)", "1", "1", "padded")}
+                     ("lstm", "2", "2", "packed(uniform),bf"), ("lstm(float64)", "1", "1", "padded"),
+                     ("lstm(bfloat16)", "1", "1", "padded"), ("gru(bfloat16)", "1", "1", "padded"),
+                     ("rnn_tanh(bfloat16)", "1", "1", "padded")}
     assert len(rows) == len(cases) * 2 * 2
 
 
@@ -459,7 +461,7 @@ def test_gpu_list_prints_the_cases_without_a_gpu():
     assert all(line.split()[:2] == ["bfloat16", "gru"] for line in out[1:])
     # a cpu preset lists too, unchanged in what it would run
     out = bench("--preset", "readme", "--list").stdout.splitlines()
-    assert out[0].startswith("preset readme: 11 runs (11 cases x float32) on cpu")
+    assert out[0].startswith("preset readme: 15 runs (15 cases x float32) on cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
@@ -474,7 +476,6 @@ def test_gpu_runs_without_a_gpu_exit_2_with_one_line(args):
 
 @pytest.mark.parametrize("args,message", [
     (["--preset", "gpu", "--device", "cpu"], "--preset gpu runs on --device cuda"),
-    (["--smoke", "--dtype", "bfloat16"], "dtype bfloat16 runs on --device cuda only"),
     (["--preset", "gpu", "--list", "--cells", "rnn_relu"], "the preset has no case of cells")])
 def test_gpu_bad_arguments_exit_2(args, message):
     proc = bench(*args, returncode=2)
@@ -546,7 +547,7 @@ def test_proj_size_cases_build_and_check_on_cpu():
 
 def test_what_ran_is_read_from_the_profile():
     """torch.nn on CPU in float32 runs oneDNN (not so torch-native), fastrnn its op; a fastrnn
-    that falls back to torch.nn (bfloat16 on CPU, which its modules do not serve) is an error,
+    that falls back to torch.nn (forced here: every dtype on the CPU is fastrnn's) is an error,
     not torch.nn's times under fastrnn's name."""
     workload = make_workload(Case("lstm", 3, 2, 4, 4), torch.float32, seed=0)
     ops = {impl: ops_run(RUNNERS[impl](workload), workload) for impl in IMPLS}
@@ -560,9 +561,11 @@ def test_what_ran_is_read_from_the_profile():
         gpu_bench._via("fastrnn", ops["torch"])
     half = make_workload(Case("gru", 3, 2, 4, 4), torch.bfloat16, seed=0)
     config = BenchConfig(cases=(half.case,), device="cuda", dtype="bfloat16")
-    with pytest.warns(UserWarning, match="runs torch.nn's implementation"), \
-            pytest.raises(RuntimeError, match="refusing to report torch.nn's times as fastrnn's"):
-        gpu_bench._runners(config, half, [])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fastrnn.modules, "_unserved", lambda tensors: "forced by the test")
+        with pytest.warns(UserWarning, match="runs torch.nn's implementation"), \
+                pytest.raises(RuntimeError, match="refusing to report torch.nn's times"):
+            gpu_bench._runners(config, half, [])
 
 
 def test_an_op_that_refuses_a_case_is_listed_not_run():

@@ -7,6 +7,8 @@ parameter. A tensor agrees when ``allclose(actual, expected, rtol, atol * scale)
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -111,3 +113,12 @@ def check_parity_half(workload: Workload, mode: str, runners: dict[str, Runner],
                 checks.append(HalfCheck(workload.case.describe(), mode, impl, name, err, scale,
                                         err <= budget, budget))
     return checks
+
+
+def upcast(workload: Workload) -> Workload:
+    """The workload in float32 with the same values (the exact side of a half-precision check)."""
+    def up(t):
+        return t.detach().float().requires_grad_(t.requires_grad)
+    return dataclasses.replace(workload, module=copy.deepcopy(workload.module).float(),
+                               input=up(workload.input), grad_output=up(workload.grad_output),
+                               grad_h_n=up(workload.grad_h_n))

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from .check import Check, check_parity
+from .check import Check, check_parity, check_parity_half, upcast
 from .config import PRESETS, BenchConfig
 from .environment import Environment, load_average
 from .gpu import GPU_PRESETS, describe_runs, run_cuda
@@ -23,7 +23,7 @@ from .report import format_footer, format_header, format_load, format_table, plo
 from .results import Result, add_speedups, write_csv, write_json
 from .timing import TIMERS, time_interleaved
 from .workloads import (BASELINE, CELLS, CUDA_DTYPES, DEVICES, DTYPES, EXPERIMENTAL_CUDA,
-                        FLOP_MODEL, IMPLS, MODES, STEPS, Case, Workload, check_device, exact_fp32,
+                        FLOP_MODEL, HALF_DTYPES, IMPLS, MODES, STEPS, Case, Workload, check_device, exact_fp32,
                         flop_count, length_distribution, make_workload)
 
 CASE_FIELDS = ("T", "B", "I", "H", "layers")  # flags that override every case of the preset
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=tuple(CUDA_DTYPES),
                    help=f"(default {default.dtype}; the gpu presets run "
                         f"{' and '.join(GPU_PRESETS['gpu'].dtypes)}, this keeps one); bfloat16 "
-                        f"runs on cuda only")
+                        f"is checked against float32 at twice torch.nn's own error")
     p.add_argument("--device", choices=DEVICES,
                    help=f"where the cases run; on cuda torch is cuDNN, torch-native is torch.nn "
                         f"without cuDNN, times come from CUDA events and float32 runs without "
@@ -192,9 +192,14 @@ def run_checks(config: BenchConfig, workloads: list[Workload]) -> list[Check]:
     checks = []
     for workload in workloads:
         runners = {impl: IMPLS[impl](workload) for impl in config.impls}
+        dtype = workload.case.dtype or config.dtype
+        exact = upcast(workload) if dtype in HALF_DTYPES else None
         for mode in config.modes:
-            checks += check_parity(workload, mode, runners, BASELINE,
-                                   workload.case.dtype or config.dtype)
+            if exact is None:
+                checks += check_parity(workload, mode, runners, BASELINE, dtype)
+            else:
+                checks += check_parity_half(workload, mode, runners, BASELINE, exact,
+                                            IMPLS[BASELINE](exact))
     return checks
 
 
@@ -206,7 +211,7 @@ def measure_saved(config: BenchConfig, workload: Workload) -> dict[str, SavedByt
     return {impl: saved_for_backward(IMPLS[impl](workload), workload) for impl in config.impls}
 
 
-def time_workload(config: BenchConfig, workload: Workload, mode: str, peak: Peak | None,
+def time_workload(config: BenchConfig, workload: Workload, mode: str, peaks: dict[str, Peak],
                   saved: dict[str, SavedBytes]) -> list[Result]:
     """Time ``mode`` of every implementation; train results carry ``saved`` (measure_saved)."""
     steps = {impl: STEPS[mode](IMPLS[impl](workload), workload) for impl in config.impls}
@@ -215,9 +220,9 @@ def time_workload(config: BenchConfig, workload: Workload, mode: str, peak: Peak
                              config.rewarm_ms / 1e3)
     flop = flop_count(workload.case, mode, workload.rows)
     threads = torch.get_num_threads()
-    # The peak is an fp32 GEMM's: a float64 run gets no % peak.
-    float32 = (workload.case.dtype or config.dtype) == "float32"
-    peak_gflops = peak.gflops if peak is not None and float32 else None
+    # % of the peak GEMM of the case's dtype (float32, bfloat16); float64 runs get none.
+    peak = peaks.get(workload.case.dtype or config.dtype)
+    peak_gflops = peak.gflops if peak is not None else None
     return [Result.from_times(threads, workload.case, mode, impl, t, flop, peak_gflops,
                               saved.get(impl) if mode == "train" else None)
             for impl, t in times.items()]
@@ -276,12 +281,18 @@ def _thread_counts(config: BenchConfig) -> tuple[int, ...]:
     return config.threads if config.threads is not None else (torch.get_num_threads(),)
 
 
-def _peaks(config: BenchConfig) -> dict[int, Peak]:
+def _peaks(config: BenchConfig) -> dict[int, dict[str, Peak]]:
+    """Per thread count, the GEMM peak of float32 and (when a case runs in it) of bfloat16."""
+    dtypes = ["float32"]
+    if any((case.dtype or config.dtype) == "bfloat16" for case in config.cases):
+        dtypes.append("bfloat16")
     peaks = {}
     for threads in _thread_counts(config):
         torch.set_num_threads(threads)
-        peaks[threads] = measure_peak(config.peak_size, config.peak_repeats,
-                                      config.settle_ms / 1e3, config.device)
+        peaks[threads] = {dtype: measure_peak(config.peak_size, config.peak_repeats,
+                                              config.settle_ms / 1e3, config.device,
+                                              DTYPES[dtype])
+                          for dtype in dtypes}
     return peaks
 
 
@@ -316,7 +327,8 @@ def run(config: BenchConfig, args: argparse.Namespace) -> int:
     ``args`` ask for."""
     env = Environment.collect(config.device)
     peaks = _peaks(config) if config.peak else {}
-    print(format_header(config, env, list(peaks.values())), flush=True)
+    all_peaks = [p for by_dtype in peaks.values() for p in by_dtype.values()]
+    print(format_header(config, env, all_peaks), flush=True)
 
     workloads = _workloads(config)
     checks = run_checks(config, workloads)
@@ -332,7 +344,8 @@ def run(config: BenchConfig, args: argparse.Namespace) -> int:
         for workload, saved_by_impl in zip(workloads, saved):
             for mode in config.modes:
                 progress.start(f"thr {threads} {workload.case.describe()} {mode}")
-                timed = time_workload(config, workload, mode, peaks.get(threads), saved_by_impl)
+                timed = time_workload(config, workload, mode, peaks.get(threads, {}),
+                                      saved_by_impl)
                 progress.finish(_summary(timed))
                 results += timed
     add_speedups(results, BASELINE)
@@ -344,7 +357,7 @@ def run(config: BenchConfig, args: argparse.Namespace) -> int:
     print(f"load averages at end: {format_load(load_at_end)} (at start: "
           f"{format_load(env.load_average)}); other load on the machine widens min..max.")
     if args.json:
-        write_json(args.json, config=config, environment=env, peaks=list(peaks.values()),
+        write_json(args.json, config=config, environment=env, peaks=all_peaks,
                    load_average_end=load_at_end, baseline=BASELINE, flop_model=FLOP_MODEL,
                    checks=checks, results=results)
         print(f"results written to {args.json}")

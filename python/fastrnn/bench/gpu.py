@@ -17,15 +17,13 @@ case, and the others still run.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import sys
 import textwrap
 from dataclasses import dataclass
 
 import torch
 
-from .check import Check, check_parity, check_parity_half
+from .check import Check, check_parity, check_parity_half, upcast
 from .config import BenchConfig
 from .environment import Environment
 from .memory import saved_for_backward
@@ -133,15 +131,6 @@ class NotRun:
     dtype: str
     impl: str
     reason: str
-
-
-def upcast(workload: Workload) -> Workload:
-    """The workload in float32 with the same values (the exact side of a half-precision check)."""
-    def up(t):
-        return t.detach().float().requires_grad_(t.requires_grad)
-    return dataclasses.replace(workload, module=copy.deepcopy(workload.module).float(),
-                               input=up(workload.input), grad_output=up(workload.grad_output),
-                               grad_h_n=up(workload.grad_h_n))
 
 
 def _via(impl: str, ops: set[str]) -> str:

@@ -30,6 +30,7 @@ class Peak:
     torch_mm_gflops: float
     error: str | None = None
     device: str = "cpu"
+    dtype: str = "fp32"  # of the GEMM: fp32, or bf16 (torch.mm only)
 
     @property
     def gflops(self) -> float | None:
@@ -91,11 +92,12 @@ def measure_peak(size: int, repeats: int, settle_s: float = 0.0, device: str = "
             error = f"{type(e).__name__}: {e}"
     time.sleep(settle_s)
     torch_mm = _median_gflops(lambda: torch.mm(a, b, out=c), flop, repeats, TIMERS[device])
-    return Peak(threads, size, openblas, torch_mm, error, device)
+    name = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+    return Peak(threads, size, openblas, torch_mm, error, device, name)
 
 
 def format_peak(peak: Peak) -> str:
-    shape = f"{peak.size}^3 fp32"
+    shape = f"{peak.size}^3 {peak.dtype}"
     if peak.device == "cuda":
         return f"torch.mm {peak.torch_mm_gflops:.1f} GFLOP/s ({shape} on the GPU, no TF32)"
     openblas = (f"OpenBLAS sgemm {peak.openblas_gflops:.1f} GFLOP/s"

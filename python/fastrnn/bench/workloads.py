@@ -33,9 +33,10 @@ from .timing import Step
 
 Forward = Callable[[Tensor], "tuple[Tensor, Tensor]"]
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-# On cuda also bfloat16 (the gpu presets); the CPU runs take DTYPES only.
-CUDA_DTYPES = {**DTYPES, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+# (the same on cuda, where the gpu presets run float32 and bfloat16)
+CUDA_DTYPES = DTYPES
+HALF_DTYPES = ("bfloat16",)  # checked against float32 (check.check_parity_half)
 MODES = ("inference", "train")
 DEVICES = ("cpu", "cuda")
 
