@@ -415,10 +415,7 @@ void StackGrads::fill(RnnGradParams<scalar_t>& p, std::vector<LayerGrads<scalar_
   template void StackOutputs::fill(RnnParams<scalar_t>&) const;                                \
   template void StackGrads::fill(RnnGradParams<scalar_t>&, std::vector<LayerGrads<scalar_t>>&) \
       const;
-FASTRNN_INSTANTIATE(float)
-FASTRNN_INSTANTIATE(double)
-FASTRNN_INSTANTIATE(bfloat16)
-FASTRNN_INSTANTIATE(float16)
+FASTRNN_FOR_EACH_DTYPE(FASTRNN_INSTANTIATE)
 #undef FASTRNN_INSTANTIATE
 
 }  // namespace fastrnn

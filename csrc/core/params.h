@@ -20,6 +20,9 @@
 
 namespace fastrnn {
 
+// X(T) for every storage type the kernels take (the explicit instantiations of each device).
+#define FASTRNN_FOR_EACH_DTYPE(X) X(float) X(double) X(bfloat16) X(float16)
+
 // The parameters of one layer and direction, torch.nn's shapes.
 template <typename scalar_t>
 struct LayerWeights {

@@ -102,10 +102,7 @@ bool bf16_dot() { FASTRNN_ON_ISA(bf16_dot()) }
 #define FASTRNN_INSTANTIATE(T)                                                      \
   template void rnn_forward<T>(const RnnParams<T>&, const Context<compute_t<T>>&); \
   template void rnn_backward<T>(const RnnGradParams<T>&, const Context<compute_t<T>>&);
-FASTRNN_INSTANTIATE(float)
-FASTRNN_INSTANTIATE(double)
-FASTRNN_INSTANTIATE(bfloat16)
-FASTRNN_INSTANTIATE(float16)
+FASTRNN_FOR_EACH_DTYPE(FASTRNN_INSTANTIATE)
 #undef FASTRNN_INSTANTIATE
 
 }  // namespace fastrnn::cpu

@@ -231,30 +231,19 @@ DeviceLimits emulated_device() {
 template <typename scalar_t>
 void emulated_forward(const RnnParams<scalar_t>& p) {
   HostExec exec;
-  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
-    run_stack_forward(Driver<HostExec, scalar_t>(exec), p);
-  } else {
-    forward_through_float(exec, p);
-  }
+  drivers_forward(exec, p);
 }
 
 template <typename scalar_t>
 void emulated_backward(const RnnGradParams<scalar_t>& p) {
   HostExec exec;
-  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
-    run_stack_backward(Driver<HostExec, scalar_t>(exec), p);
-  } else {
-    backward_through_float(exec, p);
-  }
+  drivers_backward(exec, p);
 }
 
 #define FASTRNN_INSTANTIATE(T)                                   \
   template void emulated_forward<T>(const RnnParams<T>&); \
   template void emulated_backward<T>(const RnnGradParams<T>&);
-FASTRNN_INSTANTIATE(float)
-FASTRNN_INSTANTIATE(double)
-FASTRNN_INSTANTIATE(bfloat16)
-FASTRNN_INSTANTIATE(float16)
+FASTRNN_FOR_EACH_DTYPE(FASTRNN_INSTANTIATE)
 #undef FASTRNN_INSTANTIATE
 
 }  // namespace fastrnn::cuda

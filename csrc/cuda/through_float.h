@@ -7,7 +7,9 @@
 // cores for the 16-bit types yet: a follow-up); the copies are one pass over each tensor.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "cells/cells.h"
@@ -69,14 +71,28 @@ class FloatCopies {
   std::vector<decltype(std::declval<Exec&>().template buffer<float>(0))> buffers_;
 };
 
+// The sizes of the five tensors of layer and direction k's weights (and their gradients), in
+// LayerWeights' order: w_ih, w_hh, b_ih, b_hh, w_hr.
+template <typename T>
+std::array<int64_t, 5> weight_sizes(const RnnParams<T>& p, int64_t k) {
+  int64_t G = 0;
+  visit_cell(p.cell, [&](auto cell) { G = decltype(cell)::kGates; });
+  const int64_t GH = G * p.H, I = k < p.D ? p.I : p.D * p.P;
+  return {GH * I, GH * p.P, GH, GH, p.P * p.H};
+}
+
+// The five weights (or gradients) of a layer as an array of pointers, in that order.
+template <class W>
+auto weight_pointers(W& w) {
+  return std::array{&w.w_ih, &w.w_hh, &w.b_ih, &w.b_hh, &w.w_hr};
+}
+
 // The float32 params of p's stack, inputs copied (and the weights' float32 copies in `weights`);
 // the results are fresh buffers of copies, which the caller rounds back.
 template <class Exec, typename T>
 RnnParams<float> float_params(FloatCopies<Exec>& copies, const RnnParams<T>& p,
                               std::vector<LayerWeights<float>>& weights) {
-  int64_t G = 0;
-  visit_cell(p.cell, [&](auto cell) { G = decltype(cell)::kGates; });
-  const int64_t LD = p.L * p.D, DP = p.D * p.P, GH = G * p.H;
+  const int64_t LD = p.L * p.D, DP = p.D * p.P;
   RnnParams<float> q;
   q.cell = p.cell, q.options = p.options;
   q.T = p.T, q.B = p.B, q.N = p.N, q.I = p.I, q.H = p.H, q.P = p.P, q.L = p.L, q.D = p.D;
@@ -86,13 +102,10 @@ RnnParams<float> float_params(FloatCopies<Exec>& copies, const RnnParams<T>& p,
   q.cx = copies.of(p.cx, LD * p.B * p.H);
   weights.resize(LD);
   for (int64_t k = 0; k < LD; ++k) {
-    const LayerWeights<T>& w = p.weights[k];
-    const int64_t I = k < p.D ? p.I : DP;
-    weights[k].w_ih = copies.of(w.w_ih, GH * I);
-    weights[k].w_hh = copies.of(w.w_hh, GH * p.P);
-    weights[k].b_ih = copies.of(w.b_ih, GH);
-    weights[k].b_hh = copies.of(w.b_hh, GH);
-    weights[k].w_hr = copies.of(w.w_hr, p.P * p.H);
+    const auto sizes = weight_sizes(p, k);
+    const auto from = weight_pointers(p.weights[k]);
+    const auto to = weight_pointers(weights[k]);
+    for (size_t i = 0; i < sizes.size(); ++i) *to[i] = copies.of(*from[i], sizes[i]);
   }
   q.weights = weights.data();
   q.dropout_masks = copies.of(p.dropout_masks, (p.L - 1) * p.N * DP);
@@ -133,9 +146,7 @@ void backward_through_float(Exec& exec, const RnnGradParams<T>& g) {
   std::vector<LayerWeights<float>> weights;
   RnnGradParams<float> q;
   q.fwd = float_params(copies, p, weights);
-  int64_t G = 0;
-  visit_cell(p.cell, [&](auto cell) { G = decltype(cell)::kGates; });
-  const int64_t LD = p.L * p.D, DP = p.D * p.P, GH = G * p.H;
+  const int64_t LD = p.L * p.D, DP = p.D * p.P;
   q.fwd.output = copies.of(p.output, p.N * DP);
   visit_cell(p.cell, [&](auto cell) {
     using Cell = decltype(cell);
@@ -149,13 +160,10 @@ void backward_through_float(Exec& exec, const RnnGradParams<T>& g) {
   q.grad_cx = copies.for_result(g.grad_cx, LD * p.B * p.H);
   std::vector<LayerGrads<float>> grads(LD);
   for (int64_t k = 0; k < LD; ++k) {
-    const LayerGrads<T>& w = g.grads[k];
-    const int64_t I = k < p.D ? p.I : DP;
-    grads[k].w_ih = copies.for_result(w.w_ih, GH * I);
-    grads[k].w_hh = copies.for_result(w.w_hh, GH * p.P);
-    grads[k].b_ih = copies.for_result(w.b_ih, GH);
-    grads[k].b_hh = copies.for_result(w.b_hh, GH);
-    grads[k].w_hr = copies.for_result(w.w_hr, p.P * p.H);
+    const auto sizes = weight_sizes(p, k);
+    const auto from = weight_pointers(g.grads[k]);
+    const auto to = weight_pointers(grads[k]);
+    for (size_t i = 0; i < sizes.size(); ++i) *to[i] = copies.for_result(*from[i], sizes[i]);
   }
   q.grads = grads.data();
   q.grad_norms = g.grad_norms;  // float32 already
@@ -164,13 +172,30 @@ void backward_through_float(Exec& exec, const RnnGradParams<T>& g) {
   copies.round_into(q.grad_hx, g.grad_hx, LD * p.B * p.P);
   copies.round_into(q.grad_cx, g.grad_cx, LD * p.B * p.H);
   for (int64_t k = 0; k < LD; ++k) {
-    const LayerGrads<T>& w = g.grads[k];
-    const int64_t I = k < p.D ? p.I : DP;
-    copies.round_into(grads[k].w_ih, w.w_ih, GH * I);
-    copies.round_into(grads[k].w_hh, w.w_hh, GH * p.P);
-    copies.round_into(grads[k].b_ih, w.b_ih, GH);
-    copies.round_into(grads[k].b_hh, w.b_hh, GH);
-    copies.round_into(grads[k].w_hr, w.w_hr, p.P * p.H);
+    const auto sizes = weight_sizes(p, k);
+    const auto rounded = weight_pointers(g.grads[k]);
+    const auto made = weight_pointers(grads[k]);
+    for (size_t i = 0; i < sizes.size(); ++i) copies.round_into(*made[i], *rounded[i], sizes[i]);
+  }
+}
+
+// The stack of p on an Exec's CUDA drivers: directly for float and double, through float32
+// copies for the 16-bit types.
+template <class Exec, typename T>
+void drivers_forward(Exec& exec, const RnnParams<T>& p) {
+  if constexpr (std::is_same_v<T, compute_t<T>>) {
+    run_stack_forward(Driver<Exec, T>(exec), p);
+  } else {
+    forward_through_float(exec, p);
+  }
+}
+
+template <class Exec, typename T>
+void drivers_backward(Exec& exec, const RnnGradParams<T>& g) {
+  if constexpr (std::is_same_v<T, compute_t<T>>) {
+    run_stack_backward(Driver<Exec, T>(exec), g);
+  } else {
+    backward_through_float(exec, g);
   }
 }
 
