@@ -73,6 +73,27 @@ try:  # torch.onnx.export's own flags, read directly: Dynamo folds torch.onnx.is
 except ImportError:  # another torch's layout: the public function alone
     _in_onnx_export = torch.onnx.is_in_onnx_export
 
+_FAST_DTYPES = frozenset((torch.float32, torch.float64, torch.bfloat16, torch.float16))
+_RNN_CELL_MODES = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
+_is_compiling = torch.compiler.is_compiling
+_is_grad_enabled = torch.is_grad_enabled
+_cpu_autocast_enabled = torch.is_autocast_enabled
+# the op's OpOverload.__call__ is one Python frame around this builtin
+_rnn_op = getattr(torch.ops.fastrnn.rnn.default, "_op", torch.ops.fastrnn.rnn.default)
+
+
+def _recording() -> bool:
+    """Whether an exporter or the tracer records this call (the cells' fast path's check; the
+    checked path decides what then runs). Never called while compiling."""
+    return _in_onnx_export() or torch._C._get_tracing_state() is not None
+
+
+def _fast_state(h, B: int, H: int, dtype) -> bool:
+    """Whether a cell's state is one the fast path takes: a [B, H] CPU tensor of ``dtype``."""
+    return (type(h) is Tensor and h.dim() == 2 and h.size(0) == B and h.size(1) == H
+            and h.dtype == dtype and h.is_cpu)
+
+
 _MODES = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
 _DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
@@ -467,7 +488,77 @@ class GRU(_StackForward, nn.GRU):
 class _CellForward(_Fastrnn, _CellOptions):
     """``forward`` of the cells: torch.nn's checks around one step of fastrnn.functional."""
 
+    _fast_mode: str | None = None  # the op's mode of the class ("lstm", "gru"); RNNCell: None
+
     def forward(self, input, hx=None):
+        # The common case, checked with the fewest reads and calls: batched float input and
+        # states of the weights' dtype on the CPU, sizes as the module's, nothing recording or
+        # compiling, no autocast. It calls the op as the checked path below would (same
+        # arguments), so results and errors are that path's; anything else takes that path.
+        if (_is_compiling() or type(input) is not Tensor or _recording()
+                or _cpu_autocast_enabled("cpu")):
+            return self._checked_forward(input, hx)
+        try:
+            p = self._parameters
+            weight_ih, weight_hh, bias_ih, bias_hh = (p["weight_ih"], p["weight_hh"],
+                                                      p["bias_ih"], p["bias_hh"])
+        except KeyError:  # parametrized, or weight_norm's plain attributes
+            return self._checked_forward(input, hx)
+        dtype, H, I = input.dtype, self.hidden_size, self.input_size  # noqa: E741
+        B = input.size(0) if input.dim() == 2 else 0  # 0: unbatched, or an empty batch
+        if (not B or not H or not I or dtype not in _FAST_DTYPES or not input.is_cpu
+                or input.size(1) != I
+                or weight_hh.dtype != dtype or weight_ih.dtype != dtype
+                or not (weight_hh.is_cpu and weight_ih.is_cpu) or weight_hh.size(1) != H):
+            return self._checked_forward(input, hx)
+        if bias_ih is None:
+            if bias_hh is not None:
+                return self._checked_forward(input, hx)
+            weights, has_bias = [weight_ih, weight_hh], False
+        elif (bias_hh is None or bias_ih.dtype != dtype or bias_hh.dtype != dtype
+              or not (bias_ih.is_cpu and bias_hh.is_cpu)):
+            return self._checked_forward(input, hx)
+        else:
+            weights, has_bias = [weight_ih, weight_hh, bias_ih, bias_hh], True
+        mode = self._fast_mode
+        if mode is None:
+            mode = _RNN_CELL_MODES.get(self.nonlinearity)
+            if mode is None:
+                return self._checked_forward(input, hx)
+        extra = None
+        h0 = c0 = None
+        if mode == "lstm":
+            if hx is not None:
+                if type(hx) is not tuple or len(hx) != 2:
+                    return self._checked_forward(input, hx)
+                h0, c0 = hx
+                if not (_fast_state(h0, B, H, dtype) and _fast_state(c0, B, H, dtype)):
+                    return self._checked_forward(input, hx)
+                h0, c0 = h0.unsqueeze(0), c0.unsqueeze(0)
+            grad_clip, cell_clip = self.grad_clip, self.cell_clip
+            if grad_clip is not None or cell_clip is not None:
+                extra = {name: value for name, value in (("grad_clip", grad_clip),
+                                                         ("cell_clip", cell_clip))
+                         if value is not None}
+        else:
+            if hx is not None:
+                if not _fast_state(hx, B, H, dtype):
+                    return self._checked_forward(input, hx)
+                h0 = hx.unsqueeze(0)
+            grad_clip = self.grad_clip
+            if grad_clip is not None:
+                extra = {"grad_clip": grad_clip}
+        training = _is_grad_enabled() and (
+            input.requires_grad or weight_ih.requires_grad or weight_hh.requires_grad
+            or (has_bias and (bias_ih.requires_grad or bias_hh.requires_grad))
+            or (h0 is not None and h0.requires_grad) or (c0 is not None and c0.requires_grad))
+        args = (mode, input.unsqueeze(0), None, h0, c0, weights, has_bias, 1, False, 0, None,
+                training)
+        _, h, c, _ = _rnn_op(*args) if extra is None else _rnn_op(*args, **extra)
+        return (h.squeeze(0), c.squeeze(0)) if mode == "lstm" else h.squeeze(0)
+
+    def _checked_forward(self, input, hx=None):
+        """Every case: torch.nn's checks, the fallback, autocast, export and compile."""
         # each attribute read once: a module's __getattr__ costs about a microsecond
         weight_ih, weight_hh, bias_ih, bias_hh = (self.weight_ih, self.weight_hh, self.bias_ih,
                                                   self.bias_hh)
@@ -557,6 +648,7 @@ class LSTMCell(_CellForward, nn.LSTMCell):
     outputs. Fallback, export and TorchScript behaviour: ``help(fastrnn.modules)``."""
 
     _torch_name = "LSTMCell"
+    _fast_mode = "lstm"
     _option_names = ("grad_clip", "cell_clip")
 
 
@@ -566,6 +658,7 @@ class GRUCell(_CellForward, nn.GRUCell):
     outputs. Fallback, export and TorchScript behaviour: ``help(fastrnn.modules)``."""
 
     _torch_name = "GRUCell"
+    _fast_mode = "gru"
 
 
 _FASTRNN = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU,
