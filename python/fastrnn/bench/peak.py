@@ -100,6 +100,9 @@ def format_peak(peak: Peak) -> str:
     shape = f"{peak.size}^3 {peak.dtype}"
     if peak.device == "cuda":
         return f"torch.mm {peak.torch_mm_gflops:.1f} GFLOP/s ({shape} on the GPU, no TF32)"
+    if peak.dtype != "fp32":  # measured through torch.mm only
+        return (f"torch.mm {peak.torch_mm_gflops:.1f} GFLOP/s ({shape}, {peak.threads} "
+                f"thread{'s' * (peak.threads != 1)})")
     openblas = (f"OpenBLAS sgemm {peak.openblas_gflops:.1f} GFLOP/s"
                 if peak.openblas_gflops is not None else f"OpenBLAS unavailable ({peak.error})")
     return (f"{openblas}, torch.mm {peak.torch_mm_gflops:.1f} GFLOP/s "
