@@ -30,7 +30,8 @@ def require_matplotlib() -> None:
 
 
 def _label(r: Result) -> str:
-    """Three short lines (cell, shape, mode), so that neighbouring labels do not overlap."""
+    """Three short lines (cell with a case's own dtype, shape, mode), so that neighbouring labels
+    do not overlap."""
     shape = r.shape
     if r.layers > 1:
         shape += f" L{r.layers}"
@@ -38,7 +39,8 @@ def _label(r: Result) -> str:
         shape += " bi"
     if r.layout != "padded":
         shape += f" {r.layout}"
-    return f"{r.cell}\n{shape}\n{r.mode}"
+    cell = r.cell if r.dtype is None else f"{r.cell}({r.dtype})"
+    return f"{cell}\n{shape}\n{r.mode}"
 
 
 def speedup_figure(results: list[Result], baseline: str, title: str):

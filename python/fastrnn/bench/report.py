@@ -50,7 +50,9 @@ def plot_title(config: BenchConfig, env: Environment, baseline: str) -> str:
     threads = config.threads if config.threads is not None else (env.torch_threads,)
     thread_text = f"{', '.join(map(str, threads))} thread{'s' * (threads != (1,))}"
     return (f"fastrnn benchmark: speedup over {baseline} ({baseline} median / median)\n"
-            f"{machine}, {thread_text}, {config.dtype}, fastrnn {env.fastrnn}, torch {env.torch}")
+            f"{machine}, {thread_text}, {config.dtype}"
+            f"{' (cell(dtype): that dtype)' if any(c.dtype for c in config.cases) else ''}, "
+            f"fastrnn {env.fastrnn}, torch {env.torch}")
 
 
 def format_load(load: tuple[float, float, float] | None) -> str:
