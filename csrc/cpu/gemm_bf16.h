@@ -126,15 +126,9 @@ class Bf16Gemm {
     std::memcpy(out, a, K_ * sizeof(bfloat16));
     if (K_ % 2) reinterpret_cast<uint16_t*>(out)[K_] = 0;
   }
-  FASTRNN_TARGET_BF16 void to_pairs(const float* a, uint32_t* out) const {
-    int64_t k = 0;
-    for (; k + 32 <= K_; k += 32) {  // 32 floats rounded to nearest even, in order
-      const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(a + k));
-      _mm512_storeu_si512(out + k / 2, reinterpret_cast<const __m512i&>(v));
-    }
-    uint16_t* half = reinterpret_cast<uint16_t*>(out);
-    for (; k < K_; ++k) half[k] = bfloat16(a[k]).bits;
-    if (K_ % 2) half[K_] = 0;
+  void to_pairs(const float* a, uint32_t* out) const {
+    to_bfloat16(a, reinterpret_cast<bfloat16*>(out), K_);
+    if (K_ % 2) reinterpret_cast<uint16_t*>(out)[K_] = 0;
   }
 
   // C[0:MR, columns of panel p] (+)= the rows' pairs times the panel: MR rows x 4 vectors of

@@ -50,33 +50,15 @@ void copy_columns(const Src* src, int64_t ld_src, int64_t rows, int64_t c0, int6
   }
 }
 
-// n values as the compute type C: for a 16-bit storage type a converted copy, made here (the
-// products and the running state work in C); for float and double the values where they are.
+// Values as the compute type C: for a 16-bit storage type a contiguous converted copy, made here
+// (the products and the running state work in C); for float and double the values where they
+// are. n values (a weight), or rows [0, rows) x cols of a matrix with leading dimension ld (a
+// layer's input); nullptr stays nullptr.
 template <typename C, typename T>
 class AsCompute {
  public:
-  AsCompute(const T* src, int64_t n) {
-    if constexpr (std::is_same_v<C, T>) {
-      data_ = src;
-    } else if (src) {
-      copy_ = scratch<C>(n);
-      for (int64_t i = 0; i < n; ++i) copy_[i] = convert<C>(src[i]);
-      data_ = copy_.get();
-    }
-  }
-  const C* get() const { return data_; }
-
- private:
-  const C* data_ = nullptr;
-  Scratch<C> copy_;
-};
-
-// Rows [0, rows) x cols of a matrix with leading dimension ld, as a contiguous C copy (or the
-// matrix itself when T is C): the whole-sequence products' operands.
-template <typename C, typename T>
-class RowsAsCompute {
- public:
-  RowsAsCompute(const T* src, int64_t rows, int64_t cols, int64_t ld) : ld_(ld) {
+  AsCompute(const T* src, int64_t n) : AsCompute(src, 1, n, n) {}
+  AsCompute(const T* src, int64_t rows, int64_t cols, int64_t ld) : ld_(ld) {
     if constexpr (std::is_same_v<C, T>) {
       data_ = src;
     } else if (src) {
@@ -169,7 +151,8 @@ class Driver {
   using StepGemm = std::conditional_t<kBf16Dot, Bf16Gemm, RecurrentGemm<C>>;
   static constexpr int64_t kUnits = StepGemm::kPanel;  // units per block
 
-  // A weight as the step products take it: as it is for Bf16Gemm, else its C copy.
+  // A weight (or the layer's input) as the step products take it: as it is for Bf16Gemm, else
+  // its C copy.
   static auto step_weight(const scalar_t* w, const AsCompute<C, scalar_t>& copy) {
     if constexpr (kBf16Dot) {
       return w;
@@ -220,10 +203,10 @@ class Driver {
     const int64_t ld_gx = gx_in_saved ? SH : GH;
     const bool gx_per_batch_row = fuse_input && !gx_in_saved;  // gx row b, not row r
     const bool pack = pack_step_weights(layer);
-    const RowsAsCompute<C, scalar_t> x(kBf16Dot ? nullptr : layer.x, layer.N, layer.I,
-                                       layer.ldx);
-    const auto* x_rows = kBf16Dot ? static_cast<const void*>(layer.x) : x.get();
-    const int64_t ld_x = kBf16Dot ? layer.ldx : x.ld();
+    // the input as the step products take it (Bf16Gemm: as it is; else its C copy)
+    const AsCompute<C, scalar_t> x(copied(layer.x), layer.N, layer.I, layer.ldx);
+    const auto* x_rows = step_weight(layer.x, x);
+    const int64_t ld_x = x.ld();
     const AsCompute<C, scalar_t> w_ih(copied(layer.w.w_ih), GH * layer.I);
     const AsCompute<C, scalar_t> w_hh(copied(layer.w.w_hh), GH * P);
     const AsCompute<C, scalar_t> w_hr(copied(layer.w.w_hr), P * H);
@@ -277,16 +260,9 @@ class Driver {
           // W_ih x of step s, this thread's units: it depends on no other thread's work
           auto input_product = [&](int64_t s) {
             const int64_t t = layer.step(s);
-            const int64_t row0 = layer.offsets[t] * ld_x;
-            if constexpr (kBf16Dot) {
-              input->multiply_units(u0, u1, layer.batch_sizes[t],
-                                    static_cast<const scalar_t*>(x_rows) + row0, ld_x, gx_of(t),
-                                    ld_gx, /*accumulate=*/false);
-            } else {
-              input->multiply_units(u0, u1, layer.batch_sizes[t],
-                                    static_cast<const C*>(x_rows) + row0, ld_x, gx_of(t), ld_gx,
-                                    /*accumulate=*/false);
-            }
+            input->multiply_units(u0, u1, layer.batch_sizes[t],
+                                  x_rows + layer.offsets[t] * ld_x, ld_x, gx_of(t), ld_gx,
+                                  /*accumulate=*/false);
           };
           if (input) input_product(0);
           for (int64_t s = 0; s < layer.T; ++s) {
@@ -547,7 +523,7 @@ class Driver {
       }
     }
     {
-      const RowsAsCompute<C, scalar_t> x(layer.x, N, layer.I, layer.ldx);
+      const AsCompute<C, scalar_t> x(layer.x, N, layer.I, layer.ldx);
       const ComputeOut<C, scalar_t> dw_ih(g.grads.w_ih, GH * layer.I);
       whole_sequence_gemm(true, false, GH, layer.I, N, dgx.get(), GH, x.get(), x.ld(), 0,
                           dw_ih.get(), layer.I);
