@@ -10,6 +10,9 @@
 //                reserve, input_needs_grad=True, hx_needs_grad=True, <options>,
 //                record_norms=False)
 //       -> (grad_input, grad_hx, grad_cx, grad_weights[], grad_norms)
+//   cell(mode, input, hx?, cx?, weights[], has_bias, training, <options>) -> (h, c, reserve)
+//       one step of one layer and direction (the cells'): input [B, I], hx, cx, h, c [B, H];
+//       rnn on [1, B, .] views, differentiated through rnn_backward (core/op_args.h)
 // <options>: the cells' options of cells/options.h, `float? grad_clip=None, ...`.
 // mode: a name of cells/cells.h's kModes. input: padded [T, B, I], or packed data [N, I] with
 // batch_sizes [T] (int64, CPU; then hx is required). weights: torch.nn's _flat_weights order.
@@ -49,6 +52,15 @@ TORCH_LIBRARY(fastrnn, m) {
       FASTRNN_OPTIONS_SCHEMA ", bool record_norms=False"
       ") -> (Tensor grad_input, Tensor grad_hx, Tensor grad_cx, Tensor[] grad_weights, "
       "Tensor grad_norms)");
+  m.def(
+      "cell(str mode, Tensor input, Tensor? hx, Tensor? cx, Tensor[] weights, bool has_bias, "
+      "bool training" FASTRNN_OPTIONS_SCHEMA ") -> (Tensor h, Tensor c, Tensor reserve)");
+}
+
+// The cell op on every device and on meta tensors: the stack op on views (core/op_args.h); its
+// autograd is core/autograd.cpp's.
+TORCH_LIBRARY_IMPL(fastrnn, CompositeExplicitAutograd, m) {
+  m.impl("cell", &fastrnn::cell_kernel<&fastrnn::cell_through_stack>);
 }
 
 namespace {

@@ -1,6 +1,7 @@
-"""torch.library.opcheck of the ops torch.ops.fastrnn.rnn and rnn_backward: schema, fake (meta)
-kernels, autograd registration and AOT dispatch, against the real CPU kernels, for one layer and
-for stacks (layers, directions, projection, packed input, dropout masks)."""
+"""torch.library.opcheck of the ops torch.ops.fastrnn.rnn, rnn_backward and cell: schema, fake
+(meta) kernels, autograd registration and AOT dispatch, against the real CPU kernels, for one
+layer and for stacks (layers, directions, projection, packed input, dropout masks), and for the
+cell op's one step."""
 
 import pytest
 import torch
@@ -96,3 +97,70 @@ def test_opcheck_rnn_backward_some_gradients(mode, wanted):
     assert torch.equal(some[2], every[2])
     for grad, expected in zip(some[3], every[3]):
         assert torch.equal(grad, expected)
+
+
+def cell_args(mode, training=True, bias=True, hx=True, B=3, I=5, H=4):  # noqa: E741
+    """Arguments of torch.ops.fastrnn.cell (float64), leaves requiring grad when training."""
+    gen = torch.Generator().manual_seed(0)
+    G = {"lstm": 4, "gru": 3}.get(mode, 1)
+
+    def leaf(*shape):
+        return torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_(training)
+    weights = [leaf(G * H, I), leaf(G * H, H)] + ([leaf(G * H), leaf(G * H)] if bias else [])
+    h0 = leaf(B, H) if hx else None
+    c0 = leaf(B, H) if hx and mode == "lstm" else None
+    return (mode, leaf(B, I), h0, c0, weights, bias, training)
+
+
+@pytest.mark.parametrize("hx", [True, False], ids=["hx", "no_hx"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_opcheck_cell(mode, training, bias, hx):
+    opcheck(torch.ops.fastrnn.cell.default, cell_args(mode, training, bias, hx))
+
+
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_opcheck_cell_options(mode):
+    options = {"grad_clip": 0.05}
+    if mode == "lstm":
+        options["cell_clip"] = 0.5
+    results = torch.library.opcheck(torch.ops.fastrnn.cell.default, cell_args(mode), options)
+    assert all(result == "SUCCESS" for result in results.values()), results
+
+
+@pytest.mark.parametrize("hx", [True, False], ids=["hx", "no_hx"])
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_cell_op_is_the_stack_op_on_one_step(mode, hx):
+    """The cell op is the stack op on [1, B, .] views: the same h, c and every gradient, bit for
+    bit, with clipping on so that the options reach the kernel too."""
+    options = {"grad_clip": 0.05, **({"cell_clip": 0.5} if mode == "lstm" else {})}
+    args = cell_args(mode, hx=hx)
+    _, x, h0, c0, weights, bias, _ = args
+    h, c, _ = torch.ops.fastrnn.cell(*args, **options)
+    step = [t if t is None else t.unsqueeze(0) for t in (x, h0, c0)]
+    _, h_n, c_n, _ = torch.ops.fastrnn.rnn(mode, step[0], None, step[1], step[2], weights, bias,
+                                          1, False, 0, None, True, **options)
+    assert torch.equal(h, h_n[0])
+    if mode == "lstm":
+        assert torch.equal(c, c_n[0])
+    leaves = [t for t in (x, h0, c0, *weights) if t is not None]
+    gen = torch.Generator().manual_seed(2)
+    dh = torch.randn(h.shape, generator=gen, dtype=h.dtype)
+    dc = torch.randn(h.shape, generator=gen, dtype=h.dtype)
+    ours = torch.autograd.grad((h * dh).sum() + ((c * dc).sum() if mode == "lstm" else 0),
+                               leaves)
+    stack = torch.autograd.grad((h_n[0] * dh).sum()
+                                + ((c_n[0] * dc).sum() if mode == "lstm" else 0), leaves)
+    for a, b in zip(ours, stack):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("bad", ["input", "hx", "cx"])
+def test_cell_op_rejects_a_step_that_is_not_2d(bad):
+    mode, x, h0, c0, weights, bias, training = cell_args("lstm", training=False)
+    tensors = {"input": x, "hx": h0, "cx": c0}
+    tensors[bad] = tensors[bad].unsqueeze(0)
+    with pytest.raises(ValueError, match=f"cell op's {bad} must be .* \\(2-D\\), got 3-D"):
+        torch.ops.fastrnn.cell(mode, tensors["input"], tensors["hx"], tensors["cx"], weights,
+                               bias, training)

@@ -131,6 +131,63 @@ class RnnBackwardFunction : public torch::autograd::Function<RnnBackwardFunction
   }
 };
 
+// Autograd of the cell op: the stack op's forward and backward on views made here, below
+// autograd, so that no view reaches the graph (core/op_args.h).
+class CellFunction : public torch::autograd::Function<CellFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const StackConfig& config, bool training,
+                               const at::Tensor& input, const OptTensor& hx, const OptTensor& cx,
+                               at::TensorList weights) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    std::vector<at::Tensor> weights_;
+    weights_.reserve(weights.size());
+    for (const at::Tensor& w : weights) weights_.push_back(w.contiguous());
+    const auto contiguous = [](const OptTensor& t) { return t ? OptTensor(t->contiguous()) : t; };
+    const CellArgs args{config, input, contiguous(hx), contiguous(cx), weights_, training};
+    const StackTensors stack = cell_stack(args);
+    auto [output, h_n, c_n, reserve] = call_rnn(RnnArgs{config, stack, training, std::nullopt});
+    auto saved = c10::make_intrusive<SavedCall>();
+    saved->config = config;
+    saved->training = training;
+    saved->has_cx = cx.has_value();
+    saved->input_needs_grad = input.requires_grad();
+    saved->hx_needs_grad = hx.has_value() && hx->requires_grad();
+    ctx->saved_data["call"] = c10::IValue::make_capsule(std::move(saved));
+    ctx->save_for_backward(SavedTensors{input, at::Tensor(), args.hx.value_or(at::Tensor()),
+                                        args.cx.value_or(at::Tensor()), at::Tensor(), output,
+                                        reserve, weights_}
+                               .list());
+    ctx->mark_non_differentiable({reserve});
+    ctx->set_materialize_grads(false);
+    return {h_n.squeeze(0), config.lstm() ? c_n.squeeze(0) : c_n, reserve};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto call = c10::static_intrusive_pointer_cast<SavedCall>(
+        ctx->saved_data["call"].toCapsule());
+    TORCH_CHECK(call->training,
+                "fastrnn: backward through a cell op that ran with training=False; call it with "
+                "training=True (the cells do so when grad is enabled)");
+    const SavedTensors t = SavedTensors::from_list(ctx->get_saved_variables());
+    const CellArgs args{call->config, t.input, optional(t.hx), optional(t.cx), t.weights, true};
+    const auto step = [](const at::Tensor& g) {
+      return g.defined() ? OptTensor(g.unsqueeze(0)) : OptTensor();
+    };
+    auto [grad_input, grad_hx, grad_cx, grad_weights, grad_norms] =
+        call_rnn_backward(RnnBackwardArgs{
+            call->config, cell_stack(args), std::nullopt, step(grads[0]),
+            call->config.lstm() ? step(grads[1]) : OptTensor(), t.output, t.reserve,
+            call->input_needs_grad, call->hx_needs_grad, false});
+    variable_list result = {
+        at::Tensor(), at::Tensor(),  // config, training
+        call->input_needs_grad ? grad_input.squeeze(0) : at::Tensor(),
+        call->hx_needs_grad ? grad_hx.squeeze(0) : at::Tensor(),
+        call->has_cx ? grad_cx.squeeze(0) : at::Tensor()};
+    result.insert(result.end(), grad_weights.begin(), grad_weights.end());
+    return result;
+  }
+};
+
 RnnResult rnn_autograd(const RnnArgs& a) {
   const StackTensors& s = a.stack;
   const auto out = RnnFunction::apply(a.config, a.training, s.input, s.batch_sizes, s.hx, s.cx,
@@ -146,10 +203,16 @@ RnnBackwardResult rnn_backward_autograd(const RnnBackwardArgs& a) {
   return {out[0], out[1], out[2], std::vector<at::Tensor>(out.begin() + 4, out.end()), out[3]};
 }
 
+CellResult cell_autograd(const CellArgs& a) {
+  const auto out = CellFunction::apply(a.config, a.training, a.input, a.hx, a.cx, a.weights);
+  return {out[0], out[1], out[2]};
+}
+
 }  // namespace
 }  // namespace fastrnn
 
 TORCH_LIBRARY_IMPL(fastrnn, Autograd, m) {
+  m.impl("cell", &fastrnn::cell_kernel<&fastrnn::cell_autograd>);
   m.impl("rnn", &fastrnn::rnn_kernel<&fastrnn::rnn_autograd>);
   m.impl("rnn_backward", &fastrnn::rnn_backward_kernel<&fastrnn::rnn_backward_autograd>);
 }

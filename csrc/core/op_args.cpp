@@ -81,4 +81,23 @@ RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& a) {
                  a.record_norms);
 }
 
+StackTensors cell_stack(const CellArgs& a) {
+  const auto check_2d = [](const at::Tensor& t, const char* name, const char* shape) {
+    TORCH_CHECK_VALUE(t.dim() == 2, "fastrnn: the cell op's ", name, " must be ", shape,
+                      " (2-D), got ", t.dim(), "-D of shape ", t.sizes());
+  };
+  check_2d(a.input, "input", "[B, I]");
+  if (a.hx) check_2d(*a.hx, "hx", "[B, H]");
+  if (a.cx) check_2d(*a.cx, "cx", "[B, H]");
+  const auto step = [](const OptTensor& t) { return t ? OptTensor(t->unsqueeze(0)) : t; };
+  return StackTensors{a.input.unsqueeze(0), std::nullopt, step(a.hx), step(a.cx), a.weights,
+                      std::nullopt};
+}
+
+CellResult cell_through_stack(const CellArgs& a) {
+  auto [output, h_n, c_n, reserve] =
+      call_rnn(RnnArgs{a.config, cell_stack(a), a.training, std::nullopt});
+  return {h_n.squeeze(0), a.config.lstm() ? c_n.squeeze(0) : c_n, reserve};
+}
+
 }  // namespace fastrnn

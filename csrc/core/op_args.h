@@ -122,6 +122,36 @@ RnnBackwardResult rnn_backward_kernel(
       grad_c_n, output, reserve, input_needs_grad, hx_needs_grad, record_norms});
 }
 
+// The cell op (schema in ops.cpp): one step of one layer in one direction on [B, I] input and
+// [B, H] states, for the cells' per-step calls. It is the stack op on [1, B, .] views made below
+// autograd: made in Python, the views were nodes of the graph (docs/stack-op.md, "The cell op").
+struct CellArgs {
+  StackConfig config;  // one layer, one direction, no projection
+  at::Tensor input;    // [B, I]
+  OptTensor hx, cx;    // [B, H]
+  at::TensorList weights;
+  bool training;
+};
+
+// (h, c, reserve): h [B, H], c [B, H] (LSTM) or [0], reserve as the stack op's
+using CellResult = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+
+template <CellResult (*kernel)(const CellArgs&)>
+CellResult cell_kernel(const std::string& mode, const at::Tensor& input, const OptTensor& hx,
+                       const OptTensor& cx, at::TensorList weights, bool has_bias,
+                       bool training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM)) {
+  CellOptions options;
+  FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_FROM_ARG)
+  return kernel(CellArgs{make_config(mode, has_bias, 1, false, 0, options), input, hx, cx,
+                         weights, training});
+}
+
+// The stack op's tensors of a cell call: input, hx and cx as [1, B, .] views (checked 2-D).
+StackTensors cell_stack(const CellArgs& a);
+
+// The cell op of every device: the stack op on cell_stack's views, h_n and c_n as [B, H].
+CellResult cell_through_stack(const CellArgs& a);
+
 // The ops through the dispatcher (from the autograd kernels, below autograd).
 RnnResult call_rnn(const RnnArgs& args);
 RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& args);

@@ -78,8 +78,9 @@ _RNN_CELL_MODES = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
 _is_compiling = torch.compiler.is_compiling
 _is_grad_enabled = torch.is_grad_enabled
 _cpu_autocast_enabled = torch.is_autocast_enabled
-# the op's OpOverload.__call__ is one Python frame around this builtin
+# the ops' OpOverload.__call__ is one Python frame around this builtin
 _rnn_op = getattr(torch.ops.fastrnn.rnn.default, "_op", torch.ops.fastrnn.rnn.default)
+_cell_op = getattr(torch.ops.fastrnn.cell.default, "_op", torch.ops.fastrnn.cell.default)
 
 
 def _recording() -> bool:
@@ -493,8 +494,9 @@ class _CellForward(_Fastrnn, _CellOptions):
     def forward(self, input, hx=None):
         # The common case, checked with the fewest reads and calls: batched float input and
         # states of the weights' dtype on the CPU, sizes as the module's, nothing recording or
-        # compiling, no autocast. It calls the op as the checked path below would (same
-        # arguments), so results and errors are that path's; anything else takes that path.
+        # compiling, no autocast. It calls the cell op, which is the stack op the checked path
+        # below calls, on the same arguments as [1, B, .] views: results and errors are that
+        # path's; anything else takes that path.
         if (_is_compiling() or type(input) is not Tensor or _recording()
                 or _cpu_autocast_enabled("cpu")):
             return self._checked_forward(input, hx)
@@ -534,7 +536,6 @@ class _CellForward(_Fastrnn, _CellOptions):
                 h0, c0 = hx
                 if not (_fast_state(h0, B, H, dtype) and _fast_state(c0, B, H, dtype)):
                     return self._checked_forward(input, hx)
-                h0, c0 = h0.unsqueeze(0), c0.unsqueeze(0)
             grad_clip, cell_clip = self.grad_clip, self.cell_clip
             if grad_clip is not None or cell_clip is not None:
                 extra = {name: value for name, value in (("grad_clip", grad_clip),
@@ -544,7 +545,7 @@ class _CellForward(_Fastrnn, _CellOptions):
             if hx is not None:
                 if not _fast_state(hx, B, H, dtype):
                     return self._checked_forward(input, hx)
-                h0 = hx.unsqueeze(0)
+                h0 = hx
             grad_clip = self.grad_clip
             if grad_clip is not None:
                 extra = {"grad_clip": grad_clip}
@@ -552,10 +553,10 @@ class _CellForward(_Fastrnn, _CellOptions):
             input.requires_grad or weight_ih.requires_grad or weight_hh.requires_grad
             or (has_bias and (bias_ih.requires_grad or bias_hh.requires_grad))
             or (h0 is not None and h0.requires_grad) or (c0 is not None and c0.requires_grad))
-        args = (mode, input.unsqueeze(0), None, h0, c0, weights, has_bias, 1, False, 0, None,
-                training)
-        _, h, c, _ = _rnn_op(*args) if extra is None else _rnn_op(*args, **extra)
-        return (h.squeeze(0), c.squeeze(0)) if mode == "lstm" else h.squeeze(0)
+        # the cell op: [B, .] in and out, no views in the graph (csrc/core/op_args.h)
+        args = (mode, input, h0, c0, weights, has_bias, training)
+        h, c, _ = _cell_op(*args) if extra is None else _cell_op(*args, **extra)
+        return (h, c) if mode == "lstm" else h
 
     def _checked_forward(self, input, hx=None):
         """Every case: torch.nn's checks, the fallback, autocast, export and compile."""
