@@ -177,3 +177,30 @@ def test_rnn_stack_packed_final_states_at_each_sequence_end():
         assert_close(output[rows], expected[0][:, 0], "output", f"output of sequence {b}")
         assert_close(h_n[:, b], expected[1][:, 0], "output", f"h_n of sequence {b}")
         assert_close(c_n[:, b], expected[2][:, 0], "output", f"c_n of sequence {b}")
+
+
+@pytest.mark.parametrize("T", [1, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16],
+                         ids=["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_rnn_stack_without_hx_is_with_zeros(mode, dtype, T):
+    """Without hx the kernels skip the first step's W_hh h0 (zero), and at T = 1 the whole
+    recurrent product and its rows of dW_hh: the outputs, states and gradients are those of
+    explicit zero states, bit for bit, except dW_hh, whose sum then has fewer rows (the BLAS may
+    block it differently): within float32's tolerance (bfloat16 sums in float32)."""
+    args, kwargs = stack_args(mode, T=T, H=70, hx=False, dtype=dtype)
+    name, input, batch_sizes, _, _, weights = args
+    zeros = torch.zeros(4, input.shape[1], 70, dtype=dtype)  # 2 layers x 2 directions
+    zeros_args = (name, input, batch_sizes, zeros, zeros.clone() if mode == "lstm" else None,
+                  weights)
+    outputs, grads = outputs_and_grads(fastrnn.functional.rnn_stack, args, kwargs)
+    zero_outputs, zero_grads = outputs_and_grads(fastrnn.functional.rnn_stack, zeros_args, kwargs)
+    for value, expected in zip(outputs, zero_outputs, strict=True):
+        assert torch.equal(value, expected)
+    names = ["input"] + [("w_ih", "w_hh", "b_ih", "b_hh")[k % 4] for k in range(len(weights))]
+    for name, grad, expected in zip(names, grads, zero_grads, strict=True):
+        if name == "w_hh":
+            tol = 5e-14 if dtype == torch.float64 else 2e-5
+            torch.testing.assert_close(grad.double(), expected.double(), atol=tol, rtol=tol)
+        else:
+            assert torch.equal(grad, expected), name

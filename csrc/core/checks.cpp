@@ -309,6 +309,7 @@ StackInputs::StackInputs(const StackShape& s, const StackTensors& stack) {
   ldx = s.N == 1 ? s.I : x.stride(0);
   const auto options = stack.input.options();
   hx = stack.hx ? stack.hx->contiguous() : at::zeros(s.state_shape(s.P), options);
+  hx_zero = !stack.hx;
   if (s.config.lstm()) {
     cx = stack.cx ? stack.cx->contiguous() : at::zeros(s.state_shape(s.H), options);
   }
@@ -339,6 +340,7 @@ RnnParams<scalar_t> StackInputs::params(const StackShape& s,
   p.x = data<scalar_t>(x);
   p.ldx = ldx;
   p.hx = data<scalar_t>(hx);
+  p.hx_zero = hx_zero;
   p.cx = ptr_or_null<scalar_t>(cx);
   p.weights = lw.data();
   p.dropout_masks = ptr_or_null<scalar_t>(dropout_masks);

@@ -77,6 +77,7 @@ struct StackInputs {
   at::Tensor x;
   int64_t ldx;
   at::Tensor hx, cx, dropout_masks;
+  bool hx_zero;  // hx was absent: these zeros
   std::vector<at::Tensor> weights;
 
   StackInputs(const StackShape& s, const StackTensors& stack);

@@ -57,6 +57,7 @@ struct RnnParams {
   const scalar_t* x = nullptr;  // [N, I], leading dimension ldx
   int64_t ldx = 0;
   const scalar_t* hx = nullptr;  // [L*D, B, P], layer-major as torch.nn's h_0
+  bool hx_zero = false;          // hx is zeros (none was given): drivers may skip products by it
   const scalar_t* cx = nullptr;  // [L*D, B, H], LSTM only
   const LayerWeights<scalar_t>* weights = nullptr;  // [L*D], layer-major
   // [L-1, N, D*P] or nullptr: multiplied into the output of layer l before it feeds layer l+1

@@ -30,6 +30,7 @@ struct Layer {
   const scalar_t* x;  // [N, I], leading dimension ldx
   int64_t ldx;
   const scalar_t* h0;  // [B, P]
+  bool h0_zero;        // h0 is zeros: the first step's W_hh h_{t-1} is zero
   const scalar_t* c0;  // [B, H] or nullptr
   LayerWeights<scalar_t> w;
   scalar_t* out;  // [N, P], leading dimension ld_out (read only in backward)
@@ -94,6 +95,7 @@ Layer<scalar_t> make_layer(const RnnParams<scalar_t>& p, int64_t l, int64_t d, c
   layer.reverse = d == 1;
   layer.x = x, layer.ldx = ldx;
   layer.h0 = p.hx + k * p.B * p.P;
+  layer.h0_zero = p.hx_zero;
   layer.c0 = p.cx ? p.cx + k * p.B * p.H : nullptr;
   layer.w = p.weights[k];
   layer.out = out + d * p.P, layer.ld_out = p.D * p.P;

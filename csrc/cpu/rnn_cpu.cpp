@@ -207,8 +207,13 @@ class Driver {
     const AsCompute<C, scalar_t> x(copied(layer.x), layer.N, layer.I, layer.ldx);
     const auto* x_rows = step_weight(layer.x, x);
     const int64_t ld_x = x.ld();
+    // Without an initial state h0 is zero, and so is the first step's W_hh h_{t-1}: skipped
+    // (the cells read a zero row), and at T = 1 W_hh is neither copied nor packed: a cell's
+    // first step reads W_ih alone.
+    const bool first_product_zero = layer.h0_zero;
+    const bool recurrent_unused = first_product_zero && layer.T == 1;
     const AsCompute<C, scalar_t> w_ih(copied(layer.w.w_ih), GH * layer.I);
-    const AsCompute<C, scalar_t> w_hh(copied(layer.w.w_hh), GH * P);
+    const AsCompute<C, scalar_t> w_hh(recurrent_unused ? nullptr : copied(layer.w.w_hh), GH * P);
     const AsCompute<C, scalar_t> w_hr(copied(layer.w.w_hr), P * H);
     std::optional<StepGemm> input;
     if (fuse_input) {
@@ -236,6 +241,8 @@ class Driver {
     if (project) {
       projection.emplace(step_weight(layer.w.w_hr, w_hr), P, H, /*w_transposed=*/false, 1, pack);
     }
+    const auto zero_gh = scratch<C>(first_product_zero ? GH : 0);
+    std::fill(zero_gh.get(), zero_gh.get() + (first_product_zero ? GH : 0), C(0));
     const StepGemm recurrent(step_weight(layer.w.w_hh, w_hh), GH, P, /*w_transposed=*/false,
                              Cell::kGates, pack);
     const int64_t blocks = recurrent.unit_blocks();
@@ -248,7 +255,7 @@ class Driver {
           const int64_t u0 = j0 / kUnits, u1 = (j1 + kUnits - 1) / kUnits;
           const auto [p0, p1] = project ? share(P, kUnits, rank, size) : std::pair{j0, j1};  // of h
           const int64_t q0 = p0 / kUnits, q1 = (p1 + kUnits - 1) / kUnits;  // as the projection's
-          recurrent.pack_units(u0, u1);
+          if (!recurrent_unused) recurrent.pack_units(u0, u1);
           if (input) input->pack_units(u0, u1);
           if (projection) projection->pack_units(q0, q1);
           C* h_prev = h.data();
@@ -268,14 +275,17 @@ class Driver {
           for (int64_t s = 0; s < layer.T; ++s) {
             const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
             C* gx_step = gx_of(t);
-            recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.get(), GH, /*accumulate=*/false);
+            const bool zero_product = s == 0 && first_product_zero;
+            if (!zero_product) {
+              recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.get(), GH, /*accumulate=*/false);
+            }
             for (int64_t b = 0; b < Bt; ++b) {
               const int64_t r = row0 + b;
               C* h_row = project ? m.get() + b * H : h_cur + b * P;
               C* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
               ForwardRow<scalar_t> row;
               row.x_pre = gx_step + b * ld_gx;
-              row.h_pre = gh.get() + b * GH;
+              row.h_pre = zero_product ? zero_gh.get() : gh.get() + b * GH;
               row.b_ih = layer.w.b_ih, row.b_hh = layer.w.b_hh;
               row.h_prev = h_prev + b * P;
               row.c_prev = row.c = c_row;
@@ -515,10 +525,17 @@ class Driver {
                           accumulate_grad_x ? 1 : 0, grad_x.get(), g.ld_grad_x);
     }
     grad_x.store(g.accumulate_grad_x);
+    // dW_hh sums dgh^T h_{t-1} over the rows; with h0 zero the first step's rows (the first
+    // rows, or in the reverse direction the last) add nothing: left out (at T = 1, all of them).
+    int64_t hh_row0 = 0, hh_rows = N;
+    if (layer.h0_zero) {
+      hh_rows -= layer.batch_sizes[layer.step(0)];
+      if (!layer.reverse) hh_row0 = layer.batch_sizes[0];
+    }
     if constexpr (kBf16Dot) {
       if (ctx_.bf16_gemm) {
         bf16_weight_grads<Cell>(layer, g, dgx.get(), dgh, h_prev_rows.get(), dh_rows.get(),
-                                m_rows.get(), db_ih_out, db_hh_out, copy_db);
+                                m_rows.get(), db_ih_out, db_hh_out, copy_db, hh_row0, hh_rows);
         return;
       }
     }
@@ -530,7 +547,8 @@ class Driver {
       dw_ih.store();
     }
     const ComputeOut<C, scalar_t> dw_hh(g.grads.w_hh, GH * P);
-    whole_sequence_gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, dw_hh.get(), P);
+    whole_sequence_gemm(true, false, GH, P, hh_rows, dgh + hh_row0 * GH, GH,
+                        h_prev_rows.get() + hh_row0 * P, P, 0, dw_hh.get(), P);
     dw_hh.store();
     db_ih_out.store();
     db_hh_out.store();
@@ -552,7 +570,8 @@ class Driver {
   void bf16_weight_grads(const Layer<scalar_t>& layer, const LayerGradIO<scalar_t>& g,
                          const C* dgx, const C* dgh, const C* h_prev_rows, const C* dh_rows,
                          const C* m_rows, const ComputeOut<C, scalar_t>& db_ih,
-                         const ComputeOut<C, scalar_t>& db_hh, bool copy_db) const {
+                         const ComputeOut<C, scalar_t>& db_hh, bool copy_db, int64_t hh_row0,
+                         int64_t hh_rows) const {
     const int64_t N = layer.N, H = layer.H, P = layer.P, GH = Cell::kGates * H;
     const auto rounded = [&](const C* src, int64_t n) {
       auto dst = scratch<scalar_t>(n);
@@ -568,8 +587,13 @@ class Driver {
     const scalar_t* dgh_rows = Cell::kSplitHiddenGrad ? dgh16.get() : dgx16.get();
     ctx_.bf16_gemm(true, false, GH, layer.I, N, dgx16.get(), GH, layer.x, layer.ldx, 0,
                    g.grads.w_ih, layer.I);
-    ctx_.bf16_gemm(true, false, GH, P, N, dgh_rows, GH, rounded(h_prev_rows, N * P).get(), P, 0,
-                   g.grads.w_hh, P);
+    if (hh_rows > 0) {
+      ctx_.bf16_gemm(true, false, GH, P, hh_rows, dgh_rows + hh_row0 * GH, GH,
+                     rounded(h_prev_rows + hh_row0 * P, hh_rows * P).get(), P, 0, g.grads.w_hh,
+                     P);
+    } else {
+      std::fill(g.grads.w_hh, g.grads.w_hh + GH * P, convert<scalar_t>(C(0)));
+    }
     if (layer.w.w_hr) {
       ctx_.bf16_gemm(true, false, P, H, N, rounded(dh_rows, N * P).get(), P,
                      rounded(m_rows, N * H).get(), H, 0, g.grads.w_hr, H);
@@ -584,6 +608,13 @@ class Driver {
   void whole_sequence_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                            const C* A, int64_t lda, const C* B, int64_t ldb, C beta, C* out,
                            int64_t ldc) const {
+    if (K == 0) {  // no rows: C = beta C, which a BLAS may compute as garbage times zero
+      for (int64_t i = 0; i < M; ++i) {
+        C* row = out + i * ldc;
+        for (int64_t j = 0; j < N; ++j) row[j] = beta == C(0) ? C(0) : beta * row[j];
+      }
+      return;
+    }
     if (ctx_.sequence_gemm) {
       ctx_.sequence_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, out, ldc);
     } else {
