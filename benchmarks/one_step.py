@@ -2,12 +2,12 @@
 forcing, scheduled sampling, generation) makes them once per step.
 
     .venv/bin/python benchmarks/one_step.py [--threads 2] [--H 256] [--I I] [--B 1,32]
-        [--dtype float32] [--names LSTMCell,GRU] [--blocks 10] [--calls 200]
-    .venv/bin/python benchmarks/one_step.py --small
+        [--dtype float32] [--names LSTMCell,GRU] [--hx] [--blocks 10] [--calls 200]
+    .venv/bin/python benchmarks/one_step.py --small [--hx]
 
 For each case (cell or module, input size I (default H), each batch of --B, inference under
-torch.inference_mode or train: forward and backward of a sum, the input requiring grad, no
-initial state given), the two implementations alternate in blocks of --calls calls; the figure
+torch.inference_mode or train: forward and backward of a sum, the input requiring grad; no
+initial state given, or with --hx a random one, as a decoder's later steps pass), the two implementations alternate in blocks of --calls calls; the figure
 is each one's median call time over all blocks, and the ratio is torch's over fastrnn's (above 1:
 fastrnn is faster). --small runs the small sizes of issue 20 instead: float64 LSTMCell(1, 51)
 and (51, 51) at B = 97 (the time-series example's), LSTMCell(256, 256) at B = 32, and the
@@ -50,6 +50,10 @@ def measure(name, I, H, B, dtype, mode, args):  # noqa: E741
     cell = name.endswith("Cell")
     x = torch.randn((B, I) if cell else (1, B, I), dtype=DTYPES[dtype],
                     requires_grad=mode == "train")
+    hx = None
+    if args.hx:
+        h = torch.randn((B, H) if cell else (1, B, H), dtype=DTYPES[dtype])
+        hx = (h, torch.randn_like(h)) if name.startswith("LSTM") else h
     steps = []
     for namespace in (fastrnn, torch.nn):
         torch.manual_seed(0)
@@ -57,11 +61,11 @@ def measure(name, I, H, B, dtype, mode, args):  # noqa: E741
 
         def step(module=module):
             if mode == "train":
-                out = module(x)
+                out = module(x, hx)
                 (out[0] if isinstance(out, tuple) else out).sum().backward()
             else:
                 with torch.inference_mode():
-                    module(x)
+                    module(x, hx)
         steps.append(step)
     times = ([], [])
     for step in steps:
@@ -83,6 +87,8 @@ def main():
                         help=f"comma-separated, from {','.join(NAMES)} (default: all)")
     parser.add_argument("--small", action="store_true",
                         help="issue 20's small sizes instead of --H --I --B --dtype --names")
+    parser.add_argument("--hx", action="store_true",
+                        help="pass a random initial state (default: none, i.e. zeros)")
     parser.add_argument("--blocks", type=int, default=10, help="blocks per implementation")
     parser.add_argument("--calls", type=int, default=200, help="timed calls per block")
     args = parser.parse_args()
@@ -98,6 +104,7 @@ def main():
         (name, I, args.H, B, args.dtype) for name in names for B in batches]
     sizes = ("issue 20's small sizes" if args.small else
              f"I = H = {args.H}" if I == args.H else f"I = {I}, H = {args.H}")
+    sizes += ", initial state given" if args.hx else ", no initial state"
     print(f"{args.threads} threads, {sizes}, medians of {args.blocks} x {args.calls} calls, "
           "implementations alternating; ratio = torch / fastrnn")
     for name, I, H, B, dtype in cases:  # noqa: E741

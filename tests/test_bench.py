@@ -395,10 +395,21 @@ def test_one_step_script_times_every_call():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("1 threads, I = H = 8") and len(lines) == 1 + 6 * 2 * 2
+    assert lines[0].startswith("1 threads, I = H = 8, no initial state")
+    assert len(lines) == 1 + 6 * 2 * 2
     for line in lines[1:]:
         assert line.split()[0] in ("LSTMCell", "GRUCell", "RNNCell", "LSTM", "GRU", "RNN")
         assert float(line.split("ratio")[1]) > 0
+
+
+def test_one_step_script_with_an_initial_state():
+    """--hx: every cell and module called with a state of its kind (a tuple for the LSTMs)."""
+    proc = subprocess.run([sys.executable, str(ONE_STEP_SCRIPT), "--H", "8", "--B", "3",
+                           "--blocks", "1", "--calls", "2", "--threads", "1", "--hx"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "initial state given" in lines[0] and len(lines) == 1 + 6 * 2
 
 
 @pytest.mark.parametrize("case,message", [("lstm 3 2 train", "want 'cell T B H mode'"),
