@@ -215,6 +215,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "Columns of the reserve (rows: N) that a training forward of this stack saves",
       pybind11::arg("mode"), pybind11::arg("num_layers"), pybind11::arg("directions"),
       pybind11::arg("hidden_size"), pybind11::arg("proj_size"));
+#define FASTRNN_OPTION_PYARG(name, off) , pybind11::arg(#name) = pybind11::none()
+  m.def("cell", torch::wrap_pybind_function_no_gil(&fastrnn::call_cell),
+        "torch.ops.fastrnn.cell, called from C++ (the cells' fast path)", pybind11::arg("mode"),
+        pybind11::arg("input"), pybind11::arg("hx"), pybind11::arg("cx"),
+        pybind11::arg("weights"), pybind11::arg("has_bias"),
+        pybind11::arg("training") FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PYARG));
+#undef FASTRNN_OPTION_PYARG
   m.def("check_call", torch::wrap_pybind_function(&check_call),
         "The op's argument checks (core/checks.h) on tensors given as (sizes, dtype, device): "
         "the fake kernels' check, raising what the real kernel raises");

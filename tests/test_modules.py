@@ -374,3 +374,31 @@ def test_cells_with_a_zero_size(name, input_size, hidden_size):
     for a, b in zip(got if isinstance(got, tuple) else (got,),
                     want if isinstance(want, tuple) else (want,)):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_under_a_torch_function_mode_call_the_op_through_torch_ops(name):
+    """The cells' fast path calls the cell op through the extension, which __torch_function__
+    modes cannot see; under such a mode the cells take the checked path, where the mode sees
+    torch.ops.fastrnn.rnn, and the results are the fast path's."""
+    from torch.overrides import TorchFunctionMode
+
+    class Log(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    cell = getattr(fastrnn, name)(3, 4)
+    x = torch.randn(2, 3)
+    expected = cell(x)
+    with Log() as log:
+        out = cell(x)
+    assert any("fastrnn.rnn" in n for n in log.names), log.names
+    for a, b in zip(out if isinstance(out, tuple) else (out,),
+                    expected if isinstance(expected, tuple) else (expected,)):
+        assert torch.equal(a, b)

@@ -81,6 +81,16 @@ RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& a) {
                  a.record_norms);
 }
 
+CellResult call_cell(const std::string& mode, const at::Tensor& input, const OptTensor& hx,
+                     const OptTensor& cx, const std::vector<at::Tensor>& weights, bool has_bias,
+                     bool training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM)) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fastrnn::cell", "")
+                             .typed<decltype(cell_kernel<nullptr>)>();
+  return op.call(mode, input, hx, cx, weights, has_bias,
+                 training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_NAME));
+}
+
 StackTensors cell_stack(const CellArgs& a) {
   const auto check_2d = [](const at::Tensor& t, const char* name, const char* shape) {
     TORCH_CHECK_VALUE(t.dim() == 2, "fastrnn: the cell op's ", name, " must be ", shape,

@@ -43,6 +43,7 @@ struct StackConfig {
 #define FASTRNN_OPTION_SCHEMA(name, off) ", float? " #name "=None"
 #define FASTRNN_OPTION_PARAM(name, off) , const std::optional<double>&name
 #define FASTRNN_OPTION_FROM_ARG(name, off) options.name = name.value_or(off);
+#define FASTRNN_OPTION_NAME(name, off) , name
 #define FASTRNN_OPTION_TO_ARG(name, off) \
   , config.options.name == (off) ? std::nullopt : std::optional<double>(config.options.name)
 // The options' arguments of a call, in their order.
@@ -145,6 +146,13 @@ CellResult cell_kernel(const std::string& mode, const at::Tensor& input, const O
   return kernel(CellArgs{make_config(mode, has_bias, 1, false, 0, options), input, hx, cx,
                          weights, training});
 }
+
+// The cell op through the dispatcher, from C++: the cells' fast path calls it through the
+// extension (_C.cell), whose arguments pybind11 converts directly, where torch.ops.fastrnn.cell
+// first boxes each one against the schema.
+CellResult call_cell(const std::string& mode, const at::Tensor& input, const OptTensor& hx,
+                     const OptTensor& cx, const std::vector<at::Tensor>& weights, bool has_bias,
+                     bool training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM));
 
 // The stack op's tensors of a cell call: input, hx and cx as [1, B, .] views (checked 2-D).
 StackTensors cell_stack(const CellArgs& a);
