@@ -154,3 +154,22 @@ def test_concurrent_calls_from_python_threads():
         t.join()
     for got, want in zip(results, expected):
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_double_backward_raises(name):
+    """The cells (the cell op's autograd) as the stack op: gradients with create_graph=True are
+    torch.nn's, and differentiating them again raises."""
+    torch.manual_seed(0)
+    ours = getattr(fastrnn, name)(3, 4).double()
+    theirs = getattr(torch.nn, name)(3, 4).double()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for cell in (ours, theirs):
+        out = cell(x)
+        h = out[0] if isinstance(out, tuple) else out
+        grads.append(torch.autograd.grad(h.sum(), x, create_graph=True)[0])
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-14, rtol=1e-14)
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        grads[0].sum().backward()

@@ -5,6 +5,7 @@
 #include <torch/custom_class.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <vector>
 
 #include "core/op_args.h"
@@ -16,6 +17,16 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 OptTensor optional(const at::Tensor& t) { return t.defined() ? OptTensor(t) : OptTensor(); }
+
+// Where a backward calls rnn_backward: below autograd, unless it records a graph (create_graph),
+// where rnn_backward's autograd must see the call to refuse a double backward. (Through its
+// autograd every backward paid for a Function's bookkeeping: ~3 us of a cell's step.)
+struct BelowAutogradUnlessRecording {
+  std::optional<at::AutoDispatchBelowADInplaceOrView> guard;
+  BelowAutogradUnlessRecording() {
+    if (!at::GradMode::is_enabled()) guard.emplace();
+  }
+};
 
 // What backward needs besides tensors, saved as a whole.
 struct SavedCall : torch::CustomClassHolder {
@@ -87,6 +98,7 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
     const SavedTensors t = SavedTensors::from_list(ctx->get_saved_variables());
     const StackTensors stack{t.input, optional(t.batch_sizes), optional(t.hx), optional(t.cx),
                              t.weights, optional(t.dropout_masks)};
+    const BelowAutogradUnlessRecording below;
     auto [grad_input, grad_hx, grad_cx, grad_weights, grad_norms] =
         call_rnn_backward(RnnBackwardArgs{
             call->config, stack, optional(grads[0]), optional(grads[1]),
@@ -173,6 +185,7 @@ class CellFunction : public torch::autograd::Function<CellFunction> {
     const auto step = [](const at::Tensor& g) {
       return g.defined() ? OptTensor(g.unsqueeze(0)) : OptTensor();
     };
+    const BelowAutogradUnlessRecording below;
     auto [grad_input, grad_hx, grad_cx, grad_weights, grad_norms] =
         call_rnn_backward(RnnBackwardArgs{
             call->config, cell_stack(args), std::nullopt, step(grads[0]),
