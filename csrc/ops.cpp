@@ -153,8 +153,40 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_reset_cuda_emulation_stats", &fastrnn::cuda::reset_emulation_stats);
   m.def("_cuda_emulation_stats", [] {
     const fastrnn::cuda::EmulationStats s = fastrnn::cuda::emulation_stats();
-    return std::make_tuple(s.launches, s.synced_launches, s.cooperative_launches, s.gemms);
+    return std::make_tuple(s.launches, s.synced_launches, s.cooperative_launches, s.gemms,
+                           s.mma_tiles);
   });
+  m.def(
+      "_emulated_mma_tile",
+      [](const at::Tensor& a, const at::Tensor& b, const at::Tensor& acc, int64_t lanes) {
+        // the emulator's ctx.mma_tile on one warp (cuda/emulator.h), in place on acc
+        TORCH_CHECK(a.dim() == 2 && a.size(0) == 16 && b.dim() == 2 && b.size(0) == 16 &&
+                        a.size(1) == b.size(1) && a.dtype() == b.dtype() && a.is_contiguous() &&
+                        b.is_contiguous() && acc.sizes() == at::IntArrayRef({16, 16}) &&
+                        acc.dtype() == at::kFloat && acc.is_contiguous() && a.is_cpu() &&
+                        b.is_cpu() && acc.is_cpu(),
+                    "_emulated_mma_tile: a and b [16, k] contiguous of one dtype, acc [16, 16] "
+                    "float32 contiguous, on the CPU");
+        const int64_t k = a.size(1);
+        float* c = acc.data_ptr<float>();
+        if (a.dtype() == at::kFloat) {
+          fastrnn::cuda::emulated_mma_tile(a.data_ptr<float>(), b.data_ptr<float>(), c, k, lanes);
+        } else if (a.dtype() == at::kBFloat16) {
+          fastrnn::cuda::emulated_mma_tile(static_cast<const fastrnn::bfloat16*>(a.data_ptr()),
+                                           static_cast<const fastrnn::bfloat16*>(b.data_ptr()), c,
+                                           k, lanes);
+        } else if (a.dtype() == at::kHalf) {
+          fastrnn::cuda::emulated_mma_tile(static_cast<const fastrnn::float16*>(a.data_ptr()),
+                                           static_cast<const fastrnn::float16*>(b.data_ptr()), c,
+                                           k, lanes);
+        } else {
+          TORCH_CHECK(false, "_emulated_mma_tile: float32 (TF32), bfloat16 or float16, got ",
+                      a.dtype());
+        }
+      },
+      "For the tests: the emulated tensor-core tile product acc += a b^T on one warp, of which "
+      "the first `lanes` threads call it",
+      pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("acc"), pybind11::arg("lanes") = 32);
   m.def(
       "_set_cuda_emulation_settings",
       [](const std::string& path, const std::string& device, int64_t sms) {

@@ -165,6 +165,65 @@ def test_emulation_is_off_outside_the_block():
     assert fastrnn._C._cuda_emulation_settings() == settings
 
 
+# ---- the emulated tensor-core tile product (ctx.mma_tile, csrc/cuda/emulator.cpp) ---------
+
+def _tf32(x):
+    """float32 -> TF32 as cvt.rna.tf32.f32: 10 mantissa bits, nearest, ties away from zero."""
+    bits = x.float().view(torch.int32)
+    rounded = ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+    return torch.where(x.isfinite(), rounded, x.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+def test_mma_tile_is_the_product_of_the_rounded_operands(dtype):
+    # acc += a b^T: 16-bit operands exact, float32 ones rounded to TF32; float32 accumulation
+    gen = torch.Generator().manual_seed(1)
+    k = 48
+    a = torch.randn(16, k, generator=gen).to(dtype)
+    b = torch.randn(16, k, generator=gen).to(dtype)
+    acc = torch.randn(16, 16, generator=gen)
+    rounded = (lambda t: _tf32(t).double()) if dtype == torch.float32 else (lambda t: t.double())
+    want = acc.double() + rounded(a) @ rounded(b).T
+    got = acc.clone()
+    fastrnn._C._emulated_mma_tile(a, b, got)
+    bound = k * torch.finfo(torch.float32).eps * (acc.abs().max() + (rounded(a).abs() @
+                                                                     rounded(b).abs().T).max())
+    assert (got.double() - want).abs().max() <= bound
+    if dtype == torch.float32:  # the operands' rounding shows: far from the float32 product
+        exact = acc.double() + a.double() @ b.double().T
+        assert (got.double() - exact).abs().max() > 10 * bound
+
+
+def test_mma_tile_rounds_tf32_to_nearest_ties_away():
+    # halfway between two TF32 values rounds away from zero (1 + 2^-11 between 1 and 1 + 2^-10,
+    # 1 + 3 * 2^-11 between 1 + 2^-10 and 1 + 2^-9); just below halfway rounds down
+    one = 1.0 + 2.0 ** -10  # the TF32 value after 1
+    xs = torch.tensor([1 + 2.0 ** -11, -(1 + 2.0 ** -11), 1 + 2.0 ** -11 - 2.0 ** -23,
+                       one + 2.0 ** -11, 3.0e38, 1e-40])
+    want = torch.tensor([one, -one, 1.0, 1 + 2.0 ** -9, _tf32(torch.tensor(3.0e38)).item(),
+                         _tf32(torch.tensor(1e-40)).item()])
+    a = torch.zeros(16, 16)
+    b = torch.zeros(16, 16)
+    a[: len(xs), 0] = xs
+    b[0, 0] = 1.0
+    got = torch.zeros(16, 16)
+    fastrnn._C._emulated_mma_tile(a, b, got)
+    assert torch.equal(got[: len(xs), 0], want)
+
+
+def test_mma_tile_is_warp_collective():
+    a = torch.ones(16, 16, dtype=torch.bfloat16)
+    acc = torch.zeros(16, 16)
+    fastrnn._C._emulated_mma_tile(a, a, acc, lanes=32)
+    assert torch.equal(acc, torch.full((16, 16), 16.0))
+    for lanes in (1, 31):
+        with pytest.raises(RuntimeError, match="needs all 32 threads of the warp"):
+            fastrnn._C._emulated_mma_tile(a, a, torch.zeros(16, 16), lanes=lanes)
+    with pytest.raises(RuntimeError, match="break wmma's rules"):  # k not a multiple of 16
+        fastrnn._C._emulated_mma_tile(a[:, :8].contiguous(), a[:, :8].contiguous(),
+                                      torch.zeros(16, 16))
+
+
 # ---- the heuristic (csrc/cuda/plan.h) ------------------------------------------------------
 
 plan = fastrnn.emulation.cuda_path_plan

@@ -4,7 +4,8 @@ The CUDA build's drivers (``csrc/cuda/driver.h``) and kernels (``csrc/cuda/kerne
 written against an execution interface that a host emulator also implements
 (``csrc/cuda/emulator.cpp``: real block barriers, exact-size shared memory, cuBLAS's
 column-major GEMM; cooperative launches with every thread of every block at once and a real
-grid barrier). Inside ``with fastrnn.cuda_emulation() as stats:`` fastrnn's ops on CPU tensors
+grid barrier; the warp-collective tensor-core tile product checked for all 32 threads of a
+warp). Inside ``with fastrnn.cuda_emulation() as stats:`` fastrnn's ops on CPU tensors
 run that code instead of the CPU drivers, so the tests check what the GPU runs on machines
 without one; after the block, ``stats`` says what ran.
 
@@ -34,6 +35,8 @@ class EmulationStats:
     synced_launches: int = 0        # of those, kernels whose blocks synchronise (reductions)
     cooperative_launches: int = 0   # of those, cooperative ones: the persistent path's kernels
     gemms: int = 0                  # GEMM calls, cuBLAS's convention
+    mma_tiles: int = 0              # tensor-core tile products (a warp's ctx.mma_tile calls):
+                                    # the persistent path's products on tensor cores
 
 
 PATHS = ("auto", "persistent", "alternating")
@@ -75,7 +78,7 @@ def cuda_emulation(path: str | None = None, device: str = "a100", sms: int | Non
         _C._set_cuda_emulation(was_on)
         _C._set_cuda_emulation_settings(*settings)
         (stats.launches, stats.synced_launches, stats.cooperative_launches,
-         stats.gemms) = _C._cuda_emulation_stats()
+         stats.gemms, stats.mma_tiles) = _C._cuda_emulation_stats()
 
 
 def cuda_path_plan(mode: str, batch: int, hidden: int, proj_size: int = 0,

@@ -129,8 +129,8 @@ bool check(CellKind kind, int64_t hidden, int64_t proj, const char* name, const 
   const cpu::Context<T> ctx;  // one thread, the drivers' own BLAS calls
   const Run<T> cpu = run(pr, [&](const auto& p) { cpu::baseline::rnn_forward(p, ctx); },
                          [&](const auto& g) { cpu::baseline::rnn_backward(g, ctx); });
-  const Run<T> gpu = run(pr, [](const auto& p) { cuda::emulated_forward(p); },
-                         [](const auto& g) { cuda::emulated_backward(g); });
+  const Run<T> gpu = run(pr, [](const auto& p) { cuda::emulated_forward(p, false); },
+                         [](const auto& g) { cuda::emulated_backward(g, false); });
   double worst = std::max({max_diff(cpu.output, gpu.output), max_diff(cpu.h_n, gpu.h_n),
                            max_diff(cpu.c_n, gpu.c_n), max_diff(cpu.grad_x, gpu.grad_x),
                            max_diff(cpu.grad_hx, gpu.grad_hx), max_diff(cpu.grad_cx, gpu.grad_cx),
