@@ -105,7 +105,7 @@ void check_call(const std::string& mode, bool has_bias, int64_t num_layers, bool
 pybind11::dict cuda_plan(const std::string& mode, int64_t batch, int64_t hidden, int64_t proj_size,
                          int64_t element_bytes, bool backward, const std::string& device_name,
                          int64_t sms, int64_t registers, int64_t static_shared,
-                         const std::string& path) {
+                         const std::string& path, bool allow_tf32) {
   using namespace fastrnn::cuda;
   DeviceLimits device = device_limits(device_name);
   if (sms > 0) device.sms = sms, device.max_grid_threads = sms * device.threads_per_sm;
@@ -113,6 +113,7 @@ pybind11::dict cuda_plan(const std::string& mode, int64_t batch, int64_t hidden,
   sizes.B = batch, sizes.H = hidden, sizes.P = proj_size ? proj_size : hidden;
   sizes.G = fastrnn::cell_shape(mode).first, sizes.element_bytes = element_bytes;
   sizes.project = proj_size > 0, sizes.backward = backward;
+  sizes.tensor_cores = persistent_tensor_cores(element_bytes, allow_tf32);
   const PersistentPlan plan = plan_persistent(sizes, device, [&](int64_t threads, int64_t bytes) {
     return resident_blocks_per_sm(device, threads, bytes + static_shared, registers);
   });
@@ -122,6 +123,7 @@ pybind11::dict cuda_plan(const std::string& mode, int64_t batch, int64_t hidden,
   d["fits"] = plan.fits, d["blocks"] = plan.blocks, d["threads"] = plan.threads;
   d["units"] = plan.units, d["proj_units"] = plan.proj_units;
   d["shared_bytes"] = plan.shared_bytes, d["resident_per_sm"] = plan.resident_per_sm;
+  d["tensor_cores"] = plan.tensor_cores;
   d["sms"] = device.sms, d["shared_per_block"] = device.shared_per_block;
   return d;
 }
@@ -205,9 +207,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_cuda_plan",
       [](const std::string& mode, int64_t batch, int64_t hidden, int64_t proj_size,
          int64_t element_bytes, bool backward, const std::string& device, int64_t sms,
-         int64_t registers, int64_t static_shared, const std::string& path) {
+         int64_t registers, int64_t static_shared, const std::string& path, bool allow_tf32) {
         return cuda_plan(mode, batch, hidden, proj_size, element_bytes, backward, device, sms,
-                         registers, static_shared, path);
+                         registers, static_shared, path, allow_tf32);
       },
       "cuda/plan.h's decision for one layer on an emulated device (registers per thread and "
       "static shared memory of the kernel: by default the bounds cuda/plan.h assumes)",
@@ -216,7 +218,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       pybind11::arg("backward") = false, pybind11::arg("device") = "a100",
       pybind11::arg("sms") = 0, pybind11::arg("registers") = fastrnn::cuda::kPersistentMaxRegisters,
       pybind11::arg("static_shared") = fastrnn::cuda::kPersistentStaticShared,
-      pybind11::arg("path") = "auto");
+      pybind11::arg("path") = "auto", pybind11::arg("allow_tf32") = false);
   std::vector<std::string> modes;
   for (const fastrnn::Mode& mode : fastrnn::kModes) modes.emplace_back(mode.name);
   m.attr("modes") = modes;

@@ -224,6 +224,29 @@ def test_mma_tile_is_warp_collective():
                                       torch.zeros(16, 16))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_emulated_persistent_tile_products_run(mode, dtype):
+    # which product ran: tiles for the 16-bit types and for float32 with TF32 allowed, none for
+    # float32 without it and for float64
+    kwargs = {"nonlinearity": mode.removeprefix("rnn_")} if mode.startswith("rnn_") else {}
+    m = getattr(fastrnn, {"lstm": "LSTM", "gru": "GRU"}.get(mode, "RNN"))(4, 8, **kwargs)
+    x = torch.randn(3, 2, 4)
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        for tf32 in (False, True):
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            for dt in (dtype, torch.float64):
+                with fastrnn.cuda_emulation(path="persistent", sms=3) as stats:
+                    out, _ = m.to(dt)(x.to(dt))
+                    out.float().sum().backward()
+                on = dt != torch.float64 and (dt != torch.float32 or tf32)
+                assert stats.cooperative_launches == 2, stats
+                assert (stats.mma_tiles > 0) == on, (dt, tf32, stats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
 # ---- the heuristic (csrc/cuda/plan.h) ------------------------------------------------------
 
 plan = fastrnn.emulation.cuda_path_plan
@@ -254,6 +277,36 @@ def test_plan_projection_and_backward_shared_memory():
     assert (f["units"], f["proj_units"], f["blocks"]) == (20, 5, 10)
     assert f["shared_bytes"] == (4 * 20 * 50 + 5 * 200) * 8  # W_hh rows, W_hr rows
     assert b["shared_bytes"] == (5 * 4 * 200 + 20 * 50) * 8  # W_hh columns, W_hr columns
+
+
+def test_plan_tensor_cores_and_their_shared_memory():
+    # the 16-bit types always, float32 as TF32 where allowed, float64 never
+    assert plan("lstm", batch=4, hidden=7, dtype=torch.bfloat16)["tensor_cores"]
+    assert plan("lstm", batch=4, hidden=7, dtype=torch.float16, allow_tf32=False)["tensor_cores"]
+    assert not plan("lstm", batch=4, hidden=7, allow_tf32=False)["tensor_cores"]
+    assert plan("lstm", batch=4, hidden=7, allow_tf32=True)["tensor_cores"]
+    assert not plan("lstm", batch=4, hidden=7, dtype=torch.float64,
+                    allow_tf32=True)["tensor_cores"]
+    # one unit per block: its 4 W_hh rows, 7 wide, padded to a 16 x 16 tile; the staged 16 x 128
+    # operand; the 16 x 16 float accumulators
+    p = plan("lstm", batch=4, hidden=7, dtype=torch.bfloat16)
+    assert p["shared_bytes"] == (16 * 16 + 16 * 128) * 2 + 16 * 16 * 4
+    t = plan("lstm", batch=4, hidden=7, allow_tf32=True)
+    assert t["shared_bytes"] == (16 * 16 + 16 * 128) * 4 + 16 * 16 * 4
+    # backward with a projection: 5 h units' W_hh columns (G*H = 800 tall) padded to 16 x 800,
+    # 20 units' W_hr columns (50 tall) to 32 x 64
+    b = plan("lstm", batch=2, hidden=200, proj_size=50, sms=10, dtype=torch.float16,
+             backward=True)
+    assert b["shared_bytes"] == (16 * 800 + 32 * 64 + 16 * 128) * 2 + 16 * 32 * 4
+
+
+def test_plan_16_bit_weights_fit_where_float32_ones_do_not():
+    # bfloat16 W_hh in shared memory: half float32's bytes, so H=1100 (11 units per block on an
+    # A100) stays on the persistent path
+    assert plan("lstm", batch=1, hidden=1100, allow_tf32=False)["path"] == "alternating"
+    for backward in (False, True):
+        p = plan("lstm", batch=1, hidden=1100, dtype=torch.bfloat16, backward=backward)
+        assert p["path"] == "persistent" and p["tensor_cores"], p
 
 
 def test_plan_large_batch_is_alternating_unless_forced():

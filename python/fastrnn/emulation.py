@@ -83,12 +83,15 @@ def cuda_emulation(path: str | None = None, device: str = "a100", sms: int | Non
 
 def cuda_path_plan(mode: str, batch: int, hidden: int, proj_size: int = 0,
                    dtype: torch.dtype = torch.float32, backward: bool = False,
-                   device: str = "a100", sms: int | None = None, path: str = "auto") -> dict:
+                   device: str = "a100", sms: int | None = None, path: str = "auto",
+                   allow_tf32: bool | None = None) -> dict:
     """The CUDA drivers' choice for one layer on an emulated device (``csrc/cuda/plan.h``):
     ``path`` ("persistent" or "alternating"), and the persistent kernel's launch shape
     (``blocks``, ``threads``, ``units`` and ``proj_units`` per block, ``shared_bytes``,
-    ``resident_per_sm``, ``fits``). A forced persistent path that does not fit raises
-    RuntimeError, as the drivers do."""
+    ``resident_per_sm``, ``fits``) and whether its products run on tensor cores
+    (``tensor_cores``: bfloat16 and float16 always, float32 as TF32 where ``allow_tf32``, by
+    default ``torch.backends.cuda.matmul.allow_tf32``). A forced persistent path that does not
+    fit raises RuntimeError, as the drivers do."""
     if path not in PATHS:
         raise ValueError(f"cuda_path_plan: path must be one of {PATHS}, got {path!r}")
     if device not in DEVICES:
@@ -96,8 +99,10 @@ def cuda_path_plan(mode: str, batch: int, hidden: int, proj_size: int = 0,
     if mode not in _C.modes:
         raise ValueError(f"cuda_path_plan: mode must be one of {tuple(_C.modes)}, got {mode!r}")
     element_bytes = torch.empty((), dtype=dtype).element_size()
+    if allow_tf32 is None:
+        allow_tf32 = torch.backends.cuda.matmul.allow_tf32
     return _C._cuda_plan(mode, batch, hidden, proj_size, element_bytes, backward, device,
-                         sms or 0, path=path)
+                         sms or 0, path=path, allow_tf32=bool(allow_tf32))
 
 
 __all__ = ["cuda_emulation", "cuda_path_plan", "EmulationStats"]
