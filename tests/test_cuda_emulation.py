@@ -247,6 +247,21 @@ def test_emulated_persistent_tile_products_run(mode, dtype):
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
+def test_emulated_tf32_follows_torchs_new_precision_api_too():
+    # torch.backends.cuda.matmul.fp32_precision ("tf32" / "ieee") is the same switch
+    m = fastrnn.GRU(4, 8)
+    x = torch.randn(3, 2, 4)
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        for precision, on in (("tf32", True), ("ieee", False)):
+            torch.backends.cuda.matmul.fp32_precision = precision
+            with fastrnn.cuda_emulation(path="persistent", sms=3) as stats:
+                m(x)
+            assert (stats.mma_tiles > 0) == on, (precision, stats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before  # sets both of torch's flags
+
+
 # ---- the heuristic (csrc/cuda/plan.h) ------------------------------------------------------
 
 plan = fastrnn.emulation.cuda_path_plan

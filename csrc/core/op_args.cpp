@@ -1,5 +1,6 @@
 #include "core/op_args.h"
 
+#include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
 
@@ -79,6 +80,14 @@ RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& a) {
                  config.directions == 2, config.proj_size, s.dropout_masks, a.output, a.reserve,
                  a.input_needs_grad, a.hx_needs_grad FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_TO_ARG),
                  a.record_norms);
+}
+
+// The precision torch's own CUDA matmuls resolve to. Not Context::allowTF32CuBLAS(): in torch
+// 2.13/2.14 it raises where a program set TF32 through the new fp32_precision API only (its
+// check that the legacy and the new flag agree); the legacy setter sets this one too.
+bool allow_tf32() {
+  return at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL) ==
+         at::Float32Precision::TF32;
 }
 
 }  // namespace fastrnn

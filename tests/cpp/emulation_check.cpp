@@ -139,8 +139,11 @@ bool check(CellKind kind, int64_t hidden, int64_t proj, const char* name, const 
   for (size_t k = 0; k < cpu.grads.size(); ++k) {
     worst = std::max(worst, max_diff(cpu.grads[k], gpu.grads[k]));
   }
-  // TF32 (the persistent path's products on tensor cores): operands of 11 significant bits
-  const double tol = tf32 ? 1e-2 : sizeof(T) == 4 ? 2e-5 : 1e-12;
+  // TF32 (the persistent path's products on tensor cores): operands of 11 significant bits,
+  // unit roundoff 2^-11 = 4.9e-4; 4 of them (measured at most 2.6e-4; the alternating path
+  // multiplies in float32 whatever the flag)
+  const bool tiles = tf32 && std::string(path) == "persistent";
+  const double tol = tiles ? 2e-3 : sizeof(T) == 4 ? 2e-5 : 1e-12;
   const bool ok = worst <= tol;
   std::printf("%-11s %-8s %-6s H=%-3ld P=%-3ld max relative difference %.2e %s\n", path, name,
               tf32 ? "tf32" : sizeof(T) == 4 ? "float" : "double", long(hidden),
