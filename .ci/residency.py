@@ -6,7 +6,8 @@ SASS architecture (sm_80: the A100, sm_90: the H100) it checks every cooperative
 - no local memory (no spills), at most the registers the launch bounds promise and the static
   shared memory (kPersistentMaxRegisters, kPersistentStaticShared of csrc/cuda/plan.h, which
   the emulated residency assumes);
-- every configuration csrc/cuda/plan.h accepts on that device (sizes swept below; fits, as
+- every configuration csrc/cuda/plan.h accepts on that device (sizes and the kernels' variants,
+  FMA and tensor-core, swept below; fits, as
   with the assumed registers, whether auto picks it or FASTRNN_CUDA_PATH=persistent forces it)
   stays co-resident with the kernels' real registers and static shared memory: blocks <=
   SMs x resident blocks per SM.
@@ -43,9 +44,7 @@ def kernels(text):
             fields = dict(re.findall(r"(\w+):(\d+)", line))
             kind = "forward" if "PersistentForward" in name else "backward"
             cell = re.search(r"(Lstm|Gru|Rnn)Cell", name)
-            dtype = re.search(r"E([fd])E+vT_$", name)
-            print(f"{arch} {kind:8} {cell.group(0) if cell else '?':8} "
-                  f"{({'f': 'float', 'd': 'double'}[dtype.group(1)]) if dtype else '?':6} "
+            print(f"{arch} {kind:8} {cell.group(0) if cell else '?':8} {products(name):12} "
                   f"REG {fields['REG']:>3} SHARED {fields['SHARED']:>5} LOCAL {fields['LOCAL']}")
             found.setdefault(arch, []).append(
                 (kind, int(fields["REG"]), int(fields["SHARED"]), int(fields["LOCAL"])))
@@ -53,17 +52,34 @@ def kernels(text):
     return found
 
 
+def products(name):
+    """The kernel's storage type and products, from its mangled Persistent*<Cell, Flags, T, Mma>."""
+    if "8bfloat16E" in name:
+        return "bf16 tensor"
+    if "7float16E" in name:
+        return "fp16 tensor"
+    last = re.search(r"E([fd])([fv])E+vT_$", name)  # T, then Mma: float (TF32) or void
+    labels = {("f", "f"): "tf32 tensor", ("f", "v"): "float fma", ("d", "v"): "double fma"}
+    return labels.get(last.groups(), "?") if last else "?"
+
+
+# (element_bytes, allow_tf32) of the kernels' variants: float32 and float64 FMA, bfloat16 and
+# float16 on tensor cores (2-byte weights), float32 as TF32
+VARIANTS = ((4, False), (8, False), (2, False), (4, True))
+
+
 def sizes():
-    """(mode, batch, hidden, proj_size, element_bytes, backward) over the heuristic's range."""
+    """(mode, batch, hidden, proj_size, element_bytes, allow_tf32, backward) over the
+    heuristic's range."""
     hiddens = [1, 7, 31, 64, 107, 108, 109, 133, 256, 511, 512, 768, 1000, 1024, 1536, 2048, 4096]
     for mode in ("lstm", "gru", "rnn_tanh"):
         for hidden in hiddens:
             projs = [0] + ([hidden // 4, hidden // 2] if mode == "lstm" and hidden >= 4 else [])
             for proj in projs:
                 for batch in (1, 2, 4, 8, 16, 32, 64, 256):
-                    for element_bytes in (4, 8):
+                    for element_bytes, allow_tf32 in VARIANTS:
                         for backward in (False, True):
-                            yield mode, batch, hidden, proj, element_bytes, backward
+                            yield mode, batch, hidden, proj, element_bytes, allow_tf32, backward
 
 
 def main():
@@ -95,20 +111,22 @@ def main():
                   f"{local} bytes of local memory")
             ok = False
         checked, largest, headroom = 0, 0, None
-        for mode, batch, hidden, proj, element_bytes, backward in sizes():
-            plan = _C._cuda_plan(mode, batch, hidden, proj, element_bytes, backward, device)
+        for mode, batch, hidden, proj, element_bytes, allow_tf32, backward in sizes():
+            plan = _C._cuda_plan(mode, batch, hidden, proj, element_bytes, backward, device,
+                                 allow_tf32=allow_tf32)
             if not plan["fits"]:
                 continue
             r, s = worst["backward" if backward else "forward"]
             real = _C._cuda_plan(mode, batch, hidden, proj, element_bytes, backward, device,
-                                 registers=r, static_shared=s)
+                                 registers=r, static_shared=s, allow_tf32=allow_tf32)
             room = plan["sms"] * real["resident_per_sm"] - plan["blocks"]
             checked += 1
             largest = max(largest, plan["shared_bytes"] + s)
             headroom = room if headroom is None else min(headroom, room)
             if room < 0 or real["blocks"] != plan["blocks"]:
                 print(f"residency: FAILED: {arch} {mode} B={batch} H={hidden} P={proj} "
-                      f"{element_bytes}-byte {'backward' if backward else 'forward'}: "
+                      f"{element_bytes}-byte{' TF32' if allow_tf32 else ''} "
+                      f"{'backward' if backward else 'forward'}: "
                       f"{plan['blocks']} blocks, {real['resident_per_sm']} per SM resident")
                 ok = False
         print(f"{arch:6} {device:6} {len(ks):7} {regs:7} {MAX_REGISTERS:5} {static:10} {local:5} "

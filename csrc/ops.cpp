@@ -117,7 +117,7 @@ void check_call(const std::string& mode, bool has_bias, int64_t num_layers, bool
 pybind11::dict cuda_plan(const std::string& mode, int64_t batch, int64_t hidden, int64_t proj_size,
                          int64_t element_bytes, bool backward, const std::string& device_name,
                          int64_t sms, int64_t registers, int64_t static_shared,
-                         const std::string& path) {
+                         const std::string& path, bool allow_tf32) {
   using namespace fastrnn::cuda;
   DeviceLimits device = device_limits(device_name);
   if (sms > 0) device.sms = sms, device.max_grid_threads = sms * device.threads_per_sm;
@@ -125,6 +125,7 @@ pybind11::dict cuda_plan(const std::string& mode, int64_t batch, int64_t hidden,
   sizes.B = batch, sizes.H = hidden, sizes.P = proj_size ? proj_size : hidden;
   sizes.G = fastrnn::cell_shape(mode).first, sizes.element_bytes = element_bytes;
   sizes.project = proj_size > 0, sizes.backward = backward;
+  sizes.tensor_cores = persistent_tensor_cores(element_bytes, allow_tf32);
   const PersistentPlan plan = plan_persistent(sizes, device, [&](int64_t threads, int64_t bytes) {
     return resident_blocks_per_sm(device, threads, bytes + static_shared, registers);
   });
@@ -134,6 +135,7 @@ pybind11::dict cuda_plan(const std::string& mode, int64_t batch, int64_t hidden,
   d["fits"] = plan.fits, d["blocks"] = plan.blocks, d["threads"] = plan.threads;
   d["units"] = plan.units, d["proj_units"] = plan.proj_units;
   d["shared_bytes"] = plan.shared_bytes, d["resident_per_sm"] = plan.resident_per_sm;
+  d["tensor_cores"] = plan.tensor_cores;
   d["sms"] = device.sms, d["shared_per_block"] = device.shared_per_block;
   return d;
 }
@@ -165,8 +167,40 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_reset_cuda_emulation_stats", &fastrnn::cuda::reset_emulation_stats);
   m.def("_cuda_emulation_stats", [] {
     const fastrnn::cuda::EmulationStats s = fastrnn::cuda::emulation_stats();
-    return std::make_tuple(s.launches, s.synced_launches, s.cooperative_launches, s.gemms);
+    return std::make_tuple(s.launches, s.synced_launches, s.cooperative_launches, s.gemms,
+                           s.mma_tiles);
   });
+  m.def(
+      "_emulated_mma_tile",
+      [](const at::Tensor& a, const at::Tensor& b, const at::Tensor& acc, int64_t lanes) {
+        // the emulator's ctx.mma_tile on one warp (cuda/emulator.h), in place on acc
+        TORCH_CHECK(a.dim() == 2 && a.size(0) == 16 && b.dim() == 2 && b.size(0) == 16 &&
+                        a.size(1) == b.size(1) && a.dtype() == b.dtype() && a.is_contiguous() &&
+                        b.is_contiguous() && acc.sizes() == at::IntArrayRef({16, 16}) &&
+                        acc.dtype() == at::kFloat && acc.is_contiguous() && a.is_cpu() &&
+                        b.is_cpu() && acc.is_cpu(),
+                    "_emulated_mma_tile: a and b [16, k] contiguous of one dtype, acc [16, 16] "
+                    "float32 contiguous, on the CPU");
+        const int64_t k = a.size(1);
+        float* c = acc.data_ptr<float>();
+        if (a.dtype() == at::kFloat) {
+          fastrnn::cuda::emulated_mma_tile(a.data_ptr<float>(), b.data_ptr<float>(), c, k, lanes);
+        } else if (a.dtype() == at::kBFloat16) {
+          fastrnn::cuda::emulated_mma_tile(static_cast<const fastrnn::bfloat16*>(a.data_ptr()),
+                                           static_cast<const fastrnn::bfloat16*>(b.data_ptr()), c,
+                                           k, lanes);
+        } else if (a.dtype() == at::kHalf) {
+          fastrnn::cuda::emulated_mma_tile(static_cast<const fastrnn::float16*>(a.data_ptr()),
+                                           static_cast<const fastrnn::float16*>(b.data_ptr()), c,
+                                           k, lanes);
+        } else {
+          TORCH_CHECK(false, "_emulated_mma_tile: float32 (TF32), bfloat16 or float16, got ",
+                      a.dtype());
+        }
+      },
+      "For the tests: the emulated tensor-core tile product acc += a b^T on one warp, of which "
+      "the first `lanes` threads call it",
+      pybind11::arg("a"), pybind11::arg("b"), pybind11::arg("acc"), pybind11::arg("lanes") = 32);
   m.def(
       "_set_cuda_emulation_settings",
       [](const std::string& path, const std::string& device, int64_t sms) {
@@ -185,9 +219,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "_cuda_plan",
       [](const std::string& mode, int64_t batch, int64_t hidden, int64_t proj_size,
          int64_t element_bytes, bool backward, const std::string& device, int64_t sms,
-         int64_t registers, int64_t static_shared, const std::string& path) {
+         int64_t registers, int64_t static_shared, const std::string& path, bool allow_tf32) {
         return cuda_plan(mode, batch, hidden, proj_size, element_bytes, backward, device, sms,
-                         registers, static_shared, path);
+                         registers, static_shared, path, allow_tf32);
       },
       "cuda/plan.h's decision for one layer on an emulated device (registers per thread and "
       "static shared memory of the kernel: by default the bounds cuda/plan.h assumes)",
@@ -196,7 +230,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       pybind11::arg("backward") = false, pybind11::arg("device") = "a100",
       pybind11::arg("sms") = 0, pybind11::arg("registers") = fastrnn::cuda::kPersistentMaxRegisters,
       pybind11::arg("static_shared") = fastrnn::cuda::kPersistentStaticShared,
-      pybind11::arg("path") = "auto");
+      pybind11::arg("path") = "auto", pybind11::arg("allow_tf32") = false);
   std::vector<std::string> modes;
   for (const fastrnn::Mode& mode : fastrnn::kModes) modes.emplace_back(mode.name);
   m.attr("modes") = modes;

@@ -165,6 +165,103 @@ def test_emulation_is_off_outside_the_block():
     assert fastrnn._C._cuda_emulation_settings() == settings
 
 
+# ---- the emulated tensor-core tile product (ctx.mma_tile, csrc/cuda/emulator.cpp) ---------
+
+def _tf32(x):
+    """float32 -> TF32 as cvt.rna.tf32.f32: 10 mantissa bits, nearest, ties away from zero."""
+    bits = x.float().view(torch.int32)
+    rounded = ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+    return torch.where(x.isfinite(), rounded, x.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+def test_mma_tile_is_the_product_of_the_rounded_operands(dtype):
+    # acc += a b^T: 16-bit operands exact, float32 ones rounded to TF32; float32 accumulation
+    gen = torch.Generator().manual_seed(1)
+    k = 48
+    a = torch.randn(16, k, generator=gen).to(dtype)
+    b = torch.randn(16, k, generator=gen).to(dtype)
+    acc = torch.randn(16, 16, generator=gen)
+    rounded = (lambda t: _tf32(t).double()) if dtype == torch.float32 else (lambda t: t.double())
+    want = acc.double() + rounded(a) @ rounded(b).T
+    got = acc.clone()
+    fastrnn._C._emulated_mma_tile(a, b, got)
+    bound = k * torch.finfo(torch.float32).eps * (acc.abs().max() + (rounded(a).abs() @
+                                                                     rounded(b).abs().T).max())
+    assert (got.double() - want).abs().max() <= bound
+    if dtype == torch.float32:  # the operands' rounding shows: far from the float32 product
+        exact = acc.double() + a.double() @ b.double().T
+        assert (got.double() - exact).abs().max() > 10 * bound
+
+
+def test_mma_tile_rounds_tf32_to_nearest_ties_away():
+    # halfway between two TF32 values rounds away from zero (1 + 2^-11 between 1 and 1 + 2^-10,
+    # 1 + 3 * 2^-11 between 1 + 2^-10 and 1 + 2^-9); just below halfway rounds down
+    one = 1.0 + 2.0 ** -10  # the TF32 value after 1
+    xs = torch.tensor([1 + 2.0 ** -11, -(1 + 2.0 ** -11), 1 + 2.0 ** -11 - 2.0 ** -23,
+                       one + 2.0 ** -11, 3.0e38, 1e-40])
+    want = torch.tensor([one, -one, 1.0, 1 + 2.0 ** -9, _tf32(torch.tensor(3.0e38)).item(),
+                         _tf32(torch.tensor(1e-40)).item()])
+    a = torch.zeros(16, 16)
+    b = torch.zeros(16, 16)
+    a[: len(xs), 0] = xs
+    b[0, 0] = 1.0
+    got = torch.zeros(16, 16)
+    fastrnn._C._emulated_mma_tile(a, b, got)
+    assert torch.equal(got[: len(xs), 0], want)
+
+
+def test_mma_tile_is_warp_collective():
+    a = torch.ones(16, 16, dtype=torch.bfloat16)
+    acc = torch.zeros(16, 16)
+    fastrnn._C._emulated_mma_tile(a, a, acc, lanes=32)
+    assert torch.equal(acc, torch.full((16, 16), 16.0))
+    for lanes in (1, 31):
+        with pytest.raises(RuntimeError, match="needs all 32 threads of the warp"):
+            fastrnn._C._emulated_mma_tile(a, a, torch.zeros(16, 16), lanes=lanes)
+    with pytest.raises(RuntimeError, match="break wmma's rules"):  # k not a multiple of 16
+        fastrnn._C._emulated_mma_tile(a[:, :8].contiguous(), a[:, :8].contiguous(),
+                                      torch.zeros(16, 16))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("mode", CELL_NAMES)
+def test_emulated_persistent_tile_products_run(mode, dtype):
+    # which product ran: tiles for the 16-bit types and for float32 with TF32 allowed, none for
+    # float32 without it and for float64
+    kwargs = {"nonlinearity": mode.removeprefix("rnn_")} if mode.startswith("rnn_") else {}
+    m = getattr(fastrnn, {"lstm": "LSTM", "gru": "GRU"}.get(mode, "RNN"))(4, 8, **kwargs)
+    x = torch.randn(3, 2, 4)
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        for tf32 in (False, True):
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            for dt in (dtype, torch.float64):
+                with fastrnn.cuda_emulation(path="persistent", sms=3) as stats:
+                    out, _ = m.to(dt)(x.to(dt))
+                    out.float().sum().backward()
+                on = dt != torch.float64 and (dt != torch.float32 or tf32)
+                assert stats.cooperative_launches == 2, stats
+                assert (stats.mma_tiles > 0) == on, (dt, tf32, stats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_emulated_tf32_follows_torchs_new_precision_api_too():
+    # torch.backends.cuda.matmul.fp32_precision ("tf32" / "ieee") is the same switch
+    m = fastrnn.GRU(4, 8)
+    x = torch.randn(3, 2, 4)
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        for precision, on in (("tf32", True), ("ieee", False)):
+            torch.backends.cuda.matmul.fp32_precision = precision
+            with fastrnn.cuda_emulation(path="persistent", sms=3) as stats:
+                m(x)
+            assert (stats.mma_tiles > 0) == on, (precision, stats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before  # sets both of torch's flags
+
+
 # ---- the heuristic (csrc/cuda/plan.h) ------------------------------------------------------
 
 plan = fastrnn.emulation.cuda_path_plan
@@ -195,6 +292,36 @@ def test_plan_projection_and_backward_shared_memory():
     assert (f["units"], f["proj_units"], f["blocks"]) == (20, 5, 10)
     assert f["shared_bytes"] == (4 * 20 * 50 + 5 * 200) * 8  # W_hh rows, W_hr rows
     assert b["shared_bytes"] == (5 * 4 * 200 + 20 * 50) * 8  # W_hh columns, W_hr columns
+
+
+def test_plan_tensor_cores_and_their_shared_memory():
+    # the 16-bit types always, float32 as TF32 where allowed, float64 never
+    assert plan("lstm", batch=4, hidden=7, dtype=torch.bfloat16)["tensor_cores"]
+    assert plan("lstm", batch=4, hidden=7, dtype=torch.float16, allow_tf32=False)["tensor_cores"]
+    assert not plan("lstm", batch=4, hidden=7, allow_tf32=False)["tensor_cores"]
+    assert plan("lstm", batch=4, hidden=7, allow_tf32=True)["tensor_cores"]
+    assert not plan("lstm", batch=4, hidden=7, dtype=torch.float64,
+                    allow_tf32=True)["tensor_cores"]
+    # one unit per block: its 4 W_hh rows, 7 wide, padded to a 16 x 16 tile; the staged 16 x 128
+    # operand; the 16 x 16 float accumulators
+    p = plan("lstm", batch=4, hidden=7, dtype=torch.bfloat16)
+    assert p["shared_bytes"] == (16 * 16 + 16 * 128) * 2 + 16 * 16 * 4
+    t = plan("lstm", batch=4, hidden=7, allow_tf32=True)
+    assert t["shared_bytes"] == (16 * 16 + 16 * 128) * 4 + 16 * 16 * 4
+    # backward with a projection: 5 h units' W_hh columns (G*H = 800 tall) padded to 16 x 800,
+    # 20 units' W_hr columns (50 tall) to 32 x 64
+    b = plan("lstm", batch=2, hidden=200, proj_size=50, sms=10, dtype=torch.float16,
+             backward=True)
+    assert b["shared_bytes"] == (16 * 800 + 32 * 64 + 16 * 128) * 2 + 16 * 32 * 4
+
+
+def test_plan_16_bit_weights_fit_where_float32_ones_do_not():
+    # bfloat16 W_hh in shared memory: half float32's bytes, so H=1100 (11 units per block on an
+    # A100) stays on the persistent path
+    assert plan("lstm", batch=1, hidden=1100, allow_tf32=False)["path"] == "alternating"
+    for backward in (False, True):
+        p = plan("lstm", batch=1, hidden=1100, dtype=torch.bfloat16, backward=backward)
+        assert p["path"] == "persistent" and p["tensor_cores"], p
 
 
 def test_plan_large_batch_is_alternating_unless_forced():

@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 import fastrnn
 from module_helpers import CLASS_NAMES, stack_args, op_args
-from tolerances import half_budget, relative_error
+from tolerances import TOLERANCES, half_budget, relative_error
 
 HALF = (torch.bfloat16, torch.float16)
 
@@ -115,18 +115,21 @@ def assert_within_budget(fast, baseline, exact, dtype, what):
             f"{half_budget(base, dtype):.3g} (baseline error {base:.3g})")
 
 
-def _check_stack(mode, dtype, options=None, baseline="torch.nn", cuda_path=None, **config):
-    """cuda_path: run fastrnn's op through the CUDA drivers under host emulation, on that path."""
+def _check_stack(mode, dtype, options=None, baseline="torch.nn", cuda_path=None, sms=None,
+                 **config):
+    """cuda_path: run fastrnn's op through the CUDA drivers under host emulation, on that path
+    (on `sms` emulated SMs); the persistent path's products on tensor cores (mma_tiles)."""
     args, kwargs = stack_args(mode, **config)
     (half_args, half_kw), (exact_args, exact_kw) = _rounded(args, kwargs, dtype)
     options = options or {}
     if cuda_path is None:
         fast = _run("fastrnn", half_args, half_kw, options)
     else:
-        with fastrnn.cuda_emulation(path=cuda_path) as stats:
+        with fastrnn.cuda_emulation(path=cuda_path, sms=sms) as stats:
             fast = _run("fastrnn", half_args, half_kw, options)
         assert stats.launches > 0 and stats.gemms > 0
         assert (stats.cooperative_launches > 0) == (cuda_path == "persistent")
+        assert (stats.mma_tiles > 0) == (cuda_path == "persistent"), stats
     exact = _run("reference", exact_args, exact_kw, options)
     # the baseline on its own leaves (the same values)
     (base_args, base_kw), _ = _rounded(args, kwargs, dtype)
@@ -167,6 +170,21 @@ def test_emulated_cuda_within_budget_of_torch_nn(mode, dtype, config, path):
     _check_stack(mode, dtype, cuda_path=path, **config)
 
 
+# The persistent path's tensor-core products (csrc/cuda/persistent.cuh tile_product) past one
+# tile: 18 rows (two batch tiles, the second of 2 rows), P = 140 (two k chunks of the forward
+# product; the backward's G*H = 560 five), units of 47 on 3 SMs (W rows padded to tiles); with
+# a projection, P = 20 of H = 140. Not the ReLU RNN: in this draw one pre-activation lies within
+# a bfloat16 rounding of 0 (|x| ~ 1e-4), so the rounded h_{t-1} of the tensor-core product flips
+# its ReLU derivative against the float64 reference, an O(1) change of a gradient row that no
+# rounding budget covers (torch.nn's own bfloat16 path flips on other draws: at B=14 its error is
+# 0.16); the ReLU RNN's tensor-core products are checked by the tests above and below.
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("mode,proj", [("lstm", 0), ("lstm", 20), ("gru", 0), ("rnn_tanh", 0)])
+def test_emulated_tensor_cores_over_several_tiles(mode, proj, dtype):
+    _check_stack(mode, dtype, cuda_path="persistent", sms=3, T=3, B=18, I=5, H=140,
+                 proj_size=proj, num_layers=1, bidirectional=False, packed=True)
+
+
 @pytest.mark.parametrize("path", ["persistent", "alternating"])
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 def test_emulated_cuda_projection_and_options(dtype, path):
@@ -175,6 +193,79 @@ def test_emulated_cuda_projection_and_options(dtype, path):
     _check_stack("lstm", dtype, {"grad_clip": 0.05, "cell_clip": 0.5}, baseline="reference",
                  cuda_path=path, T=4, B=3, I=5, H=8, num_layers=2, bidirectional=True,
                  masks=True)
+
+
+@pytest.fixture
+def allow_tf32():
+    """Sets torch.backends.cuda.matmul.allow_tf32 for a test (restored after it)."""
+    before = torch.backends.cuda.matmul.allow_tf32
+
+    def set_(value):
+        torch.backends.cuda.matmul.allow_tf32 = value
+
+    yield set_
+    torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def _emulated_float32(args, kwargs, tf32, allow_tf32):
+    allow_tf32(tf32)
+    with fastrnn.cuda_emulation(path="persistent", sms=3) as stats:
+        result = _run("fastrnn", args, kwargs, {})
+    assert stats.cooperative_launches > 0
+    assert (stats.mma_tiles > 0) == tf32, stats
+    return result
+
+
+TF32_CASES = [("lstm", 0), ("lstm", 3), ("gru", 0), ("rnn_tanh", 0), ("rnn_relu", 0)]
+
+
+@pytest.mark.parametrize("mode,proj", TF32_CASES)
+def test_emulated_float32_tf32_within_budget(mode, proj, allow_tf32):
+    """float32 on the persistent path with torch.backends.cuda.matmul.allow_tf32: the products on
+    tensor cores as TF32 (operands rounded to 10 mantissa bits, float32 accumulation). Budget:
+    TF32 keeps float16's significand (11 bits, unit roundoff 2^-11) with float32's range, and
+    rounds only the products' operands (state, gates and sums float32), so its error against
+    float64 is at most half_budget of float16: twice what torch.nn errs in float16 on the same
+    case, where every op rounds to 11 bits. Without TF32 the same call is the float32 FMA
+    path (no tile products) within float32's tolerance, which the TF32 results exceed: the
+    test tells the two apart."""
+    config = dict(T=4, B=3, I=5, H=8, num_layers=2, bidirectional=True, proj_size=proj,
+                  packed=True)
+    args, kwargs = stack_args(mode, **config)
+    (f32_args, f32_kw), (exact_args, exact_kw) = _rounded(args, kwargs, torch.float32)
+    exact = _run("reference", exact_args, exact_kw, {})
+    tf32 = _emulated_float32(f32_args, f32_kw, True, allow_tf32)
+    (f32_args, f32_kw), _ = _rounded(args, kwargs, torch.float32)
+    fma = _emulated_float32(f32_args, f32_kw, False, allow_tf32)
+    # torch.nn in float16, against float64 on its own (float16-rounded) values
+    (h_args, h_kw), (hx_args, hx_kw) = _rounded(args, kwargs, torch.float16)
+    base = _run("torch.nn", h_args, h_kw, {})
+    base_exact = _run("reference", hx_args, hx_kw, {})
+    assert tf32.keys() == exact.keys() == base.keys()
+    beyond_float32 = 0
+    for name, value in tf32.items():
+        assert value.dtype == fma[name].dtype == torch.float32
+        err = relative_error(value, exact[name])
+        budget = half_budget(relative_error(base[name], base_exact[name]), torch.float16)
+        assert err <= budget, f"{mode} {name}: TF32 error {err:.3g} over the budget {budget:.3g}"
+        kind = "output" if name in ("output", "h_n", "c_n") else "grad"
+        assert relative_error(fma[name], exact[name]) <= TOLERANCES[torch.float32][kind], name
+        beyond_float32 += err > TOLERANCES[torch.float32][kind]
+    assert beyond_float32 > 0  # TF32 did round: some result is outside float32's tolerance
+
+
+def test_emulated_float32_without_tf32_is_the_fma_path(allow_tf32):
+    """allow_tf32 False (torch's default): the persistent path's float32 products are the FMA
+    ones (no tile products), the same bits before and after a TF32 call, and other bits than
+    TF32's."""
+    args, kwargs = stack_args("lstm", T=4, B=3, I=5, H=8, num_layers=1, bidirectional=False,
+                              dtype=torch.float32)
+    first = _emulated_float32(*_rounded(args, kwargs, torch.float32)[0], False, allow_tf32)
+    tf32 = _emulated_float32(*_rounded(args, kwargs, torch.float32)[0], True, allow_tf32)
+    again = _emulated_float32(*_rounded(args, kwargs, torch.float32)[0], False, allow_tf32)
+    for name in first:
+        assert torch.equal(first[name], again[name]), name
+    assert any(not torch.equal(first[name], tf32[name]) for name in first)
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)

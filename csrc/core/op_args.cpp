@@ -1,5 +1,6 @@
 #include "core/op_args.h"
 
+#include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
 
@@ -108,6 +109,14 @@ CellResult cell_through_stack(const CellArgs& a) {
   auto [output, h_n, c_n, reserve] =
       call_rnn(RnnArgs{a.config, cell_stack(a), a.training, std::nullopt});
   return {h_n.squeeze(0), a.config.lstm() ? c_n.squeeze(0) : c_n, reserve};
+}
+
+// The precision torch's own CUDA matmuls resolve to. Not Context::allowTF32CuBLAS(): in torch
+// 2.13/2.14 it raises where a program set TF32 through the new fp32_precision API only (its
+// check that the legacy and the new flag agree); the legacy setter sets this one too.
+bool allow_tf32() {
+  return at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL) ==
+         at::Float32Precision::TF32;
 }
 
 }  // namespace fastrnn

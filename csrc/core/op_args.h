@@ -164,4 +164,8 @@ CellResult cell_through_stack(const CellArgs& a);
 RnnResult call_rnn(const RnnArgs& args);
 RnnBackwardResult call_rnn_backward(const RnnBackwardArgs& args);
 
+// Whether torch lets float32 CUDA matmuls use TF32 (torch.backends.cuda.matmul.allow_tf32, or
+// fp32_precision "tf32"): the CUDA drivers' persistent products follow it (cuda/plan.h).
+bool allow_tf32();
+
 }  // namespace fastrnn

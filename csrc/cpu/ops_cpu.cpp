@@ -112,7 +112,9 @@ RnnResult forward_kernel(const RnnArgs& a) {
   return run_forward(a, [](const auto& p) {
     using scalar_t = typename std::decay_t<decltype(p)>::value_type;
     if (cuda::emulation_enabled()) {
-      cuda::emulated_forward(p);  // fastrnn.cuda_emulation(): the CUDA drivers, on the host
+      // fastrnn.cuda_emulation(): the CUDA drivers, on the host; TF32 where torch's CUDA
+      // matmuls would use it (torch.backends.cuda.matmul.allow_tf32), as on a GPU
+      cuda::emulated_forward(p, allow_tf32());
     } else {
       rnn_forward(p, context<compute_t<scalar_t>>());
     }
@@ -123,7 +125,7 @@ RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
   return run_backward(a, [](const auto& p) {
     using scalar_t = typename std::decay_t<decltype(p.fwd)>::value_type;
     if (cuda::emulation_enabled()) {
-      cuda::emulated_backward(p);
+      cuda::emulated_backward(p, allow_tf32());
     } else {
       rnn_backward(p, context<compute_t<scalar_t>>());
     }

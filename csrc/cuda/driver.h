@@ -12,11 +12,16 @@
 // gradients as deterministic column sums. The sums run in another order than the CPU drivers'
 // (cuBLAS's, the persistent kernels' dot products, the column sums'), so results agree to the
 // tolerances of tests/tolerances.py, not bitwise.
+//
+// Operand: the layer's own dtype where scalar_t is a float32 stand-in for it (bfloat16 or
+// float16 through cuda/through_float.h), else scalar_t. The persistent kernels multiply on
+// tensor cores in it (and float32 as TF32 where exec.allow_tf32()): persistent.cuh's Mma.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 
 #include "cells/cells.h"
 #include "core/stack.h"
@@ -27,7 +32,7 @@
 
 namespace fastrnn::cuda {
 
-template <class Exec, typename scalar_t>
+template <class Exec, typename scalar_t, typename Operand = scalar_t>
 class Driver {
  public:
   explicit Driver(Exec& exec) : exec_(exec) {}
@@ -61,14 +66,19 @@ class Driver {
     bool_switch(training, [&](auto kTraining) {
       bool_switch(layer.w.b_ih != nullptr, [&](auto kHasBias) {
         using Flags = CellFlags<decltype(kTraining)::value, decltype(kHasBias)::value>;
-        using Persistent = PersistentForward<Cell, Flags, scalar_t>;
-        if (const auto plan = persistent_plan<Persistent, Cell>(layer, false)) {
+        const bool persistent = with_mma([&](auto mma) {
+          using Persistent = PersistentForward<Cell, Flags, scalar_t, typename decltype(mma)::type>;
+          const auto plan = persistent_plan<Persistent, Cell>(layer, false);
+          if (!plan) return false;
           const auto steps = steps_on_device(layer);
           const auto gh = exec_.template buffer<compute_t<scalar_t>>(B * GH);
           Persistent kernel{on_device(layer, steps.get()), plan->units, plan->proj_units, gx,
                             ld_gx, gh.get(), {h.get(), h.get() + B * P}, c.get(),
                             project ? m.get() : nullptr};
           exec_.launch_cooperative(kernel, cooperative_launch(*plan));
+          return true;
+        });
+        if (persistent) {
           h_last = h.get() + (layer.T % 2) * B * P;
           return;
         }
@@ -118,8 +128,10 @@ class Driver {
     const bool want_h0 = g.grad_h0 != nullptr;
     bool_switch(record, [&](auto kRecord) {
       using Flags = BackwardFlags<decltype(kRecord)::value>;
-      using Persistent = PersistentBackward<Cell, Flags, scalar_t>;
-      if (const auto plan = persistent_plan<Persistent, Cell>(layer, true)) {
+      const bool persistent = with_mma([&](auto mma) {
+        using Persistent = PersistentBackward<Cell, Flags, scalar_t, typename decltype(mma)::type>;
+        const auto plan = persistent_plan<Persistent, Cell>(layer, true);
+        if (!plan) return false;
         const auto steps = steps_on_device(layer);
         const auto dh_all = buffer(project ? 0 : N * P);  // with a projection: dh_rows
         const auto dc_total_rows = buffer(record && Cell::kHasCellState ? N * H : 0);
@@ -136,8 +148,9 @@ class Driver {
             norm(dc_total_rows.get() + row0 * H, H, Bt, H, g.c_norms + t);
           }
         }
-        return;
-      }
+        return true;
+      });
+      if (persistent) return;
       for (int64_t s = layer.T - 1; s >= 0; --s) {
         const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
         if (g.grad_out) {
@@ -190,6 +203,19 @@ class Driver {
   }
 
  private:
+  // f(std::type_identity<Mma>{}) with the persistent kernels' Mma for this layer: the 16-bit
+  // Operand; float (TF32) for float32 where torch allows TF32; else void (FMA).
+  template <class F>
+  bool with_mma(F&& f) const {
+    if constexpr (!std::is_same_v<Operand, scalar_t>) {
+      return f(std::type_identity<Operand>{});
+    } else if constexpr (std::is_same_v<scalar_t, float>) {
+      return exec_.allow_tf32() ? f(std::type_identity<float>{}) : f(std::type_identity<void>{});
+    } else {
+      return f(std::type_identity<void>{});
+    }
+  }
+
   // The persistent kernel's launch shape where this layer runs the persistent path (cuda/plan.h),
   // else nothing: the alternating path.
   template <class Kernel, class Cell>
@@ -197,7 +223,8 @@ class Driver {
                                                 bool backward) const {
     PersistentSizes sizes;
     sizes.B = layer.B, sizes.H = layer.H, sizes.P = layer.P, sizes.G = Cell::kGates;
-    sizes.element_bytes = sizeof(scalar_t);
+    sizes.tensor_cores = Kernel::kTensorCores;
+    sizes.element_bytes = sizes.tensor_cores ? sizeof(Operand) : sizeof(scalar_t);
     sizes.project = layer.w.w_hr != nullptr, sizes.backward = backward;
     const DeviceLimits device = exec_.limits();
     const PersistentPlan plan = plan_persistent(sizes, device, [&](int64_t threads, int64_t bytes) {

@@ -16,9 +16,11 @@ bool emulation_enabled();
 void set_emulation(bool enabled);
 
 // What the emulated calls did since reset_emulation_stats(): kernel launches (those with block
-// barriers among them, and the cooperative ones: the persistent path) and GEMM calls.
+// barriers among them, and the cooperative ones: the persistent path), GEMM calls and
+// tensor-core tile products (ctx.mma_tile calls of a warp: the persistent path's products on
+// tensor cores).
 struct EmulationStats {
-  int64_t launches = 0, synced_launches = 0, cooperative_launches = 0, gemms = 0;
+  int64_t launches = 0, synced_launches = 0, cooperative_launches = 0, gemms = 0, mma_tiles = 0;
 };
 EmulationStats emulation_stats();
 void reset_emulation_stats();
@@ -34,9 +36,16 @@ void set_emulation_settings(const EmulationSettings& settings);
 EmulationSettings emulation_settings();
 DeviceLimits emulated_device();  // the settings' device, as the emulated drivers see it
 
+// allow_tf32: torch.backends.cuda.matmul.allow_tf32 (float32 products on tensor cores as TF32).
 template <typename scalar_t>
-void emulated_forward(const RnnParams<scalar_t>& p);
+void emulated_forward(const RnnParams<scalar_t>& p, bool allow_tf32);
 template <typename scalar_t>
-void emulated_backward(const RnnGradParams<scalar_t>& p);
+void emulated_backward(const RnnGradParams<scalar_t>& p, bool allow_tf32);
+
+// For the tests: the emulated ctx.mma_tile (cuda/exec.h) on one warp, acc[16, 16] += a b with
+// a [16, k] and b [16, k] (b's rows are B's columns), Op float (TF32), bfloat16 or float16; only
+// the first `lanes` threads of the warp call it, which for lanes < 32 raises std::logic_error.
+template <typename Op>
+void emulated_mma_tile(const Op* a, const Op* b, float* acc, int64_t k, int64_t lanes);
 
 }  // namespace fastrnn::cuda

@@ -12,6 +12,17 @@
 //   ctx.grid_sync()                  every thread of the grid meets (cooperative_groups'
 //                                    this_grid().sync()); only in a cooperative launch
 //   ctx.template shared<T>()         the block's dynamic shared memory, launch's shared_bytes
+//   ctx.template mma_tile<Op>(acc, ld_acc, a, lda, b, ldb, k)
+//                                    a warp's tensor-core tile product (nvcuda::wmma): the
+//                                    16 x 16 float tile acc (row-major, ld_acc) += A B, A
+//                                    16 x k (row-major: a[m * lda + kk]), B k x 16 column-major
+//                                    (b[n * ldb + kk]); Op bfloat16 or float16 (m16n16k16) or
+//                                    float (TF32, m16n16k8: the operands rounded to TF32 as
+//                                    __float_to_tf32 does); float32 accumulation. Warp-collective:
+//                                    all 32 threads of a warp call it with the same arguments (the
+//                                    emulator checks); k a multiple of 16, lda and ldb multiples
+//                                    of 16 bytes, ld_acc of 4, pointers 32-byte aligned (wmma's
+//                                    rules); only in kernels with kSyncs
 //
 // An Exec (the driver's template parameter) runs kernels and products on one stream:
 //   exec.launch(kernel, Launch)      Launch: blocks (x), rows (y), threads per block, shared
@@ -39,6 +50,13 @@
 
 #if defined(__CUDACC__)
 #include <cooperative_groups.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+
+#include <type_traits>
+
+#include "cells/half.h"
 #endif
 
 namespace fastrnn::cuda {
@@ -73,8 +91,37 @@ struct DeviceCtx {
   __device__ void grid_sync() const { cooperative_groups::this_grid().sync(); }
   template <typename T>
   __device__ T* shared() const {
-    extern __shared__ unsigned char fastrnn_shared[];
+    // aligned for wmma's 32-byte loads of the tensor-core kernels' regions
+    extern __shared__ __align__(128) unsigned char fastrnn_shared[];
     return reinterpret_cast<T*>(fastrnn_shared);
+  }
+  template <typename Op>
+  __device__ void mma_tile(float* acc, int64_t ld_acc, const Op* a, int64_t lda, const Op* b,
+                           int64_t ldb, int64_t k) const {
+    namespace wmma = nvcuda::wmma;
+    constexpr bool kTf32 = std::is_same_v<Op, float>;
+    constexpr int kK = kTf32 ? 8 : 16;
+    // the fragments' element type, and the CUDA type of Op's bits (same layout)
+    using Frag = std::conditional_t<kTf32, wmma::precision::tf32,
+                                    std::conditional_t<std::is_same_v<Op, bfloat16>,
+                                                       __nv_bfloat16, __half>>;
+    using Bits = std::conditional_t<kTf32, float, Frag>;
+    const Bits* ab = reinterpret_cast<const Bits*>(a);
+    const Bits* bb = reinterpret_cast<const Bits*>(b);
+    wmma::fragment<wmma::accumulator, 16, 16, kK, float> c;
+    wmma::load_matrix_sync(c, acc, static_cast<unsigned>(ld_acc), wmma::mem_row_major);
+    for (int64_t k0 = 0; k0 < k; k0 += kK) {
+      wmma::fragment<wmma::matrix_a, 16, 16, kK, Frag, wmma::row_major> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, kK, Frag, wmma::col_major> fb;
+      wmma::load_matrix_sync(fa, ab + k0, static_cast<unsigned>(lda));
+      wmma::load_matrix_sync(fb, bb + k0, static_cast<unsigned>(ldb));
+      if constexpr (kTf32) {
+        for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
+        for (int i = 0; i < fb.num_elements; ++i) fb.x[i] = wmma::__float_to_tf32(fb.x[i]);
+      }
+      wmma::mma_sync(c, fa, fb, c);
+    }
+    wmma::store_matrix_sync(acc, c, static_cast<unsigned>(ld_acc), wmma::mem_row_major);
   }
 };
 

@@ -43,7 +43,8 @@ RnnResult forward_kernel(const RnnArgs& a) {
 #ifdef FASTRNN_WITH_CUDA
   if (experimental_drivers()) {
     const c10::cuda::CUDAGuard guard(a.stack.input.device());
-    return run_forward(a, [](const auto& p) { device_forward(p); });
+    const bool tf32 = allow_tf32();  // torch's matmul TF32 switch
+    return run_forward(a, [&](const auto& p) { device_forward(p, tf32); });
   }
 #endif
   check_stack(a.config, a.stack, a.norms_probe);
@@ -54,7 +55,8 @@ RnnBackwardResult backward_kernel(const RnnBackwardArgs& a) {
 #ifdef FASTRNN_WITH_CUDA
   if (experimental_drivers()) {
     const c10::cuda::CUDAGuard guard(a.stack.input.device());
-    return run_backward(a, [](const auto& p) { device_backward(p); });
+    const bool tf32 = allow_tf32();
+    return run_backward(a, [&](const auto& p) { device_backward(p, tf32); });
   }
 #endif
   check_stack(a.config, a.stack);

@@ -7,10 +7,23 @@
 // Cell::forward / Cell::backward of cells/*.h, through the row structs, as in ForwardStep and
 // BackwardStep.
 //
-// The per-step products are dot products in compute_t<T> (float for float, double for double),
-// FMA in k order from 0: float32 never uses TF32 here (torch's default allow_tf32=False for
-// matmul); tensor cores (wmma) are a follow-up. cuBLAS (the alternating path) and the CPU drivers
-// sum in other orders, so the paths agree to the tolerances of tests/tolerances.py.
+// The per-step products (forward W_hh h_{t-1} and, with a projection, W_hr m_t; backward
+// dL/dh_{t-1} = dgh W_hh and dL/dm = dL/dh W_hr), by the kernels' Mma parameter:
+// - Mma = void: dot products in compute_t<T> (float for float, double for double), FMA in k
+//   order from 0, one per thread, the weights in shared memory in T. float64 always; float32
+//   where torch.backends.cuda.matmul.allow_tf32 is False (torch's default).
+// - Mma = bfloat16 or float16 (the layer's dtype, T = float: cuda/through_float.h runs the
+//   16-bit types on float32 copies and passes the original type here), or Mma = float (TF32,
+//   where allow_tf32 is True): tensor cores through ctx.mma_tile (wmma, float32 accumulation),
+//   by tile_product below. The weights are kept in shared memory in Mma, converted from the
+//   float32 copies when the kernel fills it: exact for the 16-bit types (the copies hold 16-bit
+//   values), half the bytes of float32; TF32 keeps float32 and rounds in the product. The left
+//   operand (h_{t-1}, m_t, dgh_t, dL/dh_t) is rounded to Mma as it is staged in shared memory,
+//   16 rows at a time (the step's rows padded with zeros), as the CPU's bfloat16 kernel rounds
+//   h_{t-1} for its dot product (cpu/gemm_bf16.h); the running state, the gates and the sums
+//   stay float32. Rows and columns are padded to whole 16 x 16 tiles (cuda/plan.h tile_layout).
+// cuBLAS (the alternating path) and the CPU drivers sum in other orders (and without the
+// operands' rounding), so the paths agree to the tolerances of tests/tolerances.py.
 //
 // Sizes and rows as in core/params.h and kernels.cuh; `layer` is the driver's Layer with
 // batch_sizes and offsets copied to the device (its x is not read: W_ih x of every row is one
@@ -18,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cells/cells.h"
 #include "core/stack.h"
@@ -31,9 +45,57 @@ FASTRNN_HD int64_t slice_size(int64_t n, int64_t block, int64_t per_block) {
   return left < 0 ? 0 : (left < per_block ? left : per_block);
 }
 
-template <class Cell, class Flags, typename T>
+// The tensor cores' product of a step, run by every thread of the block: out(b, r, value) for
+// b < rows (the step's batch rows) and r < n of value = sum_k A[b, k] W[r, k], A[b, k] =
+// a(b, k) for k < K rounded to Op, W [round_up(n, 16), w_ld] in shared memory in Op (padded
+// with zeros). Per 16 batch rows: the accumulators zeroed, then per chunk of kTileChunk k the
+// 16 rows of A staged (zeros past the rows and K) and each warp's tiles of W multiplied in
+// (ctx.mma_tile); the warps take the tiles in turn. Barriers between the stages; ends with one,
+// so that what `out` wrote is the block's to read.
+template <typename Op, class Ctx, class A, class Out>
+FASTRNN_HD void tile_product(const Ctx& ctx, int64_t rows, int64_t K, A a, const Op* w,
+                             int64_t w_ld, int64_t n, Op* stage, float* acc, int64_t acc_ld,
+                             Out out) {
+  const int64_t tid = ctx.thread(), nt = ctx.threads(), warps = nt / 32, tiles = (n + 15) / 16;
+  const int64_t kp = round_up(K, kTile);
+  for (int64_t b0 = 0; b0 < rows; b0 += kTile) {
+    for (int64_t i = tid; i < kTile * acc_ld; i += nt) acc[i] = 0;
+    for (int64_t k0 = 0; k0 < kp; k0 += kTileChunk) {
+      const int64_t kc = kp - k0 < kTileChunk ? kp - k0 : kTileChunk;
+      for (int64_t i = tid; i < kTile * kc; i += nt) {
+        const int64_t b = b0 + i / kc, k = k0 + i % kc;
+        stage[i] = b < rows && k < K ? Op(a(b, k)) : Op(0.0f);
+      }
+      ctx.sync();
+      for (int64_t tile = tid / 32; tile < tiles; tile += warps) {
+        ctx.template mma_tile<Op>(acc + tile * kTile, acc_ld, stage, kc,
+                                  w + tile * kTile * w_ld + k0, w_ld, kc);
+      }
+      ctx.sync();
+    }
+    for (int64_t i = tid; i < kTile * n; i += nt) {
+      const int64_t b = b0 + i / n, r = i % n;
+      if (b < rows) out(b, r, acc[i / n * acc_ld + r]);
+    }
+    ctx.sync();
+  }
+}
+
+// Fills a tensor-core kernel's weights: w[r * ld + k] = Op(at(r, k)) for r < n, k < K, zeros
+// elsewhere in [rows, ld].
+template <typename Op, class Ctx, class At>
+FASTRNN_HD void fill_tiles(const Ctx& ctx, Op* w, int64_t rows, int64_t ld, int64_t n, int64_t K,
+                           At at) {
+  for (int64_t i = ctx.thread(); i < rows * ld; i += ctx.threads()) {
+    const int64_t r = i / ld, k = i % ld;
+    w[i] = r < n && k < K ? Op(at(r, k)) : Op(0.0f);
+  }
+}
+
+template <class Cell, class Flags, typename T, typename Mma = void>
 struct PersistentForward {
   static constexpr bool kSyncs = true;
+  static constexpr bool kTensorCores = !std::is_void_v<Mma>;
   using C = compute_t<T>;
   Layer<T> layer;
   int64_t units, proj_units;  // per block (cuda/plan.h)
@@ -45,7 +107,8 @@ struct PersistentForward {
   T* m;     // [B, H] the cell's output before the projection, or nullptr (no projection)
 
   // Shared memory: [G * units, P] rows g * H + j of W_hh (row g * units + jl for unit j0 + jl),
-  // then with a projection [proj_units, H] rows p of W_hr.
+  // then with a projection [proj_units, H] rows p of W_hr; with tensor cores the same rows in
+  // Mma, padded (tile_layout), then the staged operand and the accumulators.
   template <class Ctx>
   FASTRNN_HD void operator()(const Ctx& ctx) const {
     constexpr int64_t G = Cell::kGates;
@@ -53,15 +116,32 @@ struct PersistentForward {
     const int64_t tid = ctx.thread(), nt = ctx.threads();
     const int64_t j0 = ctx.block() * units, nj = slice_size(H, ctx.block(), units);
     const int64_t p0 = ctx.block() * proj_units, np = slice_size(P, ctx.block(), proj_units);
-    T* w = ctx.template shared<T>();
-    T* w_hr = w + G * units * P;
-    for (int64_t i = tid; i < G * nj * P; i += nt) {
-      const int64_t r = i / P, k = i % P, g = r / nj, jl = r % nj;
-      w[(g * units + jl) * P + k] = layer.w.w_hh[(g * H + j0 + jl) * P + k];
+    using W = std::conditional_t<kTensorCores, Mma, T>;
+    const TileLayout tl = tile_layout(G, H, P, m != nullptr, false, units, proj_units);
+    W* w = ctx.template shared<W>();
+    W* w_hr = w + (kTensorCores ? tl.w2_offset() : G * units * P);
+    if constexpr (kTensorCores) {
+      fill_tiles(ctx, w, tl.w_rows, tl.w_ld, G * units, P, [&](int64_t r, int64_t k) {
+        const int64_t g = r / units, jl = r % units;
+        return jl < nj ? float(layer.w.w_hh[(g * H + j0 + jl) * P + k]) : 0.0f;
+      });
+      if (m) {
+        fill_tiles(ctx, w_hr, tl.w2_rows, tl.w2_ld, np, H,
+                   [&](int64_t r, int64_t k) { return float(layer.w.w_hr[(p0 + r) * H + k]); });
+      }
+    } else {
+      for (int64_t i = tid; i < G * nj * P; i += nt) {
+        const int64_t r = i / P, k = i % P, g = r / nj, jl = r % nj;
+        w[(g * units + jl) * P + k] = layer.w.w_hh[(g * H + j0 + jl) * P + k];
+      }
+      if (m) {
+        for (int64_t i = tid; i < np * H; i += nt) w_hr[i] = layer.w.w_hr[p0 * H + i];
+      }
     }
-    if (m) {
-      for (int64_t i = tid; i < np * H; i += nt) w_hr[i] = layer.w.w_hr[p0 * H + i];
-    }
+    W* stage = kTensorCores ? w + tl.stage_offset() : nullptr;
+    float* acc = kTensorCores ? reinterpret_cast<float*>(ctx.template shared<unsigned char>() +
+                                                         tl.acc_byte_offset(sizeof(W)))
+                              : nullptr;
     ctx.sync();
 
     for (int64_t s = 0; s < layer.T; ++s) {
@@ -69,15 +149,24 @@ struct PersistentForward {
       const T* h_prev = h[s % 2];
       T* h_next = h[(s + 1) % 2];
       // W_hh h_{t-1} for this block's units, every gate, the step's rows
-      for (int64_t i = tid; i < Bt * G * nj; i += nt) {
-        const int64_t b = i / (G * nj), r = i % (G * nj), g = r / nj, jl = r % nj;
-        const T* wr = w + (g * units + jl) * P;
-        const T* hr = h_prev + b * P;
-        C sum = 0;
-        for (int64_t k = 0; k < P; ++k) sum += C(wr[k]) * C(hr[k]);
-        gh[b * GH + g * H + j0 + jl] = sum;
+      if constexpr (kTensorCores) {
+        tile_product(
+            ctx, Bt, P, [&](int64_t b, int64_t k) { return float(h_prev[b * P + k]); }, w,
+            tl.w_ld, G * units, stage, acc, tl.acc_ld, [&](int64_t b, int64_t r, float v) {
+              const int64_t g = r / units, jl = r % units;
+              if (jl < nj) gh[b * GH + g * H + j0 + jl] = v;
+            });
+      } else {
+        for (int64_t i = tid; i < Bt * G * nj; i += nt) {
+          const int64_t b = i / (G * nj), r = i % (G * nj), g = r / nj, jl = r % nj;
+          const T* wr = w + (g * units + jl) * P;
+          const T* hr = h_prev + b * P;
+          C sum = 0;
+          for (int64_t k = 0; k < P; ++k) sum += C(wr[k]) * C(hr[k]);
+          gh[b * GH + g * H + j0 + jl] = sum;
+        }
+        ctx.sync();
       }
-      ctx.sync();
       for (int64_t i = tid; i < Bt * nj; i += nt) {
         const int64_t b = i / nj, j = j0 + i % nj;
         ForwardRow<T> row;
@@ -93,14 +182,23 @@ struct PersistentForward {
       }
       if (m) {
         ctx.grid_sync();  // every unit's m of the step written
-        for (int64_t i = tid; i < Bt * np; i += nt) {
-          const int64_t b = i / np, pl = i % np;
-          const T* wr = w_hr + pl * H;
-          const T* mr = m + b * H;
-          C sum = 0;
-          for (int64_t k = 0; k < H; ++k) sum += C(wr[k]) * C(mr[k]);
-          h_next[b * P + p0 + pl] = T(sum);
-          layer.out[(row0 + b) * layer.ld_out + p0 + pl] = T(sum);
+        if constexpr (kTensorCores) {
+          tile_product(
+              ctx, Bt, H, [&](int64_t b, int64_t k) { return float(m[b * H + k]); }, w_hr,
+              tl.w2_ld, np, stage, acc, tl.acc_ld, [&](int64_t b, int64_t pl, float v) {
+                h_next[b * P + p0 + pl] = T(v);
+                layer.out[(row0 + b) * layer.ld_out + p0 + pl] = T(v);
+              });
+        } else {
+          for (int64_t i = tid; i < Bt * np; i += nt) {
+            const int64_t b = i / np, pl = i % np;
+            const T* wr = w_hr + pl * H;
+            const T* mr = m + b * H;
+            C sum = 0;
+            for (int64_t k = 0; k < H; ++k) sum += C(wr[k]) * C(mr[k]);
+            h_next[b * P + p0 + pl] = T(sum);
+            layer.out[(row0 + b) * layer.ld_out + p0 + pl] = T(sum);
+          }
         }
       }
       // rows past the step's keep their h in both buffers (h_n; a reverse packed sequence's h0)
@@ -113,9 +211,10 @@ struct PersistentForward {
   }
 };
 
-template <class Cell, class Flags, typename T>
+template <class Cell, class Flags, typename T, typename Mma = void>
 struct PersistentBackward {
   static constexpr bool kSyncs = true;
+  static constexpr bool kTensorCores = !std::is_void_v<Mma>;
   using C = compute_t<T>;
   Layer<T> layer;
   int64_t units, proj_units;  // per block (cuda/plan.h)
@@ -133,7 +232,8 @@ struct PersistentBackward {
   bool want_h0;       // else the first step's dL/dh_{t-1} is skipped
 
   // Shared memory: [h units, G*H] column p of W_hh per h unit p0 + pl (its transpose's rows),
-  // then with a projection [units, P] column j of W_hr per unit j0 + jl.
+  // then with a projection [units, P] column j of W_hr per unit j0 + jl; with tensor cores the
+  // same in Mma, padded (tile_layout), then the staged operand and the accumulators.
   template <class Ctx>
   FASTRNN_HD void operator()(const Ctx& ctx) const {
     constexpr int64_t G = Cell::kGates;
@@ -142,18 +242,33 @@ struct PersistentBackward {
     const int64_t tid = ctx.thread(), nt = ctx.threads();
     const int64_t j0 = ctx.block() * units, nj = slice_size(H, ctx.block(), units);
     const int64_t p0 = ctx.block() * proj_units, np = slice_size(P, ctx.block(), proj_units);
-    T* w_t = ctx.template shared<T>();
-    T* w_hr_t = w_t + proj_units * GH;
-    for (int64_t i = tid; i < np * GH; i += nt) {
-      const int64_t pl = i / GH, k = i % GH;
-      w_t[pl * GH + k] = layer.w.w_hh[k * P + p0 + pl];
-    }
-    if (dm) {
-      for (int64_t i = tid; i < nj * P; i += nt) {
-        const int64_t jl = i / P, p = i % P;
-        w_hr_t[jl * P + p] = layer.w.w_hr[p * H + j0 + jl];
+    using W = std::conditional_t<kTensorCores, Mma, T>;
+    const TileLayout tl = tile_layout(G, H, P, dm != nullptr, true, units, proj_units);
+    W* w_t = ctx.template shared<W>();
+    W* w_hr_t = w_t + (kTensorCores ? tl.w2_offset() : proj_units * GH);
+    if constexpr (kTensorCores) {
+      fill_tiles(ctx, w_t, tl.w_rows, tl.w_ld, np, GH,
+                 [&](int64_t pl, int64_t k) { return float(layer.w.w_hh[k * P + p0 + pl]); });
+      if (dm) {
+        fill_tiles(ctx, w_hr_t, tl.w2_rows, tl.w2_ld, nj, P,
+                   [&](int64_t jl, int64_t p) { return float(layer.w.w_hr[p * H + j0 + jl]); });
+      }
+    } else {
+      for (int64_t i = tid; i < np * GH; i += nt) {
+        const int64_t pl = i / GH, k = i % GH;
+        w_t[pl * GH + k] = layer.w.w_hh[k * P + p0 + pl];
+      }
+      if (dm) {
+        for (int64_t i = tid; i < nj * P; i += nt) {
+          const int64_t jl = i / P, p = i % P;
+          w_hr_t[jl * P + p] = layer.w.w_hr[p * H + j0 + jl];
+        }
       }
     }
+    W* stage = kTensorCores ? w_t + tl.stage_offset() : nullptr;
+    float* acc = kTensorCores ? reinterpret_cast<float*>(ctx.template shared<unsigned char>() +
+                                                         tl.acc_byte_offset(sizeof(W)))
+                              : nullptr;
     ctx.sync();
 
     for (int64_t s = layer.T - 1; s >= 0; --s) {
@@ -170,18 +285,26 @@ struct PersistentBackward {
       }
       if (dm) {
         ctx.grid_sync();  // dL/dm needs every h unit's dL/dh_t
+        if constexpr (kTensorCores) {
+          tile_product(
+              ctx, Bt, P, [&](int64_t b, int64_t k) { return float(dh_rows[(row0 + b) * P + k]); },
+              w_hr_t, tl.w2_ld, nj, stage, acc, tl.acc_ld,
+              [&](int64_t b, int64_t jl, float v) { dm[b * H + j0 + jl] = T(v); });
+        }
       } else {
         ctx.sync();
       }
-      // this block's units: dL/dm (projection), then the cell
+      // this block's units: dL/dm (projection; with tensor cores made above), then the cell
       for (int64_t i = tid; i < Bt * nj; i += nt) {
         const int64_t b = i / nj, jl = i % nj, j = j0 + jl, r = row0 + b;
-        if (dm) {
-          const T* wr = w_hr_t + jl * P;
-          const T* dr = dh_rows + r * P;
-          C sum = 0;
-          for (int64_t k = 0; k < P; ++k) sum += C(wr[k]) * C(dr[k]);
-          dm[b * H + j] = T(sum);
+        if constexpr (!kTensorCores) {
+          if (dm) {
+            const T* wr = w_hr_t + jl * P;
+            const T* dr = dh_rows + r * P;
+            C sum = 0;
+            for (int64_t k = 0; k < P; ++k) sum += C(wr[k]) * C(dr[k]);
+            dm[b * H + j] = T(sum);
+          }
         }
         const bool from_prev = b < prev_rows;
         BackwardRow<T> row;
@@ -207,13 +330,22 @@ struct PersistentBackward {
       if (s > 0 || want_h0) {
         // dL/dh_{t-1} = dgh_t W_hh for this block's h units, added to the direct part the
         // GRU left in dh
-        for (int64_t i = tid; i < Bt * np; i += nt) {
-          const int64_t b = i / np, pl = i % np;
-          const T* wr = w_t + pl * GH;
-          const T* gr = dgh + (row0 + b) * GH;
-          C sum = Cell::kSplitHiddenGrad ? C(dh[b * P + p0 + pl]) : C(0);
-          for (int64_t k = 0; k < GH; ++k) sum += C(gr[k]) * C(wr[k]);
-          dh[b * P + p0 + pl] = T(sum);
+        if constexpr (kTensorCores) {
+          tile_product(
+              ctx, Bt, GH, [&](int64_t b, int64_t k) { return float(dgh[(row0 + b) * GH + k]); },
+              w_t, tl.w_ld, np, stage, acc, tl.acc_ld, [&](int64_t b, int64_t pl, float v) {
+                T* d = dh + b * P + p0 + pl;
+                *d = Cell::kSplitHiddenGrad ? T(float(*d) + v) : T(v);
+              });
+        } else {
+          for (int64_t i = tid; i < Bt * np; i += nt) {
+            const int64_t b = i / np, pl = i % np;
+            const T* wr = w_t + pl * GH;
+            const T* gr = dgh + (row0 + b) * GH;
+            C sum = Cell::kSplitHiddenGrad ? C(dh[b * P + p0 + pl]) : C(0);
+            for (int64_t k = 0; k < GH; ++k) sum += C(gr[k]) * C(wr[k]);
+            dh[b * P + p0 + pl] = T(sum);
+          }
         }
       }
       ctx.sync();  // the next step reads this block's dh; no other block does before its sync

@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "cells/common.h"
+
 namespace fastrnn::cuda {
 
 // What a grid's residency depends on, of one device (cudaDeviceProp's fields).
@@ -83,10 +85,59 @@ inline int64_t resident_blocks_per_sm(const DeviceLimits& d, int64_t threads, in
 // One layer's sizes as the persistent kernels see them.
 struct PersistentSizes {
   int64_t B = 0, H = 0, P = 0, G = 0;  // batch, hidden, h size (P < H: projection), gates
-  int64_t element_bytes = 0;           // of the storage type (what shared memory holds)
+  int64_t element_bytes = 0;           // of what shared memory holds: the storage type, or with
+                                       // tensor cores the products' operand type
   bool project = false;                // LSTM projection (P < H)
   bool backward = false;               // the backward kernel (else forward)
+  bool tensor_cores = false;           // the products as wmma tiles (persistent_tensor_cores)
 };
+
+// Whether the persistent kernels' products run on tensor cores (ctx.mma_tile of cuda/exec.h):
+// for bfloat16 and float16 (16-bit operands, float32 accumulation) always; for float32 as TF32
+// only where torch allows it for matmuls (torch.backends.cuda.matmul.allow_tf32, off by
+// default), else float32 FMA; float64 never. operand_bytes: 2 for the 16-bit types, 4, 8.
+inline bool persistent_tensor_cores(int64_t operand_bytes, bool allow_tf32) {
+  return operand_bytes == 2 || (operand_bytes == 4 && allow_tf32);
+}
+
+// The tensor-core kernels' tiles: 16 x 16 accumulator tiles, the step's batch rows padded to 16
+// (zeros), the products' k in chunks of kTileChunk staged in shared memory.
+inline constexpr int64_t kTile = 16;
+inline constexpr int64_t kTileChunk = 128;
+
+FASTRNN_HD constexpr int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// The tensor-core kernels' shared memory (cuda/persistent.cuh), in elements of the operand type
+// but for the accumulators: the first product's weight rows [w_rows, w_ld] (W_hh rows forward,
+// W_hh columns backward), the projection's [w2_rows, w2_ld] (W_hr rows or columns; none without
+// one), both padded with zeros to multiples of 16 rows and columns (whole wmma tiles); the
+// staged chunk of the left operand [kTile, kTileChunk]; then float [kTile, acc_ld], the
+// accumulator tiles. Every region a multiple of 32 bytes, as wmma's loads want.
+struct TileLayout {
+  int64_t w_rows = 0, w_ld = 0, w2_rows = 0, w2_ld = 0, acc_ld = 0;
+  FASTRNN_HD int64_t w2_offset() const { return w_rows * w_ld; }
+  FASTRNN_HD int64_t stage_offset() const { return w2_offset() + w2_rows * w2_ld; }
+  FASTRNN_HD int64_t acc_byte_offset(int64_t operand_bytes) const {
+    return (stage_offset() + kTile * kTileChunk) * operand_bytes;
+  }
+  FASTRNN_HD int64_t bytes(int64_t operand_bytes) const {
+    return acc_byte_offset(operand_bytes) + kTile * acc_ld * 4;
+  }
+};
+
+// h_units: the h units of a block (proj_units; units without a projection).
+FASTRNN_HD TileLayout tile_layout(int64_t G, int64_t H, int64_t P, bool project,
+                                  bool backward, int64_t units, int64_t h_units) {
+  TileLayout t;
+  t.w_rows = round_up(backward ? h_units : G * units, kTile);
+  t.w_ld = round_up(backward ? G * H : P, kTile);
+  if (project) {
+    t.w2_rows = round_up(backward ? units : h_units, kTile);
+    t.w2_ld = round_up(backward ? P : H, kTile);
+  }
+  t.acc_ld = t.w_rows > t.w2_rows ? t.w_rows : t.w2_rows;
+  return t;
+}
 
 // How a persistent kernel is launched: `blocks` blocks, block k owning hidden units
 // [k * units, (k + 1) * units) and, with a projection, h units [k * proj_units, ...).
@@ -94,14 +145,21 @@ struct PersistentPlan {
   int64_t blocks = 0, threads = 0, units = 0, proj_units = 0, shared_bytes = 0;
   int64_t resident_per_sm = 0;  // blocks of this shape one SM holds
   bool fits = false;            // the grid is co-resident: a cooperative launch can run it
+  bool tensor_cores = false;    // its products are wmma tiles (PersistentSizes::tensor_cores)
 };
 
 // The weights a block keeps in shared memory for all T steps, bytes. Forward: its units' rows of
 // W_hh (all G gates, P wide) and its h units' rows of W_hr (H wide). Backward: the transposes,
 // its h units' columns of W_hh (G*H tall) and its units' columns of W_hr (P tall).
+// With tensor cores: tile_layout's, rows and columns padded to whole tiles, plus the staged
+// operand and the accumulators.
 inline int64_t persistent_shared_bytes(const PersistentSizes& s, int64_t units,
                                        int64_t proj_units) {
   const int64_t h_units = s.project ? proj_units : units;
+  if (s.tensor_cores) {
+    return tile_layout(s.G, s.H, s.P, s.project, s.backward, units, h_units)
+        .bytes(s.element_bytes);
+  }
   const int64_t elements = s.backward
                                ? h_units * s.G * s.H + (s.project ? units * s.P : 0)
                                : s.G * units * s.P + (s.project ? h_units * s.H : 0);
@@ -116,6 +174,7 @@ template <class Resident>
 PersistentPlan plan_persistent(const PersistentSizes& s, const DeviceLimits& d,
                                Resident&& resident) {
   PersistentPlan p;
+  p.tensor_cores = s.tensor_cores;
   if (s.H <= 0 || s.P <= 0 || d.sms <= 0) return p;
   p.units = (s.H + d.sms - 1) / d.sms;
   p.blocks = (s.H + p.units - 1) / p.units;

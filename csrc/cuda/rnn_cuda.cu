@@ -23,8 +23,13 @@ struct DeviceBuffer {
 // no stream, event or synchronisation of its own.
 class DeviceExec {
  public:
-  DeviceExec()
-      : stream_(at::cuda::getCurrentCUDAStream()), handle_(at::cuda::getCurrentCUDABlasHandle()) {}
+  explicit DeviceExec(bool allow_tf32)
+      : stream_(at::cuda::getCurrentCUDAStream()),
+        handle_(at::cuda::getCurrentCUDABlasHandle()),
+        allow_tf32_(allow_tf32) {}
+
+  // torch.backends.cuda.matmul.allow_tf32, as the glue read it for this call
+  bool allow_tf32() const { return allow_tf32_; }
 
   template <class Kernel>
   void launch(const Kernel& kernel, const Launch& l) const {
@@ -139,25 +144,26 @@ class DeviceExec {
 
   cudaStream_t stream_;
   cublasHandle_t handle_;
+  bool allow_tf32_;
 };
 
 }  // namespace
 
 template <typename scalar_t>
-void device_forward(const RnnParams<scalar_t>& p) {
-  DeviceExec exec;
+void device_forward(const RnnParams<scalar_t>& p, bool allow_tf32) {
+  DeviceExec exec(allow_tf32);
   drivers_forward(exec, p);
 }
 
 template <typename scalar_t>
-void device_backward(const RnnGradParams<scalar_t>& p) {
-  DeviceExec exec;
+void device_backward(const RnnGradParams<scalar_t>& p, bool allow_tf32) {
+  DeviceExec exec(allow_tf32);
   drivers_backward(exec, p);
 }
 
 #define FASTRNN_INSTANTIATE(T)                                 \
-  template void device_forward<T>(const RnnParams<T>&); \
-  template void device_backward<T>(const RnnGradParams<T>&);
+  template void device_forward<T>(const RnnParams<T>&, bool); \
+  template void device_backward<T>(const RnnGradParams<T>&, bool);
 FASTRNN_FOR_EACH_DTYPE(FASTRNN_INSTANTIATE)
 #undef FASTRNN_INSTANTIATE
 

@@ -9,9 +9,10 @@
 
 namespace fastrnn::cuda {
 
+// allow_tf32: torch.backends.cuda.matmul.allow_tf32 (float32 products on tensor cores as TF32).
 template <typename scalar_t>
-void device_forward(const RnnParams<scalar_t>& p);
+void device_forward(const RnnParams<scalar_t>& p, bool allow_tf32);
 template <typename scalar_t>
-void device_backward(const RnnGradParams<scalar_t>& p);
+void device_backward(const RnnGradParams<scalar_t>& p, bool allow_tf32);
 
 }  // namespace fastrnn::cuda

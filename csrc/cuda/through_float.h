@@ -3,8 +3,12 @@
 // is rounded back to the 16-bit type: the output, h_n and c_n, the reserve (the saved rows and
 // the inner layers' outputs, as the CPU's 16-bit path stores them) and every gradient. So the
 // state, the gate math and all sums are float32, as on the CPU (cells/rows.h), and the values
-// backward reads are the rounded ones forward returned. The products are float32 ones (no tensor
-// cores for the 16-bit types yet: a follow-up); the copies are one pass over each tensor.
+// backward reads are the rounded ones forward returned. The original type goes on as the
+// Driver's Operand: the persistent path's per-step products run on tensor cores in it
+// (cuda/persistent.cuh: the weights converted back to it, exactly, as they fill shared memory;
+// the left operand rounded to it; float32 accumulation). The alternating path's and the
+// whole-sequence GEMMs are float32 ones (no tensor cores there yet). The copies are one pass
+// over each tensor.
 #pragma once
 
 #include <array>
@@ -131,7 +135,7 @@ void forward_through_float(Exec& exec, const RnnParams<T>& p) {
     using Cell = decltype(cell);
     const int64_t n = reserve_values<Cell>(p);
     q.reserve = copies.for_result(p.reserve, n);
-    run_stack_forward(Driver<Exec, float>(exec), q);
+    run_stack_forward(Driver<Exec, float, T>(exec), q);
     copies.round_into(q.reserve, p.reserve, n);
   });
   copies.round_into(q.output, p.output, p.N * DP);
@@ -167,7 +171,7 @@ void backward_through_float(Exec& exec, const RnnGradParams<T>& g) {
   }
   q.grads = grads.data();
   q.grad_norms = g.grad_norms;  // float32 already
-  run_stack_backward(Driver<Exec, float>(exec), q);
+  run_stack_backward(Driver<Exec, float, T>(exec), q);
   copies.round_into(q.grad_x, g.grad_x, p.N * p.I);
   copies.round_into(q.grad_hx, g.grad_hx, LD * p.B * p.P);
   copies.round_into(q.grad_cx, g.grad_cx, LD * p.B * p.H);

@@ -4,7 +4,8 @@ The CUDA build's drivers (``csrc/cuda/driver.h``) and kernels (``csrc/cuda/kerne
 written against an execution interface that a host emulator also implements
 (``csrc/cuda/emulator.cpp``: real block barriers, exact-size shared memory, cuBLAS's
 column-major GEMM; cooperative launches with every thread of every block at once and a real
-grid barrier). Inside ``with fastrnn.cuda_emulation() as stats:`` fastrnn's ops on CPU tensors
+grid barrier; the warp-collective tensor-core tile product checked for all 32 threads of a
+warp). Inside ``with fastrnn.cuda_emulation() as stats:`` fastrnn's ops on CPU tensors
 run that code instead of the CPU drivers, so the tests check what the GPU runs on machines
 without one; after the block, ``stats`` says what ran.
 
@@ -34,6 +35,8 @@ class EmulationStats:
     synced_launches: int = 0        # of those, kernels whose blocks synchronise (reductions)
     cooperative_launches: int = 0   # of those, cooperative ones: the persistent path's kernels
     gemms: int = 0                  # GEMM calls, cuBLAS's convention
+    mma_tiles: int = 0              # tensor-core tile products (a warp's ctx.mma_tile calls):
+                                    # the persistent path's products on tensor cores
 
 
 PATHS = ("auto", "persistent", "alternating")
@@ -75,17 +78,20 @@ def cuda_emulation(path: str | None = None, device: str = "a100", sms: int | Non
         _C._set_cuda_emulation(was_on)
         _C._set_cuda_emulation_settings(*settings)
         (stats.launches, stats.synced_launches, stats.cooperative_launches,
-         stats.gemms) = _C._cuda_emulation_stats()
+         stats.gemms, stats.mma_tiles) = _C._cuda_emulation_stats()
 
 
 def cuda_path_plan(mode: str, batch: int, hidden: int, proj_size: int = 0,
                    dtype: torch.dtype = torch.float32, backward: bool = False,
-                   device: str = "a100", sms: int | None = None, path: str = "auto") -> dict:
+                   device: str = "a100", sms: int | None = None, path: str = "auto",
+                   allow_tf32: bool | None = None) -> dict:
     """The CUDA drivers' choice for one layer on an emulated device (``csrc/cuda/plan.h``):
     ``path`` ("persistent" or "alternating"), and the persistent kernel's launch shape
     (``blocks``, ``threads``, ``units`` and ``proj_units`` per block, ``shared_bytes``,
-    ``resident_per_sm``, ``fits``). A forced persistent path that does not fit raises
-    RuntimeError, as the drivers do."""
+    ``resident_per_sm``, ``fits``) and whether its products run on tensor cores
+    (``tensor_cores``: bfloat16 and float16 always, float32 as TF32 where ``allow_tf32``, by
+    default ``torch.backends.cuda.matmul.allow_tf32``). A forced persistent path that does not
+    fit raises RuntimeError, as the drivers do."""
     if path not in PATHS:
         raise ValueError(f"cuda_path_plan: path must be one of {PATHS}, got {path!r}")
     if device not in DEVICES:
@@ -93,8 +99,10 @@ def cuda_path_plan(mode: str, batch: int, hidden: int, proj_size: int = 0,
     if mode not in _C.modes:
         raise ValueError(f"cuda_path_plan: mode must be one of {tuple(_C.modes)}, got {mode!r}")
     element_bytes = torch.empty((), dtype=dtype).element_size()
+    if allow_tf32 is None:
+        allow_tf32 = torch.backends.cuda.matmul.allow_tf32
     return _C._cuda_plan(mode, batch, hidden, proj_size, element_bytes, backward, device,
-                         sms or 0, path=path)
+                         sms or 0, path=path, allow_tf32=bool(allow_tf32))
 
 
 __all__ = ["cuda_emulation", "cuda_path_plan", "EmulationStats"]
