@@ -56,6 +56,33 @@ struct SavedTensors {
   }
 };
 
+// What both forwards keep for backward: the call, the tensors (checked unmodified when read),
+// the reserve marked as no derivative's.
+void save_call(AutogradContext* ctx, const StackConfig& config, bool training,
+               const at::Tensor& input, const OptTensor& hx, bool has_cx, bool record_norms,
+               const SavedTensors& tensors) {
+  auto saved = c10::make_intrusive<SavedCall>();
+  saved->config = config;
+  saved->training = training;
+  saved->has_cx = has_cx;
+  saved->input_needs_grad = input.requires_grad();
+  saved->hx_needs_grad = hx.has_value() && hx->requires_grad();
+  saved->record_norms = record_norms;
+  ctx->saved_data["call"] = c10::IValue::make_capsule(std::move(saved));
+  ctx->save_for_backward(tensors.list());
+  ctx->mark_non_differentiable({tensors.reserve});
+  ctx->set_materialize_grads(false);  // the kernel reads an absent gradient as zero
+}
+
+// The call save_call kept, in a backward, which a forward that saved nothing cannot have.
+c10::intrusive_ptr<SavedCall> saved_call(AutogradContext* ctx) {
+  auto call = c10::static_intrusive_pointer_cast<SavedCall>(ctx->saved_data["call"].toCapsule());
+  TORCH_CHECK(call->training,
+              "fastrnn: backward through a forward that ran with training=False; call it with "
+              "training=True (fastrnn's modules and functional do so when grad is enabled)");
+  return call;
+}
+
 class RnnFunction : public torch::autograd::Function<RnnFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const StackConfig& config, bool training,
@@ -72,29 +99,15 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
     for (const at::Tensor& w : weights) weights_.push_back(w.contiguous());
     const StackTensors stack{input, batch_sizes, hx_, cx_, weights_, masks};
     auto [output, h_n, c_n, reserve] = call_rnn(RnnArgs{config, stack, training, norms_probe});
-    auto saved = c10::make_intrusive<SavedCall>();
-    saved->config = config;
-    saved->training = training;
-    saved->has_cx = cx.has_value();
-    saved->input_needs_grad = input.requires_grad();
-    saved->hx_needs_grad = hx.has_value() && hx->requires_grad();
-    saved->record_norms = norms_probe.has_value();
-    ctx->saved_data["call"] = c10::IValue::make_capsule(std::move(saved));
-    ctx->save_for_backward(SavedTensors{input, batch_sizes.value_or(at::Tensor()),
-                                        hx_.value_or(at::Tensor()), cx_.value_or(at::Tensor()),
-                                        masks.value_or(at::Tensor()), output, reserve, weights_}
-                               .list());
-    ctx->mark_non_differentiable({reserve});
-    ctx->set_materialize_grads(false);  // the kernel reads an absent gradient as zero
+    save_call(ctx, config, training, input, hx, cx.has_value(), norms_probe.has_value(),
+              SavedTensors{input, batch_sizes.value_or(at::Tensor()), hx_.value_or(at::Tensor()),
+                           cx_.value_or(at::Tensor()), masks.value_or(at::Tensor()), output,
+                           reserve, weights_});
     return {output, h_n, c_n, reserve};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto call = c10::static_intrusive_pointer_cast<SavedCall>(
-        ctx->saved_data["call"].toCapsule());
-    TORCH_CHECK(call->training,
-                "fastrnn: backward through a forward that ran with training=False; call it with "
-                "training=True (fastrnn.functional does so when grad is enabled)");
+    const auto call = saved_call(ctx);
     const SavedTensors t = SavedTensors::from_list(ctx->get_saved_variables());
     const StackTensors stack{t.input, optional(t.batch_sizes), optional(t.hx), optional(t.cx),
                              t.weights, optional(t.dropout_masks)};
@@ -158,28 +171,15 @@ class CellFunction : public torch::autograd::Function<CellFunction> {
     const CellArgs args{config, input, contiguous(hx), contiguous(cx), weights_, training};
     const StackTensors stack = cell_stack(args);
     auto [output, h_n, c_n, reserve] = call_rnn(RnnArgs{config, stack, training, std::nullopt});
-    auto saved = c10::make_intrusive<SavedCall>();
-    saved->config = config;
-    saved->training = training;
-    saved->has_cx = cx.has_value();
-    saved->input_needs_grad = input.requires_grad();
-    saved->hx_needs_grad = hx.has_value() && hx->requires_grad();
-    ctx->saved_data["call"] = c10::IValue::make_capsule(std::move(saved));
-    ctx->save_for_backward(SavedTensors{input, at::Tensor(), args.hx.value_or(at::Tensor()),
-                                        args.cx.value_or(at::Tensor()), at::Tensor(), output,
-                                        reserve, weights_}
-                               .list());
-    ctx->mark_non_differentiable({reserve});
-    ctx->set_materialize_grads(false);
+    save_call(ctx, config, training, input, hx, cx.has_value(), false,
+              SavedTensors{input, at::Tensor(), args.hx.value_or(at::Tensor()),
+                           args.cx.value_or(at::Tensor()), at::Tensor(), output, reserve,
+                           weights_});
     return {h_n.squeeze(0), config.lstm() ? c_n.squeeze(0) : c_n, reserve};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto call = c10::static_intrusive_pointer_cast<SavedCall>(
-        ctx->saved_data["call"].toCapsule());
-    TORCH_CHECK(call->training,
-                "fastrnn: backward through a cell op that ran with training=False; call it with "
-                "training=True (the cells do so when grad is enabled)");
+    const auto call = saved_call(ctx);
     const SavedTensors t = SavedTensors::from_list(ctx->get_saved_variables());
     const CellArgs args{call->config, t.input, optional(t.hx), optional(t.cx), t.weights, true};
     const auto step = [](const at::Tensor& g) {
