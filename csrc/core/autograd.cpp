@@ -18,6 +18,16 @@ using torch::autograd::variable_list;
 
 OptTensor optional(const at::Tensor& t) { return t.defined() ? OptTensor(t) : OptTensor(); }
 
+// Contiguous once in forward, and saved so, for backward to copy nothing again (a no-op for the
+// contiguous tensors of a module).
+OptTensor contiguous(const OptTensor& t) { return t ? OptTensor(t->contiguous()) : t; }
+std::vector<at::Tensor> contiguous(at::TensorList tensors) {
+  std::vector<at::Tensor> result;
+  result.reserve(tensors.size());
+  for (const at::Tensor& t : tensors) result.push_back(t.contiguous());
+  return result;
+}
+
 // Where a backward calls rnn_backward: below autograd, unless it records a graph (create_graph),
 // where rnn_backward's autograd must see the call to refuse a double backward. (Through its
 // autograd every backward paid for a Function's bookkeeping: ~3 us of a cell's step.)
@@ -90,13 +100,9 @@ class RnnFunction : public torch::autograd::Function<RnnFunction> {
                                const OptTensor& hx, const OptTensor& cx, at::TensorList weights,
                                const OptTensor& dropout_masks, const OptTensor& norms_probe) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    // Contiguous once here, and saved so, for backward to copy nothing again (a no-op for the
-    // contiguous tensors of a module; the input's layout the kernels take as it is).
-    const auto contiguous = [](const OptTensor& t) { return t ? OptTensor(t->contiguous()) : t; };
+    // (the input's layout the kernels take as it is)
     const OptTensor hx_ = contiguous(hx), cx_ = contiguous(cx), masks = contiguous(dropout_masks);
-    std::vector<at::Tensor> weights_;
-    weights_.reserve(weights.size());
-    for (const at::Tensor& w : weights) weights_.push_back(w.contiguous());
+    const std::vector<at::Tensor> weights_ = contiguous(weights);
     const StackTensors stack{input, batch_sizes, hx_, cx_, weights_, masks};
     auto [output, h_n, c_n, reserve] = call_rnn(RnnArgs{config, stack, training, norms_probe});
     save_call(ctx, config, training, input, hx, cx.has_value(), norms_probe.has_value(),
@@ -164,18 +170,16 @@ class CellFunction : public torch::autograd::Function<CellFunction> {
                                const at::Tensor& input, const OptTensor& hx, const OptTensor& cx,
                                at::TensorList weights) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    std::vector<at::Tensor> weights_;
-    weights_.reserve(weights.size());
-    for (const at::Tensor& w : weights) weights_.push_back(w.contiguous());
-    const auto contiguous = [](const OptTensor& t) { return t ? OptTensor(t->contiguous()) : t; };
+    const std::vector<at::Tensor> weights_ = contiguous(weights);
     const CellArgs args{config, input, contiguous(hx), contiguous(cx), weights_, training};
-    const StackTensors stack = cell_stack(args);
-    auto [output, h_n, c_n, reserve] = call_rnn(RnnArgs{config, stack, training, std::nullopt});
+    const RnnResult stack = call_rnn(RnnArgs{config, cell_stack(args), training, std::nullopt});
+    const auto& [output, h_n, c_n, reserve] = stack;
     save_call(ctx, config, training, input, hx, cx.has_value(), false,
               SavedTensors{input, at::Tensor(), args.hx.value_or(at::Tensor()),
                            args.cx.value_or(at::Tensor()), at::Tensor(), output, reserve,
                            weights_});
-    return {h_n.squeeze(0), config.lstm() ? c_n.squeeze(0) : c_n, reserve};
+    const CellResult cell = cell_result(config, stack);
+    return {std::get<0>(cell), std::get<1>(cell), reserve};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

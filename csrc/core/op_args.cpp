@@ -105,10 +105,14 @@ StackTensors cell_stack(const CellArgs& a) {
                       std::nullopt};
 }
 
+CellResult cell_result(const StackConfig& config, const RnnResult& stack) {
+  const auto& [output, h_n, c_n, reserve] = stack;
+  return {h_n.squeeze(0), config.lstm() ? c_n.squeeze(0) : c_n, reserve};
+}
+
 CellResult cell_through_stack(const CellArgs& a) {
-  auto [output, h_n, c_n, reserve] =
-      call_rnn(RnnArgs{a.config, cell_stack(a), a.training, std::nullopt});
-  return {h_n.squeeze(0), a.config.lstm() ? c_n.squeeze(0) : c_n, reserve};
+  return cell_result(a.config,
+                     call_rnn(RnnArgs{a.config, cell_stack(a), a.training, std::nullopt}));
 }
 
 // The precision torch's own CUDA matmuls resolve to. Not Context::allowTF32CuBLAS(): in torch

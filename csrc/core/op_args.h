@@ -157,7 +157,10 @@ CellResult call_cell(const std::string& mode, const at::Tensor& input, const Opt
 // The stack op's tensors of a cell call: input, hx and cx as [1, B, .] views (checked 2-D).
 StackTensors cell_stack(const CellArgs& a);
 
-// The cell op of every device: the stack op on cell_stack's views, h_n and c_n as [B, H].
+// The cell op's results from the stack op's on cell_stack's views: h_n and c_n as [B, H].
+CellResult cell_result(const StackConfig& config, const RnnResult& stack);
+
+// The cell op of every device: the stack op on cell_stack's views.
 CellResult cell_through_stack(const CellArgs& a);
 
 // The ops through the dispatcher (from the autograd kernels, below autograd).

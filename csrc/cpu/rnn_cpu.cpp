@@ -210,8 +210,7 @@ class Driver {
     // Without an initial state h0 is zero, and so is the first step's W_hh h_{t-1}: skipped
     // (the cells read a zero row), and at T = 1 W_hh is neither copied nor packed: a cell's
     // first step reads W_ih alone.
-    const bool first_product_zero = layer.h0_zero;
-    const bool recurrent_unused = first_product_zero && layer.T == 1;
+    const bool recurrent_unused = layer.h0_zero && layer.T == 1;
     const AsCompute<C, scalar_t> w_ih(copied(layer.w.w_ih), GH * layer.I);
     const AsCompute<C, scalar_t> w_hh(recurrent_unused ? nullptr : copied(layer.w.w_hh), GH * P);
     const AsCompute<C, scalar_t> w_hr(copied(layer.w.w_hr), P * H);
@@ -241,8 +240,8 @@ class Driver {
     if (project) {
       projection.emplace(step_weight(layer.w.w_hr, w_hr), P, H, /*w_transposed=*/false, 1, pack);
     }
-    const auto zero_gh = scratch<C>(first_product_zero ? GH : 0);
-    std::fill(zero_gh.get(), zero_gh.get() + (first_product_zero ? GH : 0), C(0));
+    const auto zero_gh = scratch<C>(layer.h0_zero ? GH : 0);
+    std::fill(zero_gh.get(), zero_gh.get() + (layer.h0_zero ? GH : 0), C(0));
     const StepGemm recurrent(step_weight(layer.w.w_hh, w_hh), GH, P, /*w_transposed=*/false,
                              Cell::kGates, pack);
     const int64_t blocks = recurrent.unit_blocks();
@@ -275,7 +274,7 @@ class Driver {
           for (int64_t s = 0; s < layer.T; ++s) {
             const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
             C* gx_step = gx_of(t);
-            const bool zero_product = s == 0 && first_product_zero;
+            const bool zero_product = s == 0 && layer.h0_zero;
             if (!zero_product) {
               recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.get(), GH, /*accumulate=*/false);
             }

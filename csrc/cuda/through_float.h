@@ -91,6 +91,16 @@ auto weight_pointers(W& w) {
   return std::array{&w.w_ih, &w.w_hh, &w.b_ih, &w.b_hh, &w.w_hr};
 }
 
+// fn(from's tensor, to's tensor (a reference to its pointer), its size) for each of the five
+// tensors of layer and direction k, from and to being its weights or gradients.
+template <typename T, class From, class To, class Fn>
+void each_weight(const RnnParams<T>& p, int64_t k, From& from, To& to, Fn fn) {
+  const auto sizes = weight_sizes(p, k);
+  const auto src = weight_pointers(from);
+  const auto dst = weight_pointers(to);
+  for (size_t i = 0; i < sizes.size(); ++i) fn(*src[i], *dst[i], sizes[i]);
+}
+
 // The float32 params of p's stack, inputs copied (and the weights' float32 copies in `weights`);
 // the results are fresh buffers of copies, which the caller rounds back.
 template <class Exec, typename T>
@@ -106,10 +116,8 @@ RnnParams<float> float_params(FloatCopies<Exec>& copies, const RnnParams<T>& p,
   q.cx = copies.of(p.cx, LD * p.B * p.H);
   weights.resize(LD);
   for (int64_t k = 0; k < LD; ++k) {
-    const auto sizes = weight_sizes(p, k);
-    const auto from = weight_pointers(p.weights[k]);
-    const auto to = weight_pointers(weights[k]);
-    for (size_t i = 0; i < sizes.size(); ++i) *to[i] = copies.of(*from[i], sizes[i]);
+    each_weight(p, k, p.weights[k], weights[k],
+                [&](auto* src, auto*& dst, int64_t n) { dst = copies.of(src, n); });
   }
   q.weights = weights.data();
   q.dropout_masks = copies.of(p.dropout_masks, (p.L - 1) * p.N * DP);
@@ -164,10 +172,8 @@ void backward_through_float(Exec& exec, const RnnGradParams<T>& g) {
   q.grad_cx = copies.for_result(g.grad_cx, LD * p.B * p.H);
   std::vector<LayerGrads<float>> grads(LD);
   for (int64_t k = 0; k < LD; ++k) {
-    const auto sizes = weight_sizes(p, k);
-    const auto from = weight_pointers(g.grads[k]);
-    const auto to = weight_pointers(grads[k]);
-    for (size_t i = 0; i < sizes.size(); ++i) *to[i] = copies.for_result(*from[i], sizes[i]);
+    each_weight(p, k, g.grads[k], grads[k],
+                [&](auto* result, auto*& made, int64_t n) { made = copies.for_result(result, n); });
   }
   q.grads = grads.data();
   q.grad_norms = g.grad_norms;  // float32 already
@@ -176,10 +182,8 @@ void backward_through_float(Exec& exec, const RnnGradParams<T>& g) {
   copies.round_into(q.grad_hx, g.grad_hx, LD * p.B * p.P);
   copies.round_into(q.grad_cx, g.grad_cx, LD * p.B * p.H);
   for (int64_t k = 0; k < LD; ++k) {
-    const auto sizes = weight_sizes(p, k);
-    const auto rounded = weight_pointers(g.grads[k]);
-    const auto made = weight_pointers(grads[k]);
-    for (size_t i = 0; i < sizes.size(); ++i) copies.round_into(*made[i], *rounded[i], sizes[i]);
+    each_weight(p, k, g.grads[k], grads[k],
+                [&](auto* result, auto* made, int64_t n) { copies.round_into(made, result, n); });
   }
 }
 
