@@ -2,9 +2,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/EmptyTensor.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
+#include <cstring>
+#include <ostream>
 #include <string>
 
 #include "core/reserve.h"
@@ -23,14 +27,37 @@ int64_t size_add(int64_t a, int64_t b) {
   return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
 }
 
-void check_device(const TensorMeta& t, const std::string& name, const TensorMeta& input) {
+// A tensor's name in an error message: written out only when a check fails (building it on
+// every call cost more than the checks: strings for each weight of each call).
+struct TensorName {
+  const char* base;
+  int64_t layer = -1;  // a layer's weight: base_l{layer}[_reverse]
+  int64_t direction = 0;
+  int64_t index = -1;  // else the weights list's k: weights[k] (layer, direction)
+
+  TensorName(const char* name) : base(name) {}  // NOLINT: a plain name converts
+  TensorName(const char* name, int64_t layer, int64_t direction, int64_t index = -1)
+      : base(name), layer(layer), direction(direction), index(index) {}
+};
+
+std::ostream& operator<<(std::ostream& os, const TensorName& n) {
+  if (n.index >= 0) {
+    return os << n.base << "[" << n.index << "] (layer " << n.layer << ", direction "
+              << n.direction << ")";
+  }
+  os << n.base;
+  if (n.layer >= 0) os << "_l" << n.layer << (n.direction == 1 ? "_reverse" : "");
+  return os;
+}
+
+void check_device(const TensorMeta& t, const TensorName& name, const TensorMeta& input) {
   if (t.device == input.device) return;
   const std::string a = t.device.str(), b = input.device.str();
   TORCH_CHECK(false, "fastrnn: all tensors must be on one device, got ", std::min(a, b), ", ",
               std::max(a, b), ": ", name, " is on ", a, " but input is on ", b);
 }
 
-void check_tensor(const TensorMeta& t, const std::string& name, const TensorMeta& input,
+void check_tensor(const TensorMeta& t, const TensorName& name, const TensorMeta& input,
                   at::IntArrayRef expected_shape) {
   check_device(t, name, input);
   TORCH_CHECK_TYPE(t.dtype == input.dtype, "fastrnn: ", name, " has dtype ", t.dtype,
@@ -39,9 +66,7 @@ void check_tensor(const TensorMeta& t, const std::string& name, const TensorMeta
                     expected_shape, ", got ", t.sizes);
 }
 
-std::string weight_name(const char* base, int64_t l, int64_t d) {
-  return std::string(base) + "_l" + std::to_string(l) + (d == 1 ? "_reverse" : "");
-}
+TensorName weight_name(const char* base, int64_t l, int64_t d) { return {base, l, d}; }
 
 // A tensor's data as the kernels' type T (KernelType in checks.h): the same bytes.
 template <typename T>
@@ -77,7 +102,59 @@ scalar_t* mutable_ptr_or_null(const at::Tensor& t) {
   return t.defined() && t.numel() ? mutable_data<scalar_t>(t) : nullptr;
 }
 
-at::Tensor empty0(const at::TensorOptions& options) { return at::empty({0}, options); }
+// at::empty, on the CPU straight from the allocator: through the dispatcher each of the dozen
+// tensors a one-step call makes cost 2-3 thousand instructions (callgrind), more than the
+// kernel's own work at B = 1.
+at::Tensor empty(at::IntArrayRef shape, const at::TensorOptions& options) {
+  return options.device().is_cpu() ? at::detail::empty_cpu(shape, options)
+                                   : at::empty(shape, options);
+}
+at::Tensor empty0(const at::TensorOptions& options) { return empty({0}, options); }
+
+// at::zeros, on the CPU without fill_'s dispatch and TensorIterator: one-step calls without a
+// state make one or two of these each way
+at::Tensor zeros(at::IntArrayRef shape, const at::TensorOptions& options) {
+  at::Tensor t = empty(shape, options);
+  if (t.is_cpu()) {
+    if (t.nbytes()) std::memset(t.mutable_data_ptr(), 0, t.nbytes());
+  } else {
+    t.zero_();
+  }
+  return t;
+}
+
+template <typename Word>
+void copy_strided(const at::Tensor& t, at::Tensor& out) {
+  std::array<int64_t, 3> size{1, 1, 1}, stride{0, 0, 0};
+  for (int64_t d = 0, dims = t.dim(); d < dims; ++d) {
+    size[3 - dims + d] = t.size(d), stride[3 - dims + d] = t.stride(d);
+  }
+  const auto* src = static_cast<const Word*>(t.const_data_ptr());
+  auto* dst = static_cast<Word*>(out.mutable_data_ptr());
+  for (int64_t i = 0; i < size[0]; ++i) {
+    for (int64_t j = 0; j < size[1]; ++j) {
+      const Word* row = src + i * stride[0] + j * stride[1];
+      for (int64_t k = 0; k < size[2]; ++k) *dst++ = row[k * stride[2]];
+    }
+  }
+}
+
+// t.contiguous(), a small CPU tensor copied by a plain loop: the gradient autograd passes back
+// through a sum() of the output is one value expanded (strides 0), and clone's TensorIterator
+// costs more than the copy at one-step sizes.
+at::Tensor contiguous(const at::Tensor& t) {
+  if (t.is_contiguous() || !t.is_cpu() || t.dim() > 3 || t.numel() > 65536 || t.is_neg()) {
+    return t.contiguous();
+  }
+  at::Tensor out = empty(t.sizes(), t.options());
+  switch (t.element_size()) {
+    case 2: copy_strided<uint16_t>(t, out); break;
+    case 4: copy_strided<uint32_t>(t, out); break;
+    case 8: copy_strided<uint64_t>(t, out); break;
+    default: return t.contiguous();
+  }
+  return out;
+}
 
 OptMeta meta_of(const OptTensor& t) { return t ? OptMeta(TensorMeta::of(*t)) : std::nullopt; }
 
@@ -174,9 +251,8 @@ StackShape check_stack(const StackConfig& config, const StackMetas& stack) {
   // every tensor on the input's device, before anything reads a shape
   for (size_t k = 0; k < weights.size(); ++k) {
     const int64_t ld = static_cast<int64_t>(k) / s.weights_per_layer;
-    check_device(weights[k], "weights[" + std::to_string(k) + "] (layer " +
-                 std::to_string(ld / s.D) + ", direction " + std::to_string(ld % s.D) + ")",
-                 input);
+    const TensorName name{"weights", ld / s.D, ld % s.D, static_cast<int64_t>(k)};
+    check_device(weights[k], name, input);
   }
   for (const auto& [t, name] : {std::pair{&stack.hx, "hx"}, {&stack.cx, "cx"},
                                 {&stack.dropout_masks, "dropout_masks"}}) {
@@ -308,10 +384,10 @@ StackInputs::StackInputs(const StackShape& s, const StackTensors& stack) {
   if (!((s.I == 1 || x.stride(1) == 1) && (s.N == 1 || x.stride(0) >= s.I))) x = x.contiguous();
   ldx = s.N == 1 ? s.I : x.stride(0);
   const auto options = stack.input.options();
-  hx = stack.hx ? stack.hx->contiguous() : at::zeros(s.state_shape(s.P), options);
+  hx = stack.hx ? stack.hx->contiguous() : zeros(s.state_shape(s.P), options);
   hx_zero = !stack.hx;
   if (s.config.lstm()) {
-    cx = stack.cx ? stack.cx->contiguous() : at::zeros(s.state_shape(s.H), options);
+    cx = stack.cx ? stack.cx->contiguous() : zeros(s.state_shape(s.H), options);
   }
   if (stack.dropout_masks) dropout_masks = stack.dropout_masks->contiguous();
   for (const at::Tensor& w : stack.weights) weights.push_back(w.contiguous());
@@ -348,10 +424,10 @@ RnnParams<scalar_t> StackInputs::params(const StackShape& s,
 }
 
 StackOutputs::StackOutputs(const StackShape& s, bool training, const at::TensorOptions& options) {
-  output = at::empty(s.output_shape(s.D * s.P), options);
-  h_n = at::empty(s.state_shape(s.P), options);
-  c_n = s.config.lstm() ? at::empty(s.state_shape(s.H), options) : empty0(options);
-  reserve = training ? at::empty({s.N, s.reserve_width()}, options) : empty0(options);
+  output = empty(s.output_shape(s.D * s.P), options);
+  h_n = empty(s.state_shape(s.P), options);
+  c_n = s.config.lstm() ? empty(s.state_shape(s.H), options) : empty0(options);
+  reserve = training ? empty({s.N, s.reserve_width()}, options) : empty0(options);
 }
 
 template <typename scalar_t>
@@ -367,20 +443,20 @@ StackGrads::StackGrads(const StackShape& s, const RnnBackwardArgs& a, const Stac
   check_backward(s, TensorMeta::of(input),
                  {TensorMeta::of(a.output), TensorMeta::of(a.reserve), meta_of(a.grad_output),
                   meta_of(a.grad_h_n), meta_of(a.grad_c_n)});
-  const auto contiguous = [](const OptTensor& g) { return g ? g->contiguous() : at::Tensor(); };
-  grad_output = contiguous(a.grad_output);
-  grad_h_n = contiguous(a.grad_h_n);
-  if (s.config.lstm()) grad_c_n = contiguous(a.grad_c_n);
+  const auto dense = [](const OptTensor& g) { return g ? contiguous(*g) : at::Tensor(); };
+  grad_output = dense(a.grad_output);
+  grad_h_n = dense(a.grad_h_n);
+  if (s.config.lstm()) grad_c_n = dense(a.grad_c_n);
   output = a.output.contiguous();
   reserve = a.reserve.contiguous();
   // A gradient nobody wants is an empty tensor, and the work only it needs is skipped.
   const auto options = input.options();
-  grad_input = a.input_needs_grad ? at::empty(s.output_shape(s.I), options) : empty0(options);
-  grad_hx = a.hx_needs_grad ? at::empty(s.state_shape(s.P), options) : empty0(options);
-  grad_cx = s.config.lstm() ? at::empty(s.state_shape(s.H), options) : empty0(options);
-  for (const at::Tensor& w : in.weights) grad_weights.push_back(at::empty_like(w));
-  grad_norms = a.record_norms ? at::zeros({2, s.L * s.D, s.T}, options.dtype(at::kFloat))
-                              : at::empty({0}, options.dtype(at::kFloat));
+  grad_input = a.input_needs_grad ? empty(s.output_shape(s.I), options) : empty0(options);
+  grad_hx = a.hx_needs_grad ? empty(s.state_shape(s.P), options) : empty0(options);
+  grad_cx = s.config.lstm() ? empty(s.state_shape(s.H), options) : empty0(options);
+  for (const at::Tensor& w : in.weights) grad_weights.push_back(empty(w.sizes(), w.options()));
+  grad_norms = a.record_norms ? zeros({2, s.L * s.D, s.T}, options.dtype(at::kFloat))
+                              : empty({0}, options.dtype(at::kFloat));
 }
 
 template <typename scalar_t>
