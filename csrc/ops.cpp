@@ -24,6 +24,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -168,8 +169,57 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_cuda_emulation_stats", [] {
     const fastrnn::cuda::EmulationStats s = fastrnn::cuda::emulation_stats();
     return std::make_tuple(s.launches, s.synced_launches, s.cooperative_launches, s.gemms,
-                           s.mma_tiles);
+                           s.half_gemms, s.mma_tiles);
   });
+  m.def(
+      "_emulated_gemm",
+      [](bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const at::Tensor& a,
+         int64_t lda, const at::Tensor& b, int64_t ldb, double beta, const at::Tensor& c,
+         int64_t ldc) {
+        // the emulator's exec.gemm (cuda/emulator.h) on flat column-major storage, in place on c
+        const bool half = a.dtype() == at::kBFloat16 || a.dtype() == at::kHalf;
+        // elements a column-major rows x cols matrix with leading dimension ld spans
+        const auto spans = [](const at::Tensor& t, int64_t rows, int64_t cols, int64_t ld) {
+          return ld >= std::max<int64_t>(rows, 1) &&
+                 (rows == 0 || cols == 0 || t.numel() >= (cols - 1) * ld + rows);
+        };
+        TORCH_CHECK(a.dtype() == b.dtype() && c.scalar_type() == (half ? at::kFloat : a.scalar_type()) &&
+                        a.is_contiguous() && b.is_contiguous() && c.is_contiguous() &&
+                        a.is_cpu() && b.is_cpu() && c.is_cpu() && m >= 0 && n >= 0 && k >= 0 &&
+                        spans(a, trans_a ? k : m, trans_a ? m : k, lda) &&
+                        spans(b, trans_b ? n : k, trans_b ? k : n, ldb) && spans(c, m, n, ldc),
+                    "_emulated_gemm: a and b of one dtype, c of it or float32 for bfloat16 and "
+                    "float16, contiguous CPU storage of the column-major matrices");
+        if (a.dtype() == at::kFloat) {
+          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k, a.data_ptr<float>(), lda,
+                                       b.data_ptr<float>(), ldb, float(beta),
+                                       c.data_ptr<float>(), ldc);
+        } else if (a.dtype() == at::kDouble) {
+          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k, a.data_ptr<double>(), lda,
+                                       b.data_ptr<double>(), ldb, beta, c.data_ptr<double>(),
+                                       ldc);
+        } else if (a.dtype() == at::kBFloat16) {
+          using fastrnn::bfloat16;
+          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k,
+                                       static_cast<const bfloat16*>(a.data_ptr()), lda,
+                                       static_cast<const bfloat16*>(b.data_ptr()), ldb,
+                                       float(beta), c.data_ptr<float>(), ldc);
+        } else if (a.dtype() == at::kHalf) {
+          using fastrnn::float16;
+          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k,
+                                       static_cast<const float16*>(a.data_ptr()), lda,
+                                       static_cast<const float16*>(b.data_ptr()), ldb,
+                                       float(beta), c.data_ptr<float>(), ldc);
+        } else {
+          TORCH_CHECK(false, "_emulated_gemm: float32, float64, bfloat16 or float16, got ",
+                      a.dtype());
+        }
+      },
+      "For the tests: the emulated exec.gemm, cuBLAS's column-major C[m, n] = op(A)[m, k] "
+      "op(B)[k, n] + beta C on flat storage (bfloat16 and float16 A and B: float32 C)",
+      pybind11::arg("trans_a"), pybind11::arg("trans_b"), pybind11::arg("m"), pybind11::arg("n"),
+      pybind11::arg("k"), pybind11::arg("a"), pybind11::arg("lda"), pybind11::arg("b"),
+      pybind11::arg("ldb"), pybind11::arg("beta"), pybind11::arg("c"), pybind11::arg("ldc"));
   m.def(
       "_emulated_mma_tile",
       [](const at::Tensor& a, const at::Tensor& b, const at::Tensor& acc, int64_t lanes) {

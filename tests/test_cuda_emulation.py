@@ -30,13 +30,14 @@ PERSISTENT_SMS = 3  # the emulated SMs of the persistent path's tests
 
 def emulated(fn, *args, path="persistent", sms=None, cooperative=None, **kwargs):
     """fn(*args, **kwargs) under cuda_emulation(path=...); asserts that kernels and GEMMs ran
-    there, and cooperative launches (the persistent path) exactly where it was forced:
-    `cooperative` of them when given."""
+    there, none of them 16-bit ones (the stacks here are float32 and float64), and cooperative
+    launches (the persistent path) exactly where it was forced: `cooperative` of them when
+    given."""
     if path == "persistent" and sms is None:
         sms = PERSISTENT_SMS
     with fastrnn.cuda_emulation(path=path, sms=sms) as stats:
         result = fn(*args, **kwargs)
-    assert stats.launches > 0 and stats.gemms > 0, stats
+    assert stats.launches > 0 and stats.gemms > 0 and stats.half_gemms == 0, stats
     if path == "alternating":
         assert stats.cooperative_launches == 0, stats
     elif path == "persistent":
@@ -163,6 +164,42 @@ def test_emulation_is_off_outside_the_block():
     assert stats.launches == 0 and not fastrnn._C._cuda_emulation()
     assert stats.cooperative_launches == 0
     assert fastrnn._C._cuda_emulation_settings() == settings
+
+
+# ---- the emulated GEMM (exec.gemm, csrc/cuda/emulator.cpp) ---------------------------------
+
+@pytest.mark.parametrize("trans_b", [False, True], ids=["B", "Bt"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64],
+                         ids=str)
+def test_emulated_gemm_follows_cublas_convention(dtype, trans_a, trans_b):
+    # C[m, n] = op(A)[m, k] op(B)[k, n] + beta C, column-major (X[i, j] at X[i + j * ld], ld
+    # past the rows), against float64 on the same values: bfloat16 and float16 operands (C
+    # float32) multiplied exactly and summed in float32; C read only where beta != 0
+    gen = torch.Generator().manual_seed(2)
+    m, n, k, pad = 5, 7, 33, 3
+    out = torch.float64 if dtype == torch.float64 else torch.float32
+
+    def stored(rows, cols, dt):
+        """A column-major rows x cols matrix, ld = rows + pad: the storage (row-major [cols, ld])
+        and the matrix in float64."""
+        storage = torch.randn(cols, rows + pad, generator=gen).to(dt)
+        return storage, storage[:, :rows].T.double().clone()
+
+    a, A = stored(k, m, dtype) if trans_a else stored(m, k, dtype)
+    b, B = stored(n, k, dtype) if trans_b else stored(k, n, dtype)
+    op_a, op_b = (A.T if trans_a else A), (B.T if trans_b else B)
+    for beta in (0.0, 0.5):
+        c, C = stored(m, n, out)
+        if beta == 0:
+            c[:, :m] = float("nan")  # not read
+        before = c.clone()
+        fastrnn._C._emulated_gemm(trans_a, trans_b, m, n, k, a, a.shape[1], b, b.shape[1], beta,
+                                  c, c.shape[1])
+        want = op_a @ op_b + (beta * C if beta else 0)
+        bound = k * torch.finfo(out).eps * ((op_a.abs() @ op_b.abs()).max() + beta * C.abs().max())
+        assert (c[:, :m].T.double() - want).abs().max() <= bound
+        assert torch.equal(c[:, m:], before[:, m:])  # past the rows: untouched
 
 
 # ---- the emulated tensor-core tile product (ctx.mma_tile, csrc/cuda/emulator.cpp) ---------

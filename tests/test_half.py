@@ -115,12 +115,27 @@ def assert_within_budget(fast, baseline, exact, dtype, what):
             f"{half_budget(base, dtype):.3g} (baseline error {base:.3g})")
 
 
+def _rows_apart(t, extra=3):
+    """t's values in a leaf whose rows (last dimension) lie t.shape[-1] + extra elements apart,
+    as in a slice of a wider buffer (the op's input then has ldx > I)."""
+    strides, step = [], 1
+    for i in reversed(range(t.dim())):
+        strides.insert(0, step)
+        step *= t.shape[i] + (extra if i == t.dim() - 1 else 0)
+    wide = torch.empty_strided(t.shape, strides, dtype=t.dtype)
+    return wide.copy_(t.detach()).requires_grad_(t.requires_grad)
+
+
 def _check_stack(mode, dtype, options=None, baseline="torch.nn", cuda_path=None, sms=None,
-                 **config):
+                 rows_apart=False, **config):
     """cuda_path: run fastrnn's op through the CUDA drivers under host emulation, on that path
-    (on `sms` emulated SMs); the persistent path's products on tensor cores (mma_tiles)."""
+    (on `sms` emulated SMs); every GEMM a 16-bit one (half_gemms), the persistent path's
+    products on tensor cores (mma_tiles). rows_apart: fastrnn's input in a wider buffer."""
     args, kwargs = stack_args(mode, **config)
     (half_args, half_kw), (exact_args, exact_kw) = _rounded(args, kwargs, dtype)
+    if rows_apart:
+        half_args = (half_args[0], _rows_apart(half_args[1]), *half_args[2:])
+        assert half_args[1].stride(-2) == half_args[1].shape[-1] + 3
     options = options or {}
     if cuda_path is None:
         fast = _run("fastrnn", half_args, half_kw, options)
@@ -128,6 +143,7 @@ def _check_stack(mode, dtype, options=None, baseline="torch.nn", cuda_path=None,
         with fastrnn.cuda_emulation(path=cuda_path, sms=sms) as stats:
             fast = _run("fastrnn", half_args, half_kw, options)
         assert stats.launches > 0 and stats.gemms > 0
+        assert stats.half_gemms == stats.gemms, stats
         assert (stats.cooperative_launches > 0) == (cuda_path == "persistent")
         assert (stats.mma_tiles > 0) == (cuda_path == "persistent"), stats
     exact = _run("reference", exact_args, exact_kw, options)
@@ -185,6 +201,19 @@ def test_emulated_tensor_cores_over_several_tiles(mode, proj, dtype):
                  proj_size=proj, num_layers=1, bidirectional=False, packed=True)
 
 
+# Every GEMM of the 16-bit stacks with 16-bit operands (exec.gemm's cublasGemmEx overload:
+# the weights and the first layer's input as they are, the float32 rows rounded right before the
+# product), on the alternating path, which runs all of them: every cell, two bidirectional
+# layers (an inner layer's input rounded), packed, the input's rows apart in a wider buffer (the
+# first layer's GEMMs read it in place).
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("mode,proj", [("lstm", 0), ("lstm", 4), ("gru", 0), ("rnn_tanh", 0),
+                                       ("rnn_relu", 0)])
+def test_emulated_cuda_16_bit_gemms_within_budget(mode, proj, dtype):
+    _check_stack(mode, dtype, cuda_path="alternating", rows_apart=True, T=5, B=4, I=7, H=12,
+                 proj_size=proj, num_layers=2, bidirectional=True, packed=True)
+
+
 @pytest.mark.parametrize("path", ["persistent", "alternating"])
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 def test_emulated_cuda_projection_and_options(dtype, path):
@@ -211,7 +240,7 @@ def _emulated_float32(args, kwargs, tf32, allow_tf32):
     allow_tf32(tf32)
     with fastrnn.cuda_emulation(path="persistent", sms=3) as stats:
         result = _run("fastrnn", args, kwargs, {})
-    assert stats.cooperative_launches > 0
+    assert stats.cooperative_launches > 0 and stats.half_gemms == 0
     assert (stats.mma_tiles > 0) == tf32, stats
     return result
 

@@ -24,6 +24,7 @@ namespace fastrnn {
 template <typename scalar_t>
 struct Layer {
   int64_t T, B, N, I, H, P;
+  int64_t index;  // l * D + d: the layer's (and direction's) place in the stack's weights, hx, h_n
   const int64_t* batch_sizes;
   const int64_t* offsets;
   bool reverse;
@@ -91,6 +92,7 @@ Layer<scalar_t> make_layer(const RnnParams<scalar_t>& p, int64_t l, int64_t d, c
   const int64_t k = l * p.D + d;  // index of (l, d) in weights, hx, h_n, ...
   Layer<scalar_t> layer;
   layer.T = p.T, layer.B = p.B, layer.N = p.N, layer.I = I, layer.H = p.H, layer.P = p.P;
+  layer.index = k;
   layer.batch_sizes = p.batch_sizes, layer.offsets = p.offsets;
   layer.reverse = d == 1;
   layer.x = x, layer.ldx = ldx;

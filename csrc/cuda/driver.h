@@ -15,13 +15,20 @@
 //
 // Operand: the layer's own dtype where scalar_t is a float32 stand-in for it (bfloat16 or
 // float16 through cuda/through_float.h), else scalar_t. The persistent kernels multiply on
-// tensor cores in it (and float32 as TF32 where exec.allow_tf32()): persistent.cuh's Mma.
+// tensor cores in it (and float32 as TF32 where exec.allow_tf32()): persistent.cuh's Mma. Every
+// GEMM multiplies Operand too (exec.gemm; for the 16-bit types its 16-bit overload, float32
+// sums): the weights and the first layer's input are the stack's own 16-bit tensors (`source`,
+// read through layer.index), and the float32 rows the driver made (h_{t-1}, m, dL/dh, the
+// gates' gradients, h_{t-1} of every row, m of every row, an inner layer's input) are rounded to
+// Operand right before the product, as the CPU's bfloat16 kernels round theirs (cpu/gemm_bf16.h,
+// rnn_cpu.cpp bf16_weight_grads).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 #include "cells/cells.h"
 #include "core/stack.h"
@@ -34,8 +41,15 @@ namespace fastrnn::cuda {
 
 template <class Exec, typename scalar_t, typename Operand = scalar_t>
 class Driver {
+  static constexpr bool kRounds = !std::is_same_v<Operand, scalar_t>;  // a 16-bit stack
+
  public:
   explicit Driver(Exec& exec) : exec_(exec) {}
+  // A 16-bit stack through float32 (cuda/through_float.h): `source` its own params, whose weights
+  // and input the GEMMs read.
+  Driver(Exec& exec, const RnnParams<Operand>& source)
+    requires kRounds
+      : exec_(exec), source_(&source) {}
 
   auto buffer(int64_t n) const { return exec_.template buffer<scalar_t>(n); }
 
@@ -49,12 +63,14 @@ class Driver {
     const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
     const bool training = layer.saved != nullptr;
     const bool project = layer.w.w_hr != nullptr;
+    const LayerWeights<Operand> w = gemm_weights(layer);
     // W_ih x of every row; when training straight into the saved rows, which the cell then
     // overwrites in place with what it saves (as the CPU driver does)
     const auto gx_buffer = buffer(training ? 0 : N * GH);
     scalar_t* gx = training ? layer.saved : gx_buffer.get();
     const int64_t ld_gx = training ? SH : GH;
-    gemm(false, true, N, GH, layer.I, layer.x, layer.ldx, layer.w.w_ih, layer.I, 0, gx, ld_gx);
+    gemm(false, true, N, GH, layer.I, gemm_input(layer).data, layer.ldx, w.w_ih, layer.I, 0, gx,
+         ld_gx);
 
     // h twice: the persistent path's two buffers taking turns (the alternating path uses one)
     const auto h = buffer(2 * B * P), c = buffer(Cell::kHasCellState ? B * H : 0);
@@ -83,15 +99,20 @@ class Driver {
           return;
         }
         const auto gh = buffer(B * GH);
+        const auto row_stage = stage(B * std::max(P, H));  // h or m, rounded
         for (int64_t s = 0; s < layer.T; ++s) {
           const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
-          gemm(false, true, Bt, GH, P, h.get(), P, layer.w.w_hh, P, 0, gh.get(), GH);
+          gemm(false, true, Bt, GH, P, rounded(h.get(), Bt, P, P, row_stage.get()), P, w.w_hh, P,
+               0, gh.get(), GH);
           ForwardStep<Cell, Flags, scalar_t> step{
               Bt, H, gx + row0 * ld_gx, ld_gx, gh.get(), layer.w.b_ih, layer.w.b_hh, h.get(), P,
               c.get(), project ? m.get() : h.get(), project ? H : P,
               training ? layer.saved + row0 * SH : nullptr, layer.options};
           exec_.launch(step, per_unit(H, Bt));
-          if (project) gemm(false, true, Bt, P, H, m.get(), H, layer.w.w_hr, H, 0, h.get(), P);
+          if (project) {
+            gemm(false, true, Bt, P, H, rounded(m.get(), Bt, H, H, row_stage.get()), H, w.w_hr, H,
+                 0, h.get(), P);
+          }
           copy_rows(h.get(), P, Bt, P, layer.out + row0 * layer.ld_out, layer.ld_out, false);
         }
       });
@@ -105,6 +126,7 @@ class Driver {
     const int64_t B = layer.B, N = layer.N, H = layer.H, P = layer.P;
     const int64_t GH = Cell::kGates * H, SH = Cell::kSaved * H;
     const bool project = layer.w.w_hr != nullptr;
+    const LayerWeights<Operand> w = gemm_weights(layer);
     const bool record = g.h_norms != nullptr;
     const auto dgx = buffer(N * GH), dgh_buffer = buffer(Cell::kSplitHiddenGrad ? N * GH : 0);
     scalar_t* dgh = Cell::kSplitHiddenGrad ? dgh_buffer.get() : dgx.get();
@@ -151,6 +173,7 @@ class Driver {
         return true;
       });
       if (persistent) return;
+      const auto row_stage = stage(B * std::max(P, GH));  // dL/dh or dgh, rounded
       for (int64_t s = layer.T - 1; s >= 0; --s) {
         const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
         if (g.grad_out) {
@@ -161,7 +184,8 @@ class Driver {
         int64_t ld_dh_cell = P;
         if (project) {
           copy_rows(dh.get(), P, Bt, P, dh_rows.get() + row0 * P, P, false);
-          gemm(false, false, Bt, H, P, dh.get(), P, layer.w.w_hr, H, 0, dm.get(), H);
+          gemm(false, false, Bt, H, P, rounded(dh.get(), Bt, P, P, row_stage.get()), P, w.w_hr,
+               H, 0, dm.get(), H);
           dh_cell = dm.get(), ld_dh_cell = H;
         }
         const int64_t prev = layer.prev_of(t), prev_rows = layer.rows_from_prev(t);
@@ -182,23 +206,33 @@ class Driver {
         }
         // dL/dh_{t-1} = dgh_t W_hh, added to the direct part the GRU left in dh
         if (s > 0 || want_h0) {
-          gemm(false, false, Bt, P, GH, dgh + row0 * GH, GH, layer.w.w_hh, P,
-               Cell::kSplitHiddenGrad ? 1 : 0, dh.get(), P);
+          gemm(false, false, Bt, P, GH, rounded(dgh + row0 * GH, Bt, GH, GH, row_stage.get()),
+               GH, w.w_hh, P, Cell::kSplitHiddenGrad ? 1 : 0, dh.get(), P);
         }
       }
     });
     if (want_h0) exec_.copy(g.grad_h0, dh.get(), B * P);
     if constexpr (Cell::kHasCellState) exec_.copy(g.grad_c0, dc.get(), B * H);
+    // the whole-sequence products; a 16-bit stack rounds dgx once for those that read it (dgh
+    // is dgx but for the GRU)
+    const Staged dgx_in = staged(dgx.get(), N, GH, GH);
     if (g.grad_x) {
-      gemm(false, false, N, layer.I, GH, dgx.get(), GH, layer.w.w_ih, layer.I,
+      gemm(false, false, N, layer.I, GH, dgx_in.data, GH, w.w_ih, layer.I,
            g.accumulate_grad_x ? 1 : 0, g.grad_x, g.ld_grad_x);
     }
-    gemm(true, false, GH, layer.I, N, dgx.get(), GH, layer.x, layer.ldx, 0, g.grads.w_ih, layer.I);
-    gemm(true, false, GH, P, N, dgh, GH, h_prev_rows.get(), P, 0, g.grads.w_hh, P);
+    gemm(true, false, GH, layer.I, N, dgx_in.data, GH, gemm_input(layer).data, layer.ldx, 0,
+         g.grads.w_ih, layer.I);
+    {
+      const Staged dgh_in =
+          Cell::kSplitHiddenGrad ? staged(dgh, N, GH, GH) : Staged{Stage{}, dgx_in.data};
+      gemm(true, false, GH, P, N, dgh_in.data, GH, staged(h_prev_rows.get(), N, P, P).data, P, 0,
+           g.grads.w_hh, P);
+    }
     if (g.grads.b_ih) column_sums(dgx.get(), N, GH, g.grads.b_ih);
     if (g.grads.b_hh) column_sums(dgh, N, GH, g.grads.b_hh);
     if (project) {
-      gemm(true, false, P, H, N, dh_rows.get(), P, m_rows.get(), H, 0, g.grads.w_hr, H);
+      gemm(true, false, P, H, N, staged(dh_rows.get(), N, P, P).data, P,
+           staged(m_rows.get(), N, H, H).data, H, 0, g.grads.w_hr, H);
     }
   }
 
@@ -254,11 +288,66 @@ class Driver {
   }
 
   // Row-major C[M, N] = op(A) op(B) + beta C as cuBLAS's column-major call: a row-major matrix
-  // is its transpose in column-major, so C^T = op(B)^T op(A)^T, operands swapped.
-  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const scalar_t* A,
-            int64_t lda, const scalar_t* B, int64_t ldb, scalar_t beta, scalar_t* C,
+  // is its transpose in column-major, so C^T = op(B)^T op(A)^T, operands swapped. A and B in
+  // Operand (for a 16-bit stack exec.gemm's 16-bit overload, float32 sums).
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const Operand* A,
+            int64_t lda, const Operand* B, int64_t ldb, scalar_t beta, scalar_t* C,
             int64_t ldc) const {
     exec_.gemm(trans_b, trans_a, N, M, K, B, ldb, A, lda, beta, C, ldc);
+  }
+
+  // The GEMMs' operands, in Operand. The layer's weights, or a 16-bit stack's own.
+  LayerWeights<Operand> gemm_weights(const Layer<scalar_t>& layer) const {
+    if constexpr (kRounds) {
+      return source_->weights[layer.index];
+    } else {
+      return layer.w;
+    }
+  }
+
+  // n elements to round rows into: a 16-bit stack's (none else).
+  using Stage = decltype(std::declval<Exec&>().template buffer<Operand>(0));
+  Stage stage(int64_t n) const {
+    if constexpr (kRounds) {
+      return exec_.template buffer<Operand>(n);
+    } else {
+      return Stage{};
+    }
+  }
+
+  // rows x cols of src (leading dimension ld) as they are, or for a 16-bit stack rounded to
+  // Operand (to nearest even) into stage (the same leading dimension).
+  const Operand* rounded(const scalar_t* src, int64_t rows, int64_t cols, int64_t ld,
+                         Operand* stage) const {
+    if constexpr (kRounds) {
+      if (rows * cols > 0) {
+        exec_.launch(Convert<scalar_t, Operand>{rows, cols, src, ld, stage, ld},
+                     per_unit(rows * cols, 1));
+      }
+      return stage;
+    } else {
+      return src;
+    }
+  }
+
+  // An operand with the stage it was rounded into (empty where it was not).
+  struct Staged {
+    Stage stage;
+    const Operand* data;
+  };
+  Staged staged(const scalar_t* src, int64_t rows, int64_t cols, int64_t ld) const {
+    Stage s = stage(rows * ld);
+    const Operand* data = rounded(src, rows, cols, ld, s.get());
+    return {std::move(s), data};
+  }
+
+  // The layer's input: a 16-bit stack's own x in its first layer (through_float.h makes no
+  // float32 copy of it), else the layer's rows (an inner layer's input rounded).
+  Staged gemm_input(const Layer<scalar_t>& layer) const {
+    if constexpr (kRounds) {
+      if (layer.index < source_->D) return {Stage{}, source_->x};
+    }
+    return staged(layer.x, layer.N, layer.I, layer.ldx);
   }
 
   void copy_rows(const scalar_t* src, int64_t ld_src, int64_t rows, int64_t cols, scalar_t* dst,
@@ -281,6 +370,7 @@ class Driver {
   }
 
   Exec& exec_;
+  const RnnParams<Operand>* source_ = nullptr;  // a 16-bit stack's own params (kRounds)
 };
 
 }  // namespace fastrnn::cuda

@@ -6,7 +6,12 @@
 // - shared memory is a heap block of exactly the launch's shared_bytes, so AddressSanitizer
 //   sees an overrun;
 // - gemm follows cuBLAS's column-major convention exactly (and reads C only when beta != 0), so
-//   a driver that swaps operands or leading dimensions gets wrong results;
+//   a driver that swaps operands or leading dimensions gets wrong results. Its sums run in k
+//   order in C's type; with bfloat16 or float16 operands (cublasGemmEx's, C float32) each
+//   product of two 16-bit values is exact in float32 (8 + 8 or 11 + 11 significant bits; short
+//   of float32's overflow and underflow, which only bfloat16's range reaches) and the sums are
+//   float32, as CUBLAS_COMPUTE_32F's are: the emulation rounds where the GPU does and differs
+//   from it in the order of the float32 additions (cuBLAS's tensor-core tiles add in another);
 // - a cooperative launch runs every thread of every block at once as host threads, with a real
 //   barrier per block (ctx.sync) and one for the grid (ctx.grid_sync), on an emulated device
 //   (an A100 unless a test picks another, cuda/plan.h) whose residency the driver checks as on
@@ -46,7 +51,7 @@ namespace {
 
 std::atomic<bool> g_enabled{false};
 std::atomic<int64_t> g_launches{0}, g_synced_launches{0}, g_cooperative_launches{0}, g_gemms{0},
-    g_mma_tiles{0};
+    g_half_gemms{0}, g_mma_tiles{0};
 
 inline constexpr int64_t kMaxGridThreads = 4096;
 
@@ -285,17 +290,22 @@ class HostExec {
   }
 
   // cuBLAS's gemm: column-major C[m, n] = op(A)[m, k] op(B)[k, n] + beta C; op(X) = X^T when
-  // trans; X[i, j] at X[i + j * ld].
-  template <typename T>
-  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* A, int64_t lda,
-            const T* B, int64_t ldb, T beta, T* C, int64_t ldc) const {
+  // trans; X[i, j] at X[i + j * ld]. In (A's and B's type) is T, or bfloat16 or float16 with T
+  // float (cublasGemmEx); the products and sums in T.
+  template <typename In, typename T>
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const In* A,
+            int64_t lda, const In* B, int64_t ldb, T beta, T* C, int64_t ldc) const {
+    static_assert(std::is_same_v<In, T> || (std::is_same_v<T, float> &&
+                                            (std::is_same_v<In, bfloat16> ||
+                                             std::is_same_v<In, float16>)));
     g_gemms.fetch_add(1, std::memory_order_relaxed);
+    if constexpr (!std::is_same_v<In, T>) g_half_gemms.fetch_add(1, std::memory_order_relaxed);
     for (int64_t j = 0; j < n; ++j) {
       for (int64_t i = 0; i < m; ++i) {
         T sum = 0;
         for (int64_t p = 0; p < k; ++p) {
-          const T a = trans_a ? A[p + i * lda] : A[i + p * lda];
-          const T b = trans_b ? B[j + p * ldb] : B[p + j * ldb];
+          const T a = T(trans_a ? A[p + i * lda] : A[i + p * lda]);
+          const T b = T(trans_b ? B[j + p * ldb] : B[p + j * ldb]);
           sum += a * b;
         }
         C[i + j * ldc] = beta == T(0) ? sum : sum + beta * C[i + j * ldc];
@@ -334,12 +344,12 @@ void set_emulation(bool enabled) { g_enabled.store(enabled); }
 
 EmulationStats emulation_stats() {
   return {g_launches.load(), g_synced_launches.load(), g_cooperative_launches.load(),
-          g_gemms.load(), g_mma_tiles.load()};
+          g_gemms.load(), g_half_gemms.load(), g_mma_tiles.load()};
 }
 
 void reset_emulation_stats() {
   g_launches = 0, g_synced_launches = 0, g_cooperative_launches = 0, g_gemms = 0;
-  g_mma_tiles = 0;
+  g_half_gemms = 0, g_mma_tiles = 0;
 }
 
 void set_emulation_settings(const EmulationSettings& settings) {
@@ -404,6 +414,21 @@ template void emulated_mma_tile<bfloat16>(const bfloat16*, const bfloat16*, floa
                                           int64_t);
 template void emulated_mma_tile<float16>(const float16*, const float16*, float*, int64_t,
                                          int64_t);
+
+template <typename In, typename T>
+void emulated_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const In* A,
+                   int64_t lda, const In* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  HostExec().gemm(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc);
+}
+
+#define FASTRNN_INSTANTIATE(In, T)                                                            \
+  template void emulated_gemm<In, T>(bool, bool, int64_t, int64_t, int64_t, const In*, int64_t, \
+                                     const In*, int64_t, T, T*, int64_t);
+FASTRNN_INSTANTIATE(float, float)
+FASTRNN_INSTANTIATE(double, double)
+FASTRNN_INSTANTIATE(bfloat16, float)
+FASTRNN_INSTANTIATE(float16, float)
+#undef FASTRNN_INSTANTIATE
 
 #define FASTRNN_INSTANTIATE(T)                                   \
   template void emulated_forward<T>(const RnnParams<T>&, bool); \

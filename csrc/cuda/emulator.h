@@ -16,11 +16,12 @@ bool emulation_enabled();
 void set_emulation(bool enabled);
 
 // What the emulated calls did since reset_emulation_stats(): kernel launches (those with block
-// barriers among them, and the cooperative ones: the persistent path), GEMM calls and
-// tensor-core tile products (ctx.mma_tile calls of a warp: the persistent path's products on
-// tensor cores).
+// barriers among them, and the cooperative ones: the persistent path), GEMM calls (those with
+// bfloat16 or float16 operands among them: the 16-bit stacks' products) and tensor-core tile
+// products (ctx.mma_tile calls of a warp: the persistent path's products on tensor cores).
 struct EmulationStats {
-  int64_t launches = 0, synced_launches = 0, cooperative_launches = 0, gemms = 0, mma_tiles = 0;
+  int64_t launches = 0, synced_launches = 0, cooperative_launches = 0, gemms = 0, half_gemms = 0,
+          mma_tiles = 0;
 };
 EmulationStats emulation_stats();
 void reset_emulation_stats();
@@ -47,5 +48,11 @@ void emulated_backward(const RnnGradParams<scalar_t>& p, bool allow_tf32);
 // the first `lanes` threads of the warp call it, which for lanes < 32 raises std::logic_error.
 template <typename Op>
 void emulated_mma_tile(const Op* a, const Op* b, float* acc, int64_t k, int64_t lanes);
+
+// For the tests: the emulated exec.gemm (cuda/exec.h, cuBLAS's column-major convention), In and
+// T float or double, or In bfloat16 or float16 with T float.
+template <typename In, typename T>
+void emulated_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const In* A,
+                   int64_t lda, const In* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
 }  // namespace fastrnn::cuda

@@ -37,7 +37,11 @@
 //   exec.requested_path()            the PathRequest of FASTRNN_CUDA_PATH (or the emulation's)
 //   exec.gemm(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc)
 //                                    cuBLAS's convention exactly: column-major, C[m, n] =
-//                                    op(A)[m, k] op(B)[k, n] + beta C, alpha 1
+//                                    op(A)[m, k] op(B)[k, n] + beta C, alpha 1; A, B, C and
+//                                    beta float or double (cublasSgemm, cublasDgemm), or A and B
+//                                    both bfloat16 or both float16 and C and beta float: the
+//                                    products of the 16-bit values summed in float32
+//                                    (cublasGemmEx, CUBLAS_COMPUTE_32F)
 //   exec.template buffer<T>(n)       n uninitialised elements of device memory (.get())
 //   exec.copy(dst, src, n)           device to device, n elements
 //   exec.to_device(dst, src, n)      host to device (src on the host), n elements

@@ -22,8 +22,8 @@
 //   16 rows at a time (the step's rows padded with zeros), as the CPU's bfloat16 kernel rounds
 //   h_{t-1} for its dot product (cpu/gemm_bf16.h); the running state, the gates and the sums
 //   stay float32. Rows and columns are padded to whole 16 x 16 tiles (cuda/plan.h tile_layout).
-// cuBLAS (the alternating path) and the CPU drivers sum in other orders (and without the
-// operands' rounding), so the paths agree to the tolerances of tests/tolerances.py.
+// cuBLAS (the alternating path, whose 16-bit GEMMs round the same operands) and the CPU drivers
+// sum in other orders, so the paths agree to the tolerances of tests/tolerances.py.
 //
 // Sizes and rows as in core/params.h and kernels.cuh; `layer` is the driver's Layer with
 // batch_sizes and offsets copied to the device (its x is not read: W_ih x of every row is one

@@ -6,6 +6,8 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
 
+#include <type_traits>
+
 #include "core/stack.h"
 #include "cuda/driver.h"
 #include "cuda/through_float.h"
@@ -104,6 +106,18 @@ class DeviceExec {
     const double one = 1;
     TORCH_CUDABLAS_CHECK(cublasDgemm(handle_, op(trans_a), op(trans_b), m, n, k, &one, A, lda, B,
                                      ldb, &beta, C, ldc));
+  }
+
+  // bfloat16 or float16 A and B, float32 C: the 16-bit products summed in float32 (tensor cores)
+  template <typename Half>
+    requires std::is_same_v<Half, bfloat16> || std::is_same_v<Half, float16>
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const Half* A,
+            int64_t lda, const Half* B, int64_t ldb, float beta, float* C, int64_t ldc) const {
+    constexpr cudaDataType_t type = std::is_same_v<Half, bfloat16> ? CUDA_R_16BF : CUDA_R_16F;
+    const float one = 1;
+    TORCH_CUDABLAS_CHECK(cublasGemmEx(handle_, op(trans_a), op(trans_b), m, n, k, &one, A, type,
+                                      lda, B, type, ldb, &beta, C, CUDA_R_32F, ldc,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 
   template <typename T>

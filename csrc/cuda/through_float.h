@@ -1,14 +1,28 @@
-// bfloat16 and float16 on the CUDA drivers (and their host emulation): the stack runs in float32
-// on float32 copies of its inputs, made on the device by the Convert kernel, and what it returns
-// is rounded back to the 16-bit type: the output, h_n and c_n, the reserve (the saved rows and
-// the inner layers' outputs, as the CPU's 16-bit path stores them) and every gradient. So the
-// state, the gate math and all sums are float32, as on the CPU (cells/rows.h), and the values
-// backward reads are the rounded ones forward returned. The original type goes on as the
-// Driver's Operand: the persistent path's per-step products run on tensor cores in it
-// (cuda/persistent.cuh: the weights converted back to it, exactly, as they fill shared memory;
-// the left operand rounded to it; float32 accumulation). The alternating path's and the
-// whole-sequence GEMMs are float32 ones (no tensor cores there yet). The copies are one pass
-// over each tensor.
+// bfloat16 and float16 on the CUDA drivers (and their host emulation): the stack runs as a float32
+// one (Driver<Exec, float, T>) and what it returns is rounded back to the 16-bit type: the
+// output, h_n and c_n, the reserve (the saved rows and the inner layers' outputs, as the CPU's
+// 16-bit path stores them) and every gradient. So the state, the gate math and all sums are
+// float32, as on the CPU (cells/rows.h), and the values backward reads are the rounded ones
+// forward returned.
+//
+// The products are 16-bit ones with float32 sums. The original type goes on as the Driver's
+// Operand, with p itself: every GEMM (W_ih x of every row, the alternating path's per-step
+// W_hh h_{t-1} and W_hr m and backward's dgates W_hh, dL/dh W_hr and dgates W_ih, the
+// whole-sequence weight gradients) is exec.gemm's 16-bit overload (cublasGemmEx, float32 sums)
+// on p's own weights and input and on the float32 rows rounded to T right before the product
+// (cuda/driver.h); the persistent path's per-step products run on tensor cores in T
+// (cuda/persistent.cuh: the weights converted back to T, exactly, as they fill shared memory; the
+// left operand rounded to T as it is staged).
+//
+// The float32 copies that remain, made on the device by the Convert kernel (one pass over each
+// tensor, 4 bytes a value, per call): W_hh and W_hr (G*H*P + P*H values per layer and direction,
+// twice their 16-bit bytes; only the persistent kernels read them, as they fill shared memory),
+// the biases (2*G*H: the cells add them), hx and cx, the dropout masks ((L-1)*N*D*P), and in
+// backward the output, the reserve and the incoming gradients; plus float32 buffers for the
+// results until they are rounded back. None of x or W_ih (only GEMMs read them). The rounded
+// GEMM operands take 2 bytes a value: per step B rows; an inner layer's input (N*D*P); in
+// backward the gates' gradients of every row (N*G*H, twice for the GRU), h_{t-1} of every row
+// (N*P), and with a projection dL/dh and m of every row (N*(P + H)).
 #pragma once
 
 #include <array>
@@ -102,7 +116,8 @@ void each_weight(const RnnParams<T>& p, int64_t k, From& from, To& to, Fn fn) {
 }
 
 // The float32 params of p's stack, inputs copied (and the weights' float32 copies in `weights`);
-// the results are fresh buffers of copies, which the caller rounds back.
+// the results are fresh buffers of copies, which the caller rounds back. Not copied, nullptr
+// here: x and W_ih, which only the GEMMs read, from p (Driver's source).
 template <class Exec, typename T>
 RnnParams<float> float_params(FloatCopies<Exec>& copies, const RnnParams<T>& p,
                               std::vector<LayerWeights<float>>& weights) {
@@ -111,13 +126,14 @@ RnnParams<float> float_params(FloatCopies<Exec>& copies, const RnnParams<T>& p,
   q.cell = p.cell, q.options = p.options;
   q.T = p.T, q.B = p.B, q.N = p.N, q.I = p.I, q.H = p.H, q.P = p.P, q.L = p.L, q.D = p.D;
   q.batch_sizes = p.batch_sizes, q.offsets = p.offsets;
-  q.x = copies.of(p.x, p.N, p.I, p.ldx), q.ldx = p.I;
+  q.x = nullptr, q.ldx = p.ldx;
   q.hx = copies.of(p.hx, LD * p.B * p.P);
   q.cx = copies.of(p.cx, LD * p.B * p.H);
   weights.resize(LD);
   for (int64_t k = 0; k < LD; ++k) {
-    each_weight(p, k, p.weights[k], weights[k],
-                [&](auto* src, auto*& dst, int64_t n) { dst = copies.of(src, n); });
+    each_weight(p, k, p.weights[k], weights[k], [&](auto* src, auto*& dst, int64_t n) {
+      dst = &dst == &weights[k].w_ih ? nullptr : copies.of(src, n);
+    });
   }
   q.weights = weights.data();
   q.dropout_masks = copies.of(p.dropout_masks, (p.L - 1) * p.N * DP);
@@ -143,7 +159,7 @@ void forward_through_float(Exec& exec, const RnnParams<T>& p) {
     using Cell = decltype(cell);
     const int64_t n = reserve_values<Cell>(p);
     q.reserve = copies.for_result(p.reserve, n);
-    run_stack_forward(Driver<Exec, float, T>(exec), q);
+    run_stack_forward(Driver<Exec, float, T>(exec, p), q);
     copies.round_into(q.reserve, p.reserve, n);
   });
   copies.round_into(q.output, p.output, p.N * DP);
@@ -177,7 +193,7 @@ void backward_through_float(Exec& exec, const RnnGradParams<T>& g) {
   }
   q.grads = grads.data();
   q.grad_norms = g.grad_norms;  // float32 already
-  run_stack_backward(Driver<Exec, float, T>(exec), q);
+  run_stack_backward(Driver<Exec, float, T>(exec, p), q);
   copies.round_into(q.grad_x, g.grad_x, p.N * p.I);
   copies.round_into(q.grad_hx, g.grad_hx, LD * p.B * p.P);
   copies.round_into(q.grad_cx, g.grad_cx, LD * p.B * p.H);

@@ -35,6 +35,8 @@ class EmulationStats:
     synced_launches: int = 0        # of those, kernels whose blocks synchronise (reductions)
     cooperative_launches: int = 0   # of those, cooperative ones: the persistent path's kernels
     gemms: int = 0                  # GEMM calls, cuBLAS's convention
+    half_gemms: int = 0             # of those, with bfloat16 or float16 operands (float32 sums):
+                                    # every GEMM of a 16-bit stack
     mma_tiles: int = 0              # tensor-core tile products (a warp's ctx.mma_tile calls):
                                     # the persistent path's products on tensor cores
 
@@ -78,7 +80,7 @@ def cuda_emulation(path: str | None = None, device: str = "a100", sms: int | Non
         _C._set_cuda_emulation(was_on)
         _C._set_cuda_emulation_settings(*settings)
         (stats.launches, stats.synced_launches, stats.cooperative_launches,
-         stats.gemms, stats.mma_tiles) = _C._cuda_emulation_stats()
+         stats.gemms, stats.half_gemms, stats.mma_tiles) = _C._cuda_emulation_stats()
 
 
 def cuda_path_plan(mode: str, batch: int, hidden: int, proj_size: int = 0,
