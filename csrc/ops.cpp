@@ -183,33 +183,31 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           return ld >= std::max<int64_t>(rows, 1) &&
                  (rows == 0 || cols == 0 || t.numel() >= (cols - 1) * ld + rows);
         };
-        TORCH_CHECK(a.dtype() == b.dtype() && c.scalar_type() == (half ? at::kFloat : a.scalar_type()) &&
+        const at::ScalarType c_type = half ? at::kFloat : a.scalar_type();
+        TORCH_CHECK(a.dtype() == b.dtype() && c.scalar_type() == c_type &&
                         a.is_contiguous() && b.is_contiguous() && c.is_contiguous() &&
                         a.is_cpu() && b.is_cpu() && c.is_cpu() && m >= 0 && n >= 0 && k >= 0 &&
                         spans(a, trans_a ? k : m, trans_a ? m : k, lda) &&
                         spans(b, trans_b ? n : k, trans_b ? k : n, ldb) && spans(c, m, n, ldc),
                     "_emulated_gemm: a and b of one dtype, c of it or float32 for bfloat16 and "
                     "float16, contiguous CPU storage of the column-major matrices");
+        // T the operands' type, C the accumulator's (float32 for the 16-bit types)
+        const auto run = [&](auto type, auto accumulator) {
+          using T = decltype(type);
+          using C = decltype(accumulator);
+          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k,
+                                       static_cast<const T*>(a.const_data_ptr()), lda,
+                                       static_cast<const T*>(b.const_data_ptr()), ldb,
+                                       static_cast<C>(beta), static_cast<C*>(c.data_ptr()), ldc);
+        };
         if (a.dtype() == at::kFloat) {
-          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k, a.data_ptr<float>(), lda,
-                                       b.data_ptr<float>(), ldb, float(beta),
-                                       c.data_ptr<float>(), ldc);
+          run(float{}, float{});
         } else if (a.dtype() == at::kDouble) {
-          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k, a.data_ptr<double>(), lda,
-                                       b.data_ptr<double>(), ldb, beta, c.data_ptr<double>(),
-                                       ldc);
+          run(double{}, double{});
         } else if (a.dtype() == at::kBFloat16) {
-          using fastrnn::bfloat16;
-          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k,
-                                       static_cast<const bfloat16*>(a.data_ptr()), lda,
-                                       static_cast<const bfloat16*>(b.data_ptr()), ldb,
-                                       float(beta), c.data_ptr<float>(), ldc);
+          run(fastrnn::bfloat16{}, float{});
         } else if (a.dtype() == at::kHalf) {
-          using fastrnn::float16;
-          fastrnn::cuda::emulated_gemm(trans_a, trans_b, m, n, k,
-                                       static_cast<const float16*>(a.data_ptr()), lda,
-                                       static_cast<const float16*>(b.data_ptr()), ldb,
-                                       float(beta), c.data_ptr<float>(), ldc);
+          run(fastrnn::float16{}, float{});
         } else {
           TORCH_CHECK(false, "_emulated_gemm: float32, float64, bfloat16 or float16, got ",
                       a.dtype());
