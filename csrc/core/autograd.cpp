@@ -186,20 +186,17 @@ class CellFunction : public torch::autograd::Function<CellFunction> {
     const auto call = saved_call(ctx);
     const SavedTensors t = SavedTensors::from_list(ctx->get_saved_variables());
     const CellArgs args{call->config, t.input, optional(t.hx), optional(t.cx), t.weights, true};
-    const auto step = [](const at::Tensor& g) {
-      return g.defined() ? OptTensor(g.unsqueeze(0)) : OptTensor();
-    };
     const BelowAutogradUnlessRecording below;
     auto [grad_input, grad_hx, grad_cx, grad_weights, grad_norms] =
         call_rnn_backward(RnnBackwardArgs{
-            call->config, cell_stack(args), std::nullopt, step(grads[0]),
-            call->config.lstm() ? step(grads[1]) : OptTensor(), t.output, t.reserve,
-            call->input_needs_grad, call->hx_needs_grad, false});
+            call->config, cell_stack(args), std::nullopt, as_step(optional(grads[0])),
+            call->config.lstm() ? as_step(optional(grads[1])) : OptTensor(), t.output,
+            t.reserve, call->input_needs_grad, call->hx_needs_grad, false});
     variable_list result = {
         at::Tensor(), at::Tensor(),  // config, training
-        call->input_needs_grad ? grad_input.squeeze(0) : at::Tensor(),
-        call->hx_needs_grad ? grad_hx.squeeze(0) : at::Tensor(),
-        call->has_cx ? grad_cx.squeeze(0) : at::Tensor()};
+        call->input_needs_grad ? of_step_or_undefined(grad_input) : at::Tensor(),
+        call->hx_needs_grad ? of_step_or_undefined(grad_hx) : at::Tensor(),
+        call->has_cx ? of_step_or_undefined(grad_cx) : at::Tensor()};
     result.insert(result.end(), grad_weights.begin(), grad_weights.end());
     return result;
   }

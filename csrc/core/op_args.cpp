@@ -2,7 +2,10 @@
 
 #include <ATen/Context.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/util/Exception.h>
+
+#include <typeinfo>
 
 namespace fastrnn {
 
@@ -92,6 +95,49 @@ CellResult call_cell(const std::string& mode, const at::Tensor& input, const Opt
                  training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_NAME));
 }
 
+namespace {
+
+// The cell glue's [1, ...] views of [B, .] tensors and back, made as the dispatcher's unsqueeze
+// and squeeze make them below autograd (a TensorImpl on the same storage, no version counter of
+// its own), but directly: through the dispatcher each cost ~2k instructions, and a one-step
+// training call makes five. Only where the dispatcher would make the same: for a plain tensor
+// (a subclass or wrapper, fake, functional or batched, has kernels of its own) below autograd
+// (where a backward records a graph, its views must be autograd's).
+bool plain(const at::Tensor& t) {
+  return typeid(*t.unsafeGetTensorImpl()) == typeid(c10::TensorImpl) &&
+         !t.key_set().has_any(c10::python_ks) &&
+         (!t.key_set().has(c10::DispatchKey::ADInplaceOrView) ||
+          c10::impl::tls_is_dispatch_key_excluded(c10::DispatchKey::ADInplaceOrView));
+}
+
+at::Tensor restrided(const at::Tensor& t, at::IntArrayRef sizes, at::IntArrayRef strides) {
+  auto impl = c10::make_intrusive<c10::TensorImpl>(c10::TensorImpl::VIEW,
+                                                   c10::Storage(t.storage()), t.key_set(),
+                                                   t.dtype());
+  impl->set_sizes_and_strides(sizes, strides, t.storage_offset());
+  return at::Tensor(std::move(impl));
+}
+
+// t as one step: [B, .] -> [1, B, .]
+at::Tensor as_step(const at::Tensor& t) {
+  if (!plain(t) || t.dim() != 2) return t.unsqueeze(0);
+  const int64_t sizes[] = {1, t.size(0), t.size(1)};
+  const int64_t strides[] = {t.size(0) * t.stride(0), t.stride(0), t.stride(1)};
+  return restrided(t, sizes, strides);
+}
+
+// a step's tensor without its step dimension: [1, B, .] -> [B, .]
+at::Tensor of_step(const at::Tensor& t) {
+  if (!plain(t) || t.dim() != 3 || t.size(0) != 1) return t.squeeze(0);
+  return restrided(t, t.sizes().slice(1), t.strides().slice(1));
+}
+
+}  // namespace
+
+OptTensor as_step(const OptTensor& t) { return t ? OptTensor(as_step(*t)) : t; }
+
+at::Tensor of_step_or_undefined(const at::Tensor& t) { return t.defined() ? of_step(t) : t; }
+
 StackTensors cell_stack(const CellArgs& a) {
   const auto check_2d = [](const at::Tensor& t, const char* name, const char* shape) {
     TORCH_CHECK_VALUE(t.dim() == 2, "fastrnn: the cell op's ", name, " must be ", shape,
@@ -100,14 +146,13 @@ StackTensors cell_stack(const CellArgs& a) {
   check_2d(a.input, "input", "[B, I]");
   if (a.hx) check_2d(*a.hx, "hx", "[B, H]");
   if (a.cx) check_2d(*a.cx, "cx", "[B, H]");
-  const auto step = [](const OptTensor& t) { return t ? OptTensor(t->unsqueeze(0)) : t; };
-  return StackTensors{a.input.unsqueeze(0), std::nullopt, step(a.hx), step(a.cx), a.weights,
+  return StackTensors{as_step(a.input), std::nullopt, as_step(a.hx), as_step(a.cx), a.weights,
                       std::nullopt};
 }
 
 CellResult cell_result(const StackConfig& config, const RnnResult& stack) {
   const auto& [output, h_n, c_n, reserve] = stack;
-  return {h_n.squeeze(0), config.lstm() ? c_n.squeeze(0) : c_n, reserve};
+  return {of_step(h_n), config.lstm() ? of_step(c_n) : c_n, reserve};
 }
 
 CellResult cell_through_stack(const CellArgs& a) {

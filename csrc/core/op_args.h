@@ -154,6 +154,11 @@ CellResult call_cell(const std::string& mode, const at::Tensor& input, const Opt
                      const OptTensor& cx, const std::vector<at::Tensor>& weights, bool has_bias,
                      bool training FASTRNN_CELL_OPTIONS(FASTRNN_OPTION_PARAM));
 
+// A cell's [B, .] tensor as the stack op's one step, [1, B, .], and (of an undefined tensor:
+// undefined) a step's [1, B, .] result as the cell's [B, .]: views, below autograd only.
+OptTensor as_step(const OptTensor& t);
+at::Tensor of_step_or_undefined(const at::Tensor& t);
+
 // The stack op's tensors of a cell call: input, hx and cx as [1, B, .] views (checked 2-D).
 StackTensors cell_stack(const CellArgs& a);
 
