@@ -66,8 +66,6 @@ void check_tensor(const TensorMeta& t, const TensorName& name, const TensorMeta&
                     expected_shape, ", got ", t.sizes);
 }
 
-TensorName weight_name(const char* base, int64_t l, int64_t d) { return {base, l, d}; }
-
 // A tensor's data as the kernels' type T (KernelType in checks.h): the same bytes.
 template <typename T>
 struct AtTypeOf {
@@ -143,16 +141,15 @@ void copy_strided(const at::Tensor& t, at::Tensor& out) {
 // through a sum() of the output is one value expanded (strides 0), and clone's TensorIterator
 // costs more than the copy at one-step sizes.
 at::Tensor contiguous(const at::Tensor& t) {
-  if (t.is_contiguous() || !t.is_cpu() || t.dim() > 3 || t.numel() > 65536 || t.is_neg()) {
+  const int64_t size = t.element_size();
+  if (t.is_contiguous() || !t.is_cpu() || t.dim() > 3 || t.numel() > 65536 || t.is_neg() ||
+      (size != 2 && size != 4 && size != 8)) {
     return t.contiguous();
   }
   at::Tensor out = empty(t.sizes(), t.options());
-  switch (t.element_size()) {
-    case 2: copy_strided<uint16_t>(t, out); break;
-    case 4: copy_strided<uint32_t>(t, out); break;
-    case 8: copy_strided<uint64_t>(t, out); break;
-    default: return t.contiguous();
-  }
+  if (size == 2) copy_strided<uint16_t>(t, out);
+  if (size == 4) copy_strided<uint32_t>(t, out);
+  if (size == 8) copy_strided<uint64_t>(t, out);
   return out;
 }
 
@@ -295,7 +292,7 @@ StackShape check_stack(const StackConfig& config, const StackMetas& stack) {
       const int64_t I_l = l == 0 ? s.I : DP;
       const TensorMeta& w_ih = weights[k];
       TORCH_CHECK_VALUE(w_ih.sizes.size() == 2 && w_ih.sizes[0] == GH,
-                        "fastrnn: ", weight_name("weight_ih", l, d), " must have shape [G*H, ",
+                        "fastrnn: ", TensorName("weight_ih", l, d), " must have shape [G*H, ",
                         l == 0 ? "I" : "D*P", "] = [", GH, ", ", I_l, "] for mode '", mode,
                         "' with H = ", s.H, ", got ", w_ih.sizes);
       if (l == 0) {
@@ -303,19 +300,19 @@ StackShape check_stack(const StackConfig& config, const StackMetas& stack) {
                           " features but weight_ih_l0", d == 1 ? "_reverse" : "", " expects ",
                           w_ih.sizes[1]);
       } else {
-        TORCH_CHECK_VALUE(w_ih.sizes[1] == I_l, "fastrnn: ", weight_name("weight_ih", l, d),
+        TORCH_CHECK_VALUE(w_ih.sizes[1] == I_l, "fastrnn: ", TensorName("weight_ih", l, d),
                           " must have D*P = ", I_l, " columns (layer ", l - 1,
                           "'s output), got ", w_ih.sizes[1]);
       }
-      check_tensor(w_ih, weight_name("weight_ih", l, d), input, {GH, I_l});
-      check_tensor(weights[k + 1], weight_name("weight_hh", l, d), input, {GH, s.P});
+      check_tensor(w_ih, TensorName("weight_ih", l, d), input, {GH, I_l});
+      check_tensor(weights[k + 1], TensorName("weight_hh", l, d), input, {GH, s.P});
       k += 2;
       if (config.has_bias) {
-        check_tensor(weights[k], weight_name("bias_ih", l, d), input, {GH});
-        check_tensor(weights[k + 1], weight_name("bias_hh", l, d), input, {GH});
+        check_tensor(weights[k], TensorName("bias_ih", l, d), input, {GH});
+        check_tensor(weights[k + 1], TensorName("bias_hh", l, d), input, {GH});
         k += 2;
       }
-      if (s.project) check_tensor(weights[k], weight_name("weight_hr", l, d), input, {s.P, s.H});
+      if (s.project) check_tensor(weights[k], TensorName("weight_hr", l, d), input, {s.P, s.H});
     }
   }
   if (stack.hx) check_tensor(*stack.hx, "hx", input, s.state_shape(s.P));
@@ -456,7 +453,7 @@ StackGrads::StackGrads(const StackShape& s, const RnnBackwardArgs& a, const Stac
   grad_cx = s.config.lstm() ? empty(s.state_shape(s.H), options) : empty0(options);
   for (const at::Tensor& w : in.weights) grad_weights.push_back(empty(w.sizes(), w.options()));
   grad_norms = a.record_norms ? zeros({2, s.L * s.D, s.T}, options.dtype(at::kFloat))
-                              : empty({0}, options.dtype(at::kFloat));
+                              : empty0(options.dtype(at::kFloat));
 }
 
 template <typename scalar_t>
