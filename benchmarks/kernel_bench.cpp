@@ -6,7 +6,7 @@
 
    OB=$(.venv/bin/python -c "import scipy_openblas32 as o; print(o.get_lib_dir())")
    g++ -O3 -march=x86-64-v4 -mprefer-vector-width=512 -std=c++17 -Icsrc -I$OB/../include \
-       benchmarks/kernel_bench.cpp csrc/cpu/blas.cpp -L$OB -lscipy_openblas -Wl,-rpath,$OB \
+       benchmarks/kernel_bench.cpp csrc/cpu/blas.cpp csrc/cpu/scratch.cpp -L$OB -lscipy_openblas -Wl,-rpath,$OB \
        -o /tmp/kernel_bench && /tmp/kernel_bench
 
    and for AVX2 CPUs (the AVX2 build of the kernels) the same with

@@ -37,6 +37,7 @@
 #include "core/reserve.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/rnn_cpu.h"
+#include "cpu/scratch.h"
 #include "cuda/emulator.h"
 
 TORCH_LIBRARY(fastrnn, m) {
@@ -159,6 +160,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemm_engine", &fastrnn::cpu::gemm_engine,
         "Engine of the whole-sequence GEMMs: 'torch' (at::mm, MKL) on Intel CPUs, 'openblas' "
         "elsewhere; FASTRNN_GEMM=torch or openblas picks one");
+  m.def("empty_cpu_cache", &fastrnn::cpu::scratch_cache::clear,
+        "Free the large scratch buffers the CPU kernels keep between calls (cpu/scratch.h)");
+  m.def("cpu_cached_bytes", &fastrnn::cpu::scratch_cache::cached_bytes,
+        "Bytes of scratch buffers the CPU kernels keep between calls (at most 256 MiB)");
   // True once the CUDA drivers (cuda/rnn_cuda.cu) serve CUDA tensors by default: after they
   // have run on a GPU (until then FASTRNN_EXPERIMENTAL_CUDA=1, cuda/ops_cuda.cpp).
   m.attr("has_cuda_kernels") = false;

@@ -9,9 +9,10 @@ modules (IRNN, orthogonal, forget bias, chrono), ``fastrnn.seq2seq`` a decoder w
 forcing and scheduled sampling, and ``fastrnn.plot`` a plot of the gradient norms the modules
 record with ``record_grad_norms=True`` (matplotlib, optional). The ops themselves are ``torch.ops.fastrnn.*``.
 
-Devices: fastrnn's kernels run on the CPU only (float32, float64). CUDA kernels are not written
-yet: ``cuda_available()`` is always False, the modules on CUDA tensors run torch.nn's
-implementation (cuDNN) with a warning, and ``fastrnn.functional`` on CUDA tensors raises.
+Devices: fastrnn's kernels run on the CPU only (float32, float64, bfloat16, float16). The CUDA
+kernels have not run on a GPU yet: ``cuda_available()`` is always False, the modules on CUDA
+tensors run torch.nn's implementation (cuDNN) with a warning, and ``fastrnn.functional`` on CUDA
+tensors raises. ``empty_cache()`` frees the scratch memory the CPU kernels keep between calls.
 """
 
 import torch  # (loads libtorch before our extension links against it)
@@ -71,6 +72,17 @@ def cuda_available() -> bool:
     return bool(_C.has_cuda_kernels) and torch.cuda.is_available()
 
 
+def empty_cache() -> None:
+    """Free the large scratch buffers (256 KiB and more) that fastrnn's CPU kernels keep
+    between calls, as ``torch.cuda.empty_cache()`` frees CUDA memory torch keeps.
+
+    The kernels keep up to 256 MiB of freed buffers for the next calls, because fresh memory
+    costs a page fault per 4 KiB page the first time it is written, which a call of a large
+    layer would otherwise pay on every call. Nothing that a tensor uses is freed; the next
+    calls allocate again."""
+    _C.empty_cpu_cache()
+
+
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "convert", "revert",
            "cuda_emulation", "EmulationStats", "functional", "init", "plot", "reference", "seq2seq",
-           "built_with_cuda", "cuda_available", "__version__"]
+           "built_with_cuda", "cuda_available", "empty_cache", "__version__"]
