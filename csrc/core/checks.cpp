@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/reserve.h"
+#include "cpu/scratch.h"
 
 namespace fastrnn {
 namespace {
@@ -108,6 +109,22 @@ at::Tensor empty(at::IntArrayRef shape, const at::TensorOptions& options) {
                                    : at::empty(shape, options);
 }
 at::Tensor empty0(const at::TensorOptions& options) { return empty({0}, options); }
+
+// The reserve, on the CPU from the scratch buffers the drivers keep between calls
+// (cpu/scratch.h), when it is one of their size: a training call's largest allocation (an
+// LSTM's: 5 values a unit and row), which otherwise faults its pages in again on most calls. It
+// is the op's own (saved for backward, never resized), so its storage may be a fixed buffer.
+at::Tensor reserve_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(shape)) *
+                       c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
+  if (!options.device().is_cpu() || bytes < cpu::scratch_cache::kMinBytes) {
+    return empty(shape, options);
+  }
+  size_t capacity = 0;
+  void* p = cpu::scratch_cache::allocate(bytes, capacity);
+  return at::from_blob(
+      p, shape, [capacity](void* q) { cpu::scratch_cache::release(q, capacity); }, options);
+}
 
 // at::zeros, on the CPU without fill_'s dispatch and TensorIterator: one-step calls without a
 // state make one or two of these each way
@@ -424,7 +441,7 @@ StackOutputs::StackOutputs(const StackShape& s, bool training, const at::TensorO
   output = empty(s.output_shape(s.D * s.P), options);
   h_n = empty(s.state_shape(s.P), options);
   c_n = s.config.lstm() ? empty(s.state_shape(s.H), options) : empty0(options);
-  reserve = training ? empty({s.N, s.reserve_width()}, options) : empty0(options);
+  reserve = training ? reserve_empty({s.N, s.reserve_width()}, options) : empty0(options);
 }
 
 template <typename scalar_t>

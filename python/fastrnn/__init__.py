@@ -74,7 +74,8 @@ def cuda_available() -> bool:
 
 def empty_cache() -> None:
     """Free the large scratch buffers (256 KiB and more) that fastrnn's CPU kernels keep
-    between calls, as ``torch.cuda.empty_cache()`` frees CUDA memory torch keeps.
+    between calls (training calls' reserves among them, once their graphs are freed), as
+    ``torch.cuda.empty_cache()`` frees CUDA memory torch keeps.
 
     The kernels keep up to 256 MiB of freed buffers for the next calls, because fresh memory
     costs a page fault per 4 KiB page the first time it is written, which a call of a large
