@@ -1,13 +1,14 @@
-// exp, expm1, tanh and sigmoid for float and double on the CPU, written without branches or
-// library calls so that the compiler vectorises loops over hidden units (libm's are scalar calls).
+// tanh and sigmoid (and for double the exp and expm1 they use) for float and double on the CPU,
+// written without branches or library calls so that the compiler vectorises loops over hidden
+// units (libm's are scalar calls).
 //
 // float, against double precision, measured on a 1e-4 grid over [-100, 100] and on tiny |x|:
-// exp 1.0 ulp, expm1 1.6 ulp, tanh 2.1 ulp, sigmoid 2.5 ulp (tests/test_fast_math.py checks
-// these bounds). Out of range: exp(x) is +inf beyond ln(FLT_MAX) ~ 88.72 (as libm's overflows),
-// saturates at exp(88.3) ~ 2e38 just below it and at exp(-87.3) ~ 1e-38 for smaller x; so
-// sigmoid(x) is 0 for x < -88.72 (as torch's float sigmoid, which overflows the same way) and
-// sigmoid(-inf) = 0 exactly, which non-finite propagation needs (r * inf must be NaN when r is
-// sigmoid(-inf), as in torch.nn); NaN gives NaN, tanh(+-inf) = +-1.
+// tanh 2.1 ulp, sigmoid 2.5 ulp (tests/test_fast_math.py checks these bounds). Out of range, the
+// limits are selected: tanh(x) = +-1 for |x| > 9.1 (it rounds to +-1 from 9.01 on); sigmoid(x)
+// = 1 for x > 87.3 (as it rounds from 17.4 on) and 0 for x < -88.3, where the exact value is
+// below 5e-39, no normal float (torch's float sigmoid is 0 below -88.72, where its exp(-x)
+// overflows); sigmoid(-inf) = 0 exactly, which non-finite propagation needs (r * inf must be
+// NaN when r is sigmoid(-inf), as in torch.nn); NaN gives NaN, tanh(+-inf) = +-1.
 //
 // double, against x87 long double libm (64-bit significand: expl, expm1l, tanhl), measured on a
 // 1e-4 grid over [-100, 100], a 1e-3 grid over [-746, 710] and |x| from 1e-320 to 1, in ulps of
@@ -26,23 +27,25 @@
 
 namespace fastrnn::fast {
 
-// x limited to [lo, hi]; NaN fails both comparisons and stays NaN. Selected by bit masks: with
-// `x < lo ? lo : x`, GCC carries the constant into the code that follows as a separate branch,
-// and a loop with a branch does not vectorise (for AVX2 or SSE; AVX-512's masks cope).
-inline float clamp(float x, float lo, float hi) {
-  int32_t x_bits, lo_bits, hi_bits;
-  std::memcpy(&x_bits, &x, sizeof x);
-  std::memcpy(&lo_bits, &lo, sizeof lo);
-  std::memcpy(&hi_bits, &hi, sizeof hi);
-  const int32_t below = -static_cast<int32_t>(x < lo), above = -static_cast<int32_t>(x > hi);
-  x_bits = (x_bits & ~(below | above)) | (lo_bits & below) | (hi_bits & above);
-  std::memcpy(&x, &x_bits, sizeof x);
-  return x;
+// a where `pick_a`, else b, by bit masks: a `?:` with a constant arm GCC carries into the code
+// that follows as a separate branch, and a loop with a branch does not vectorise (for AVX2 or
+// SSE; with AVX-512 it computes every lane twice, masked).
+inline float select(bool pick_a, float a, float b) {
+  int32_t a_bits, b_bits;
+  std::memcpy(&a_bits, &a, sizeof a);
+  std::memcpy(&b_bits, &b, sizeof b);
+  const int32_t mask = -static_cast<int32_t>(pick_a);
+  a_bits = (a_bits & mask) | (b_bits & ~mask);
+  std::memcpy(&a, &a_bits, sizeof a);
+  return a;
 }
 
-// x = n ln2 + r with |r| <= ln2/2; returns expm1(r) and sets scale = 2^n.
+// x = n ln2 + r with |r| <= ln2/2; returns expm1(r) and sets scale = 2^n. Valid for x in
+// [-87.3, 88.3], where 2^n is a normal float; outside, both are meaningless and the callers
+// select their limits there instead of clamping x first (with a clamp ahead of the polynomial
+// the LSTM cell's pass took 1.16-1.36x as long: it lengthens every activation's dependency
+// chain, and GCC's `?:` form of it doubles the work). NaN gives NaN.
 inline float expm1_reduced(float x, float& scale) {
-  x = clamp(x, -87.3f, 88.3f);
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float n = (x * 1.44269504088896341f + shifter) - shifter;
   // ln2 in two parts (Cody-Waite): n * ln2_hi is exact for |n| <= 128
@@ -60,38 +63,24 @@ inline float expm1_reduced(float x, float& scale) {
   return r + r * r * p;
 }
 
-// +inf where `overflow`, else y: bit masks again, so loops stay branch-free
-inline float inf_where(bool overflow, float y) {
-  const float inf = __builtin_inff();
-  int32_t y_bits, inf_bits;
-  std::memcpy(&y_bits, &y, sizeof y);
-  std::memcpy(&inf_bits, &inf, sizeof inf);
-  const int32_t mask = -static_cast<int32_t>(overflow);
-  y_bits = (y_bits & ~mask) | (inf_bits & mask);
-  std::memcpy(&y, &y_bits, sizeof y);
-  return y;
-}
-
-inline float exp(float x) {
-  float scale;
-  const float q = expm1_reduced(x, scale);
-  return inf_where(x > 88.7228394f, scale * q + scale);  // ln(FLT_MAX), rounded up
-}
-
-// expm1(x) = 2^n expm1(r) + (2^n - 1): no cancellation when x is near 0 (n = 0)
-inline float expm1(float x) {
-  float scale;
-  const float q = expm1_reduced(x, scale);
-  return scale * q + (scale - 1.0f);
-}
-
-// tanh(|x|) = expm1(2|x|) / (expm1(2|x|) + 2), accurate near 0 where 1 - 2/(e^2x + 1) is not
+// tanh(|x|) = expm1(2|x|) / (expm1(2|x|) + 2), accurate near 0 where 1 - 2/(e^2x + 1) is not;
+// 1 for |x| > 9.1, where tanh rounds to 1 (from 9.01 on).
 inline float tanh(float x) {
-  const float e = fast::expm1(2.0f * std::fabs(x));
-  return std::copysign(e / (e + 2.0f), x);
+  const float a = std::fabs(x);
+  float scale;
+  const float q = expm1_reduced(2.0f * a, scale);
+  const float e = scale * q + (scale - 1.0f);  // expm1(2|x|)
+  return std::copysign(select(a > 9.1f, 1.0f, e / (e + 2.0f)), x);
 }
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + fast::exp(-x)); }
+// 1 / (1 + exp(-x)); 1 for x > 87.3 (it rounds to 1 from 17.4 on), 0 for x < -88.3, where it is
+// below 5e-39 and no normal float.
+inline float sigmoid(float x) {
+  float scale;
+  const float q = expm1_reduced(-x, scale);
+  const float y = 1.0f / (scale * q + scale + 1.0f);  // exp(-x) = scale * q + scale
+  return select(x > 87.3f, 1.0f, select(x < -88.3f, 0.0f, y));
+}
 
 // ---- double ----
 
