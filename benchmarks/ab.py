@@ -12,9 +12,10 @@ of the per-round time ratio A / B (above 1: B is faster).
         "lstm 100 32 256 inference" "gru 100 32 256 train"
 
 A case is "cell T B H mode": cell lstm, lstm_proj (proj_size = H/2), gru, rnn_tanh or
-rnn_relu; I = H; mode inference (under torch.inference_mode), forward (autograd recording),
-train (forward and backward of output.sum(), the input requiring grad) or train_params (the
-same with an input that does not: gradients of the parameters only).
+rnn_relu; I = H; input and weights in --dtype (float32 unless given); mode inference (under
+torch.inference_mode), forward (autograd recording), train (forward and backward of
+output.sum(), the input requiring grad) or train_params (the same with an input that does not:
+gradients of the parameters only).
 """
 
 import argparse
@@ -42,12 +43,13 @@ def parse_case(text):
     return fields[0], T, B, H, fields[4]
 
 
-def worker(threads):
+def worker(threads, dtype):
     """Reads 'cell T B H mode calls' lines on stdin, answers each with a median time in ms."""
     import torch
 
     import fastrnn
 
+    dtype = getattr(torch, dtype)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     made = {}
@@ -61,7 +63,8 @@ def worker(threads):
                 module = fastrnn.GRU(H, H)
             else:
                 module = fastrnn.RNN(H, H, nonlinearity=cell[4:])
-            x = torch.randn(T, B, H)
+            module.to(dtype)
+            x = torch.randn(T, B, H, dtype=dtype)
             made[cell, T, B, H] = module, x, x.clone().requires_grad_()
         module, x, x_grad = made[cell, T, B, H]
 
@@ -95,6 +98,8 @@ def main():
     parser.add_argument("--calls", type=int, default=7,
                         help="timed calls per case, build and round (default 7)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--dtype", choices=("float32", "float64", "bfloat16", "float16"),
+                        default="float32", help="of the input and the weights (default float32)")
     args = parser.parse_args()
     for site in (args.site_a, args.site_b):
         if not os.path.isdir(os.path.join(site, "fastrnn")):
@@ -111,7 +116,7 @@ def main():
             p for p in (scipy_openblas32.get_lib_dir(), os.environ.get("LD_LIBRARY_PATH")) if p)
         env = dict(os.environ, PYTHONPATH=os.path.abspath(site), LD_LIBRARY_PATH=library_path)
         workers.append(subprocess.Popen(
-            [sys.executable, __file__, "--worker", str(args.threads)], env=env,
+            [sys.executable, __file__, "--worker", str(args.threads), args.dtype], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     times = {case: ([], []) for case in args.cases}
     try:
@@ -129,7 +134,7 @@ def main():
             w.stdin.close()
             w.wait()
     print(f"{args.rounds} rounds, {args.calls} calls per case, build and round, "
-          f"{args.threads} threads; ratio = A / B per round (above 1: B faster)")
+          f"{args.threads} threads, {args.dtype}; ratio = A / B per round (above 1: B faster)")
     for case, (a, b) in times.items():
         ratios = [x / y for x, y in zip(a, b)]
         print(f"{' '.join(map(str, case)):28s} A {statistics.median(a):9.3f} ms  "
@@ -138,7 +143,7 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        worker(int(sys.argv[2]))
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        worker(int(sys.argv[2]), sys.argv[3])
     else:
         main()
