@@ -24,17 +24,21 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace fastrnn::fast {
 
-// a where `pick_a`, else b, by bit masks: a `?:` with a constant arm GCC carries into the code
-// that follows as a separate branch, and a loop with a branch does not vectorise (for AVX2 or
-// SSE; with AVX-512 it computes every lane twice, masked).
-inline float select(bool pick_a, float a, float b) {
-  int32_t a_bits, b_bits;
+// a where `pick_a`, else b (float or double), by bit masks: a `?:` with a constant arm GCC
+// carries into the code that follows as a separate branch, and a loop with a branch does not
+// vectorise (for AVX2 or SSE; with AVX-512 it computes every lane twice, masked).
+template <typename F>
+inline F select(bool pick_a, F a, F b) {
+  using Bits = std::conditional_t<sizeof(F) == 4, int32_t, int64_t>;
+  static_assert(sizeof(F) == sizeof(Bits));
+  Bits a_bits, b_bits;
   std::memcpy(&a_bits, &a, sizeof a);
   std::memcpy(&b_bits, &b, sizeof b);
-  const int32_t mask = -static_cast<int32_t>(pick_a);
+  const Bits mask = -static_cast<Bits>(pick_a);
   a_bits = (a_bits & mask) | (b_bits & ~mask);
   std::memcpy(&a, &a_bits, sizeof a);
   return a;
@@ -94,17 +98,6 @@ inline double clamp(double x, double lo, double hi) {
   x_bits = (x_bits & ~(below | above)) | (lo_bits & below) | (hi_bits & above);
   std::memcpy(&x, &x_bits, sizeof x);
   return x;
-}
-
-// a where `pick_a`, else b (bit masks)
-inline double select(bool pick_a, double a, double b) {
-  int64_t a_bits, b_bits;
-  std::memcpy(&a_bits, &a, sizeof a);
-  std::memcpy(&b_bits, &b, sizeof b);
-  const int64_t mask = -static_cast<int64_t>(pick_a);
-  a_bits = (a_bits & mask) | (b_bits & ~mask);
-  std::memcpy(&a, &a_bits, sizeof a);
-  return a;
 }
 
 // Adding it to a double of magnitude below 2^51 rounds that to an integer, which then sits in
