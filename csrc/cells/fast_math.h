@@ -88,7 +88,8 @@ inline float sigmoid(float x) {
 
 // ---- double ----
 
-// x limited to [lo, hi], by bit masks as for float; NaN stays NaN.
+// x limited to [lo, hi], by bit masks (a `?:` clamp makes GCC branch, as for select); NaN
+// stays NaN.
 inline double clamp(double x, double lo, double hi) {
   int64_t x_bits, lo_bits, hi_bits;
   std::memcpy(&x_bits, &x, sizeof x);
