@@ -146,6 +146,34 @@ def test_thread_count_does_not_change_the_recurrence(mode, dtype, T, B):
             assert torch.equal(value, expected), f"{n} threads differ from 1"
 
 
+@pytest.mark.parametrize("requires_grad", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("mode,proj_size", [(m, 0) for m in CELL_NAMES] + [("lstm", 64)])
+def test_bfloat16_row_split_matches_one_thread(mode, proj_size, requires_grad):
+    """bfloat16 forward on a CPU with AVX512_BF16 shares the steps by rows of the batch where
+    each of 2 or 3 threads gets 3 rows or more and the weights are small (split_by_rows in
+    csrc/cpu/rnn_cpu.cpp); one thread runs them as one team owning every unit. Packed sequences
+    leave a thread one or two active rows of a larger step, which must still be summed as the
+    step's rows are (Bf16Gemm's step_rows): outputs and final states bitwise equal throughout.
+    (B = 6 on 2 threads: the second thread's rows 3-5 end after 60, 48 and 36 steps, so it has
+    one or two rows of 4 or 5 for 24 steps; long sums (H = 256) and long sequences, so that
+    summing those otherwise shows in the bfloat16 outputs. 3 threads: B = 6 is too few, a team
+    by units, as one thread.)"""
+    args, kwargs = stack_args(mode, T=60, B=6, I=32, H=256, num_layers=2, bidirectional=True,
+                              packed=True, dtype=torch.bfloat16, requires_grad=requires_grad,
+                              proj_size=proj_size)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results.append(fastrnn.functional.rnn_stack(*args, **kwargs))
+    finally:
+        torch.set_num_threads(before)
+    for n, result in zip((2, 3), results[1:]):
+        for value, expected in zip(result, results[0]):
+            assert torch.equal(value, expected), f"{n} threads differ from 1"
+
+
 def _forward_and_backward(args, kwargs, threads):
     """Outputs and every gradient of rnn_stack with `threads` threads."""
     before = torch.get_num_threads()

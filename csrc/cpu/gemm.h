@@ -371,8 +371,9 @@ class RecurrentGemm {
 
   // The columns of unit blocks [u0, u1) of every group of C[M, N] (leading dimension ldc) =
   // A[M, K] (leading dimension lda) W^T, added to C when accumulate; on the calling thread.
+  // (step_rows, Bf16Gemm's, is for threads sharing a step's rows, which only its drivers do.)
   void multiply_units(int64_t u0, int64_t u1, int64_t M, const scalar_t* A, int64_t lda,
-                      scalar_t* C, int64_t ldc, bool accumulate) const {
+                      scalar_t* C, int64_t ldc, bool accumulate, int64_t /*step_rows*/ = 0) const {
     if (u0 >= u1 || M == 0) return;
 #if defined(FASTRNN_PACKED_KERNEL)
     if constexpr (kPacked) {

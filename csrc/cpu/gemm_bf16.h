@@ -91,10 +91,25 @@ class Bf16Gemm {
 
   // The columns of unit blocks [u0, u1) of every group of C[M, N] (leading dimension ldc) =
   // A[M, K] (float or bfloat16, leading dimension lda) W^T, added to C when accumulate.
+  // step_rows: the rows of the whole product these M rows are part of (M when it is all of
+  // them), which alone sets each element's order of sums (below), so that threads sharing a
+  // step's rows compute them as one thread would.
   template <typename TA>
   void multiply_units(int64_t u0, int64_t u1, int64_t M, const TA* A, int64_t lda, float* C,
-                      int64_t ldc, bool accumulate) const {
+                      int64_t ldc, bool accumulate, int64_t step_rows = 0) const {
     if (u0 >= u1 || M == 0) return;
+    // one or two rows in all: two sets of accumulators (block) keep enough products in flight
+    if (std::max(M, step_rows) <= 2) {
+      multiply_rows<2>(u0, u1, M, A, lda, C, ldc, accumulate);
+    } else {
+      multiply_rows<1>(u0, u1, M, A, lda, C, ldc, accumulate);
+    }
+  }
+
+ private:
+  template <int kSets, typename TA>
+  void multiply_rows(int64_t u0, int64_t u1, int64_t M, const TA* A, int64_t lda, float* C,
+                     int64_t ldc, bool accumulate) const {
     thread_local std::vector<uint32_t> a_pairs;  // A's rows as pairs, [M][K2]
     a_pairs.resize(M * K2_);
     for (int64_t r = 0; r < M; ++r) to_pairs(A + r * lda, a_pairs.data() + r * K2_);
@@ -107,19 +122,18 @@ class Bf16Gemm {
         float* c = C + m * ldc;
         m += rows;
         switch (rows) {
-          case 6: block<6>(p, a, c, ldc, accumulate); break;
-          case 5: block<5>(p, a, c, ldc, accumulate); break;
-          case 4: block<4>(p, a, c, ldc, accumulate); break;
-          case 3: block<3>(p, a, c, ldc, accumulate); break;
-          case 2: block<2>(p, a, c, ldc, accumulate); break;
-          case 1: block<1>(p, a, c, ldc, accumulate); break;
+          case 6: block<6, kSets>(p, a, c, ldc, accumulate); break;
+          case 5: block<5, kSets>(p, a, c, ldc, accumulate); break;
+          case 4: block<4, kSets>(p, a, c, ldc, accumulate); break;
+          case 3: block<3, kSets>(p, a, c, ldc, accumulate); break;
+          case 2: block<2, kSets>(p, a, c, ldc, accumulate); break;
+          case 1: block<1, kSets>(p, a, c, ldc, accumulate); break;
           default: break;
         }
       }
     }
   }
 
- private:
   uint16_t w_bits(int64_t n, int64_t k) const {
     return (w_transposed_ ? w_[k * N_ + n] : w_[n * K_ + k]).bits;
   }
@@ -183,12 +197,11 @@ class Bf16Gemm {
   }
 
   // C[0:MR, columns of panel p] (+)= the rows' pairs times the panel: MR rows x 4 vectors of
-  // accumulators; with one or two rows, two sets taking alternate pairs keep enough dot
-  // products in flight.
-  template <int MR>
+  // accumulators, in kSets sets taking alternate pairs (two, where the product has only one or
+  // two rows, keep enough dot products in flight).
+  template <int MR, int kSets>
   FASTRNN_TARGET_BF16 void block(int64_t p, const uint32_t* a, float* C, int64_t ldc,
                                  bool accumulate) const {
-    constexpr int kSets = MR <= 2 ? 2 : 1;
     const uint32_t* w = panel(p);
     __m512 acc[kSets][MR][4];
 #pragma GCC unroll 8

@@ -135,6 +135,22 @@ bool input_in_steps(const Layer<scalar_t>& layer) {
           (layer.B >= kStepInputMinBatch && bytes <= kStepWeightBytes));
 }
 
+// How layer_forward shares a layer's steps between threads (cpu/tuning.h): by units, each
+// thread all rows of its units, h (and m with a projection) crossing between the threads every
+// step with a wait for each; or with the bfloat16 kernel, where its weights are small, by rows,
+// each thread every unit of its rows, nothing crossing and no wait. Where the two vCPUs sit far
+// apart, what crosses costs 6x as much (benchmarks/README.md): LSTM 100x32x256 inference was
+// 1.5x faster by rows there, and 1.05x where they sit close. Each element is computed the same
+// way either way (Bf16Gemm's step_rows), so the outputs are too.
+template <class Cell, bool kBf16Dot, typename scalar_t>
+bool split_by_rows(const Layer<scalar_t>& layer, int64_t threads) {
+  const int64_t bytes =
+      (Cell::kGates * layer.H * (layer.I + layer.P) + (layer.w.w_hr ? layer.P * layer.H : 0)) *
+      int64_t{sizeof(bfloat16)};
+  return kBf16Dot && layer.B >= kRowSplitMinRows * threads && threads > 1 &&
+         bytes <= kRowSplitWeightBytes;
+}
+
 // The CPU's layer driver for core/stack.h: one layer in one direction on a team of threads,
 // with the context's threads and whole-sequence GEMM engine.
 //
@@ -178,7 +194,8 @@ class Driver {
   // the hidden units, in blocks of kUnits (RecurrentGemm's unit blocks): per step it multiplies its
   // units' columns of the recurrent product, runs the cell on them, and waits for the others once
   // (the next product reads all of h). With a projection, h = W_hr m needs all of m first: a
-  // second wait, and each thread owns a share of h's columns too.
+  // second wait, and each thread owns a share of h's columns too. Or (split_by_rows) each thread
+  // owns a share of the batch's rows, all units of them, and never waits within the steps.
   template <class Cell>
   void layer_forward(const Layer<scalar_t>& layer) const {
     const int64_t B = layer.B, H = layer.H, P = layer.P;
@@ -245,18 +262,39 @@ class Driver {
     const StepGemm recurrent(step_weight(layer.w.w_hh, w_hh), GH, P, /*w_transposed=*/false,
                              Cell::kGates, pack);
     const int64_t blocks = recurrent.unit_blocks();
+    const bool by_rows = split_by_rows<Cell, kBf16Dot>(layer, threads.count);
     SpinBarrier barrier;
 
     bool_switch(training, [&](auto kTraining) {
       bool_switch(layer.w.b_ih != nullptr, [&](auto kHasBias) {
-        threads.team(std::min(threads.count, blocks), [&](int64_t rank, int64_t size) {
-          const auto [j0, j1] = share(H, kUnits, rank, size);  // this thread's units
+        const int64_t team = std::min(threads.count, by_rows ? B : blocks);
+        threads.team(team, [&](int64_t rank, int64_t size) {
+          // this thread's units [j0, j1), columns of h [p0, p1) and rows [b0, b1)
+          const auto [j0, j1] = by_rows ? std::pair{int64_t{0}, H} : share(H, kUnits, rank, size);
           const int64_t u0 = j0 / kUnits, u1 = (j1 + kUnits - 1) / kUnits;
-          const auto [p0, p1] = project ? share(P, kUnits, rank, size) : std::pair{j0, j1};  // of h
+          const auto [p0, p1] = by_rows   ? std::pair{int64_t{0}, P}
+                                : project ? share(P, kUnits, rank, size)
+                                          : std::pair{j0, j1};
           const int64_t q0 = p0 / kUnits, q1 = (p1 + kUnits - 1) / kUnits;  // as the projection's
-          if (!recurrent_unused) recurrent.pack_units(u0, u1);
-          if (input) input->pack_units(u0, u1);
-          if (projection) projection->pack_units(q0, q1);
+          const auto [b0, b1] = by_rows ? share(B, 1, rank, size) : std::pair{int64_t{0}, B};
+          if (by_rows) {  // every thread multiplies every panel: each packs a share, then waits
+            auto pack_share = [&](const StepGemm& gemm) {
+              const auto [v0, v1] = share(gemm.unit_blocks(), 1, rank, size);
+              gemm.pack_units(v0, v1);
+            };
+            if (!recurrent_unused) pack_share(recurrent);
+            if (input) pack_share(*input);
+            if (projection) pack_share(*projection);
+            barrier.wait(size);
+          } else {
+            if (!recurrent_unused) recurrent.pack_units(u0, u1);
+            if (input) input->pack_units(u0, u1);
+            if (projection) projection->pack_units(q0, q1);
+          }
+          // this thread's active rows of step t: [b0, b0 + rows_of(t))
+          auto rows_of = [&](int64_t t) {
+            return std::max<int64_t>(0, std::min(b1, layer.batch_sizes[t]) - b0);
+          };
           C* h_prev = h.data();
           C* h_cur = h_next.data();
           // gx of the first row of step t
@@ -266,19 +304,21 @@ class Driver {
           // W_ih x of step s, this thread's units: it depends on no other thread's work
           auto input_product = [&](int64_t s) {
             const int64_t t = layer.step(s);
-            input->multiply_units(u0, u1, layer.batch_sizes[t],
-                                  x_rows + layer.offsets[t] * ld_x, ld_x, gx_of(t), ld_gx,
-                                  /*accumulate=*/false);
+            input->multiply_units(u0, u1, rows_of(t), x_rows + (layer.offsets[t] + b0) * ld_x,
+                                  ld_x, gx_of(t) + b0 * ld_gx, ld_gx, /*accumulate=*/false,
+                                  layer.batch_sizes[t]);
           };
           if (input) input_product(0);
           for (int64_t s = 0; s < layer.T; ++s) {
             const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
+            const int64_t rows = rows_of(t), b_end = b0 + rows;
             C* gx_step = gx_of(t);
             const bool zero_product = s == 0 && layer.h0_zero;
             if (!zero_product) {
-              recurrent.multiply_units(u0, u1, Bt, h_prev, P, gh.get(), GH, /*accumulate=*/false);
+              recurrent.multiply_units(u0, u1, rows, h_prev + b0 * P, P, gh.get() + b0 * GH, GH,
+                                       /*accumulate=*/false, Bt);
             }
-            for (int64_t b = 0; b < Bt; ++b) {
+            for (int64_t b = b0; b < b_end; ++b) {
               const int64_t r = row0 + b;
               C* h_row = project ? m.get() + b * H : h_cur + b * P;
               C* c_row = Cell::kHasCellState ? c.data() + b * H : nullptr;
@@ -298,17 +338,24 @@ class Driver {
               }
             }
             if (project) {
-              barrier.wait(size);  // m of every unit
-              projection->multiply_units(q0, q1, Bt, m.get(), H, h_cur, P, /*accumulate=*/false);
+              if (!by_rows) barrier.wait(size);  // m of every unit
+              projection->multiply_units(q0, q1, rows, m.get() + b0 * H, H, h_cur + b0 * P, P,
+                                         /*accumulate=*/false, Bt);
             }
-            copy_columns(h_cur, P, Bt, p0, p1, layer.out + row0 * layer.ld_out, layer.ld_out);
+            copy_columns(h_cur + b0 * P, P, rows, p0, p1,
+                         layer.out + (row0 + b0) * layer.ld_out, layer.ld_out);
             // rows no longer (or not yet) active keep their state
-            copy_columns(h_prev + Bt * P, P, B - Bt, p0, p1, h_cur + Bt * P, P);
-            // h_t whole before the next product reads it; meanwhile the next step's input
-            // product, which fills the time a thread would spin waiting for a later one
-            const int64_t round = barrier.arrive(size);
-            if (input && s + 1 < layer.T) input_product(s + 1);
-            barrier.await(round);
+            const int64_t idle = std::max(b0, std::min(b1, Bt));
+            copy_columns(h_prev + idle * P, P, b1 - idle, p0, p1, h_cur + idle * P, P);
+            if (by_rows) {  // no other thread reads this one's rows
+              if (input && s + 1 < layer.T) input_product(s + 1);
+            } else {
+              // h_t whole before the next product reads it; meanwhile the next step's input
+              // product, which fills the time a thread would spin waiting for a later one
+              const int64_t round = barrier.arrive(size);
+              if (input && s + 1 < layer.T) input_product(s + 1);
+              barrier.await(round);
+            }
             std::swap(h_prev, h_cur);
           }
         });

@@ -1,6 +1,6 @@
 // The CPU drivers' size thresholds, in one place. Each was chosen by measurement: the runs
 // behind every number are in benchmarks/README.md, section "Thresholds of cpu/tuning.h".
-// None depends on the thread count, so neither do the outputs (tests/test_threads.py).
+// The outputs depend on none of them, nor on the thread count (tests/test_threads.py).
 #pragma once
 
 #include <cstdint>
@@ -20,5 +20,13 @@ inline constexpr int64_t kDirectMaxRows = 8;
 inline constexpr int64_t kStepWeightBytes = 2 * 1024 * 1024;
 inline constexpr int64_t kStepInputMinBatch = 16;
 inline constexpr int64_t kStepInputStreamingMinBatch = 64;
+
+// The bfloat16 kernel's forward shares a layer's steps by rows of the batch, each thread every
+// unit of its rows with no wait between steps, instead of by units (h crossing between the
+// threads every step), where each thread keeps at least kRowSplitMinRows rows (fewer keep too
+// few dot products in flight) and the layer's bfloat16 weights (W_ih, W_hh, W_hr), which every
+// thread then reads every step, take at most kRowSplitWeightBytes.
+inline constexpr int64_t kRowSplitMinRows = 3;
+inline constexpr int64_t kRowSplitWeightBytes = 4 * 1024 * 1024;
 
 }  // namespace fastrnn::cpu
