@@ -146,20 +146,25 @@ def test_thread_count_does_not_change_the_recurrence(mode, dtype, T, B):
             assert torch.equal(value, expected), f"{n} threads differ from 1"
 
 
+# (dtype, B, H): bfloat16 (AVX512_BF16) shares by rows from 3 rows a thread, float32 from 4
+ROW_SPLITS = [(torch.bfloat16, 6, 256), (torch.float32, 9, 300)]
+
+
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["inference", "training"])
 @pytest.mark.parametrize("mode,proj_size", [(m, 0) for m in CELL_NAMES] + [("lstm", 64)])
-def test_bfloat16_row_split_matches_one_thread(mode, proj_size, requires_grad):
-    """bfloat16 forward on a CPU with AVX512_BF16 shares the steps by rows of the batch where
-    each of 2 or 3 threads gets 3 rows or more and the weights are small (split_by_rows in
+@pytest.mark.parametrize("dtype,B,H", ROW_SPLITS, ids=lambda v: str(v).removeprefix("torch."))
+def test_row_split_matches_one_thread(dtype, B, H, mode, proj_size, requires_grad):
+    """Forward with the packed float32 or bfloat16 kernels shares the steps by rows of the batch
+    where each of 2 or 3 threads gets enough rows and the weights are small (split_by_rows in
     csrc/cpu/rnn_cpu.cpp); one thread runs them as one team owning every unit. Packed sequences
     leave a thread one or two active rows of a larger step, which must still be summed as the
-    step's rows are (Bf16Gemm's step_rows): outputs and final states bitwise equal throughout.
-    (B = 6 on 2 threads: the second thread's rows 3-5 end after 60, 48 and 36 steps, so it has
-    one or two rows of 4 or 5 for 24 steps; long sums (H = 256) and long sequences, so that
-    summing those otherwise shows in the bfloat16 outputs. 3 threads: B = 6 is too few, a team
-    by units, as one thread.)"""
-    args, kwargs = stack_args(mode, T=60, B=6, I=32, H=256, num_layers=2, bidirectional=True,
-                              packed=True, dtype=torch.bfloat16, requires_grad=requires_grad,
+    step's rows are (the step products' step_rows): outputs and final states bitwise equal.
+    (2 threads: rows [0, B/2) and [B/2, B); the second thread's rows end first, leaving it one
+    or two rows of a step of 4 or more for many steps. Long sums (H >= 256; on AVX2 H = 300 cuts
+    K in blocks) and long sequences, so that another order of sums shows in the outputs, even
+    bfloat16's. 3 threads: too few rows each, a team by units, as one thread.)"""
+    args, kwargs = stack_args(mode, T=60, B=B, I=32, H=H, num_layers=2, bidirectional=True,
+                              packed=True, dtype=dtype, requires_grad=requires_grad,
                               proj_size=proj_size)
     before = torch.get_num_threads()
     results = []
@@ -211,11 +216,16 @@ def test_determinism_per_dtype(mode, dtype):
 def test_teams_on_other_instruction_sets(isa):
     """The cases above again on the other builds (the teams in float32, the products' edges in
     both dtypes): AVX2 has its own packed kernel (strips of 16 floats or 8 doubles), the
-    baseline build multiplies with BLAS calls on each thread."""
+    baseline build multiplies with BLAS calls on each thread. AVX2 also shares float32 steps by
+    rows (its K blocks of 256 and up to 4 sets of accumulators then follow the step's rows); the
+    baseline build never does, and its BLAS calls' rounding depends on their widths, so its
+    outputs are not bitwise the same for every thread count."""
     env = {**os.environ, "FASTRNN_CPU_ISA": isa}
+    cases = ("test_teams_match_reference and float32 or test_recurrent_product_blocking or "
+             "test_direct_product_edges")
+    if isa == "avx2":
+        cases += " or test_row_split_matches_one_thread and float32"
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-                          "-k", "test_teams_match_reference and float32 or "
-                                "test_recurrent_product_blocking or test_direct_product_edges"],
-                         env=env, capture_output=True, text=True)
+                          "-k", cases], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout

@@ -371,9 +371,12 @@ class RecurrentGemm {
 
   // The columns of unit blocks [u0, u1) of every group of C[M, N] (leading dimension ldc) =
   // A[M, K] (leading dimension lda) W^T, added to C when accumulate; on the calling thread.
-  // (step_rows, Bf16Gemm's, is for threads sharing a step's rows, which only its drivers do.)
+  // step_rows: the rows of the whole product these M rows are part of (M when it is all of
+  // them), which alone sets each element's order of sums (the K blocks and the sets of
+  // accumulators below), so that threads sharing a step's rows compute them as one thread would.
+  // (Unpacked, the order does not depend on the rows: direct_units.)
   void multiply_units(int64_t u0, int64_t u1, int64_t M, const scalar_t* A, int64_t lda,
-                      scalar_t* C, int64_t ldc, bool accumulate, int64_t /*step_rows*/ = 0) const {
+                      scalar_t* C, int64_t ldc, bool accumulate, int64_t step_rows = 0) const {
     if (u0 >= u1 || M == 0) return;
 #if defined(FASTRNN_PACKED_KERNEL)
     if constexpr (kPacked) {
@@ -381,14 +384,17 @@ class RecurrentGemm {
         direct_units(u0, u1, M, A, lda, C, ldc, accumulate);
         return;
       }
+      const int64_t rows = std::max(M, step_rows);
       // With more rows than one register block, W is read once per block of rows: cut K so a
       // strip's slice stays in cache meanwhile.
-      const int64_t k_blocks = M > 6 ? (K_ + S::kKc - 1) / S::kKc : 1;
+      const int64_t k_blocks = rows > 6 ? (K_ + S::kKc - 1) / S::kKc : 1;
+      // few rows in all: more sets keep enough FMAs in flight (every block of a product the same)
+      const int sets = S::sets(static_cast<int>(std::min<int64_t>(rows, 6)));
       for (int64_t p = u0 * groups_; p < u1 * groups_; ++p) {
         for (int64_t s = 0; s < strips(p); ++s) {
           for (int64_t kb = 0; kb < k_blocks; ++kb) {
             const int64_t k0 = K_ * kb / k_blocks, k1 = K_ * (kb + 1) / k_blocks;
-            strip_product(p, s, k0, k1, M, A, lda, C, ldc, accumulate || kb > 0);
+            strip_product(p, s, k0, k1, M, sets, A, lda, C, ldc, accumulate || kb > 0);
           }
         }
       }
@@ -416,12 +422,12 @@ class RecurrentGemm {
   static_assert(kPanel % kStrip == 0);
 
   // C[0:MR, columns of strip s of panel p] (+)= A[0:MR, k0:k1) W^T[k0:k1, those columns]: MR
-  // rows x kVectors vectors of accumulators; only the strip's valid columns are stored.
-  template <int MR>
+  // rows x kVectors vectors of accumulators in kSets sets taking alternate k; only the strip's
+  // valid columns are stored.
+  template <int MR, int kSets>
   void block(int64_t p, int64_t s, int64_t k0, int64_t k1, const scalar_t* A, int64_t lda,
              scalar_t* C, int64_t ldc, bool accumulate) const {
     using V = typename S::V;
-    constexpr int kSets = S::sets(MR);
     constexpr int kV = S::kVectors;
     constexpr int64_t L = S::kLanes;
     const scalar_t* w = strip_data(p, s);
@@ -489,8 +495,26 @@ class RecurrentGemm {
   }
 
   // C[0:M, columns of strip s of panel p] (+)= A[0:M, k0:k1) W^T[k0:k1, those columns]
-  void strip_product(int64_t p, int64_t s, int64_t k0, int64_t k1, int64_t M, const scalar_t* A,
-                     int64_t lda, scalar_t* C, int64_t ldc, bool accumulate) const {
+  // block<MR, sets>: a product's sets are those of its rows in all, never more than its
+  // blocks' own (S::sets falls as the rows grow), so only those are made.
+  template <int MR>
+  void block_sets(int sets, int64_t p, int64_t s, int64_t k0, int64_t k1, const scalar_t* A,
+                  int64_t lda, scalar_t* C, int64_t ldc, bool accumulate) const {
+    if constexpr (S::sets(MR) >= 4) {
+      if (sets == 4) return block<MR, 4>(p, s, k0, k1, A, lda, C, ldc, accumulate);
+    }
+    if constexpr (S::sets(MR) >= 3) {
+      if (sets == 3) return block<MR, 3>(p, s, k0, k1, A, lda, C, ldc, accumulate);
+    }
+    if constexpr (S::sets(MR) >= 2) {
+      if (sets == 2) return block<MR, 2>(p, s, k0, k1, A, lda, C, ldc, accumulate);
+    }
+    block<MR, 1>(p, s, k0, k1, A, lda, C, ldc, accumulate);
+  }
+
+  void strip_product(int64_t p, int64_t s, int64_t k0, int64_t k1, int64_t M, int sets,
+                     const scalar_t* A, int64_t lda, scalar_t* C, int64_t ldc,
+                     bool accumulate) const {
     // rows in blocks of at most 6, as even as can be (32 rows: 5 5 6 5 5 6, not 6 x 5 + 2)
     const int64_t blocks = (M + 5) / 6;
     for (int64_t i = 0, m = 0; i < blocks; ++i) {
@@ -499,12 +523,12 @@ class RecurrentGemm {
       scalar_t* c = C + m * ldc;
       m += rows;
       switch (rows) {
-        case 6: block<6>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 5: block<5>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 4: block<4>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 3: block<3>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 2: block<2>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
-        case 1: block<1>(p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 6: block_sets<6>(sets, p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 5: block_sets<5>(sets, p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 4: block_sets<4>(sets, p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 3: block_sets<3>(sets, p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 2: block_sets<2>(sets, p, s, k0, k1, a, lda, c, ldc, accumulate); break;
+        case 1: block_sets<1>(sets, p, s, k0, k1, a, lda, c, ldc, accumulate); break;
         default: break;
       }
     }

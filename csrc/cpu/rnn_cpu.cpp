@@ -137,18 +137,27 @@ bool input_in_steps(const Layer<scalar_t>& layer) {
 
 // How layer_forward shares a layer's steps between threads (cpu/tuning.h): by units, each
 // thread all rows of its units, h (and m with a projection) crossing between the threads every
-// step with a wait for each; or with the bfloat16 kernel, where its weights are small, by rows,
-// each thread every unit of its rows, nothing crossing and no wait. Where the two vCPUs sit far
-// apart, what crosses costs 6x as much (benchmarks/README.md): LSTM 100x32x256 inference was
-// 1.5x faster by rows there, and 1.05x where they sit close. Each element is computed the same
-// way either way (Bf16Gemm's step_rows), so the outputs are too.
+// step with a wait for each; or, with the packed float32 or bfloat16 kernels where the weights
+// are small, by rows, each thread every unit of its rows, nothing crossing and no wait. Where
+// the two vCPUs sit far apart, what crosses costs 6x as much (benchmarks/README.md): LSTM
+// 100x32x256 inference was 1.3-1.5x faster by rows there, and 1.04-1.05x where they sit close.
+// Each element is summed in the same order either way (the step products' step_rows), so the
+// outputs are the same.
 template <class Cell, bool kBf16Dot, typename scalar_t>
 bool split_by_rows(const Layer<scalar_t>& layer, int64_t threads) {
-  const int64_t bytes =
-      (Cell::kGates * layer.H * (layer.I + layer.P) + (layer.w.w_hr ? layer.P * layer.H : 0)) *
-      int64_t{sizeof(bfloat16)};
-  return kBf16Dot && layer.B >= kRowSplitMinRows * threads && threads > 1 &&
-         bytes <= kRowSplitWeightBytes;
+  using C = compute_t<scalar_t>;
+  int64_t min_rows = 0, element_bytes = 0;
+  if constexpr (kBf16Dot) {
+    min_rows = kRowSplitMinRowsBf16, element_bytes = sizeof(bfloat16);
+  } else if constexpr (std::is_same_v<C, float> && RecurrentGemm<float>::kPacked) {
+    min_rows = kRowSplitMinRows, element_bytes = sizeof(float);
+  } else {  // double (its products run at half the rate: the exchange matters less), or BLAS
+    return false;
+  }
+  const int64_t weights =
+      Cell::kGates * layer.H * (layer.I + layer.P) + (layer.w.w_hr ? layer.P * layer.H : 0);
+  return threads > 1 && layer.B >= min_rows * threads &&
+         weights * element_bytes <= kRowSplitWeightBytes;
 }
 
 // The CPU's layer driver for core/stack.h: one layer in one direction on a team of threads,

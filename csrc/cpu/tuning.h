@@ -21,12 +21,14 @@ inline constexpr int64_t kStepWeightBytes = 2 * 1024 * 1024;
 inline constexpr int64_t kStepInputMinBatch = 16;
 inline constexpr int64_t kStepInputStreamingMinBatch = 64;
 
-// The bfloat16 kernel's forward shares a layer's steps by rows of the batch, each thread every
-// unit of its rows with no wait between steps, instead of by units (h crossing between the
-// threads every step), where each thread keeps at least kRowSplitMinRows rows (fewer keep too
-// few dot products in flight) and the layer's bfloat16 weights (W_ih, W_hh, W_hr), which every
-// thread then reads every step, take at most kRowSplitWeightBytes.
-inline constexpr int64_t kRowSplitMinRows = 3;
-inline constexpr int64_t kRowSplitWeightBytes = 4 * 1024 * 1024;
+// Forward with the packed float32 or bfloat16 kernels shares a layer's steps by rows of the
+// batch, each thread every unit of its rows with no wait between steps, instead of by units (h
+// crossing between the threads every step), where each thread keeps at least kRowSplitMinRows
+// rows (kRowSplitMinRowsBf16 with the bfloat16 kernel; fewer keep too few products in flight)
+// and the layer's weights (W_ih, W_hh, W_hr as the products read them), which every thread
+// then reads every step, take at most kRowSplitWeightBytes.
+inline constexpr int64_t kRowSplitMinRows = 4;
+inline constexpr int64_t kRowSplitMinRowsBf16 = 3;
+inline constexpr int64_t kRowSplitWeightBytes = 8 * 1024 * 1024;
 
 }  // namespace fastrnn::cpu
