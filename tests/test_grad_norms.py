@@ -20,6 +20,9 @@ def _cases():
     # units in three blocks of 64: every thread of the team sums its own share
     yield "gru", dict(num_layers=1, bidirectional=True, T=4, B=3, H=130, packed=True)
     yield "lstm", dict(num_layers=1, bidirectional=False, T=4, B=3, H=130, proj_size=70)
+    # float32 on 2 threads or more: the steps shared by rows (each thread sums its own rows)
+    yield "gru", dict(num_layers=1, bidirectional=True, T=6, B=13, H=40, packed=True)
+    yield "lstm", dict(num_layers=1, bidirectional=False, T=6, B=13, H=40, proj_size=20)
 
 
 def steps_of(args):

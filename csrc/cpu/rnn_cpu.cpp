@@ -135,14 +135,15 @@ bool input_in_steps(const Layer<scalar_t>& layer) {
           (layer.B >= kStepInputMinBatch && bytes <= kStepWeightBytes));
 }
 
-// How layer_forward shares a layer's steps between threads (cpu/tuning.h): by units, each
-// thread all rows of its units, h (and m with a projection) crossing between the threads every
-// step with a wait for each; or, with the packed float32 or bfloat16 kernels where the weights
-// are small, by rows, each thread every unit of its rows, nothing crossing and no wait. Where
-// the two vCPUs sit far apart, what crosses costs 6x as much (benchmarks/README.md): LSTM
-// 100x32x256 inference was 1.3-1.5x faster by rows there, and 1.04-1.05x where they sit close.
-// Each element is summed in the same order either way (the step products' step_rows), so the
-// outputs are the same.
+// How layer_forward and layer_backward share a layer's steps between threads (cpu/tuning.h): by
+// units, each thread all rows of its units, h (dL/dh in backward; and m or dL/dm with a
+// projection) crossing between the threads every step with a wait for each; or, with the packed
+// float32 or bfloat16 kernels where the weights are small, by rows, each thread every unit of
+// its rows, nothing crossing and no wait. Where the two vCPUs sit far apart, what crosses costs
+// 6x as much (benchmarks/README.md): LSTM 100x32x256 inference was 1.3-1.5x faster by rows
+// there, and 1.03-1.05x where they sit close (training 1.01-1.10x). Each element of a step
+// product is summed in the same order either way (its step_rows), so the outputs are the same;
+// the bias gradients are summed by each thread over its rows, then across the threads.
 template <class Cell, bool kBf16Dot, typename scalar_t>
 bool split_by_rows(const Layer<scalar_t>& layer, int64_t threads) {
   using C = compute_t<scalar_t>;
@@ -381,6 +382,7 @@ class Driver {
   // units, runs the cell's backward on them, waits once for the others (the product reads dgh of
   // every unit), then computes its columns of dL/dh_{t-1} = dgh_t W_hh, which are its own units'
   // (with a projection its share of h's columns, and a second wait before dL/dm = dh W_hr).
+  // Or (split_by_rows) each thread owns a share of the batch's rows, as in forward.
   template <class Cell>
   void layer_backward(const Layer<scalar_t>& layer, const LayerGradIO<scalar_t>& g) const {
     const int64_t B = layer.B, N = layer.N, H = layer.H, P = layer.P;
@@ -449,10 +451,17 @@ class Driver {
     C* const db_ih = db_ih_out.get();
     C* const db_hh = db_hh_out.get();
 
-    // Recorded gradient norms: each thread's sums of squares of its columns, per step, added in
-    // rank order after the steps.
+    // Shared by units as forward is, or by rows (split_by_rows): each thread then sums the bias
+    // gradients of its rows into its own GH values, added in rank order after the steps.
+    const bool by_rows = split_by_rows<Cell, kBf16Dot>(layer, threads.count);
+    const int64_t team = std::min(threads.count, by_rows ? B : (H + kUnits - 1) / kUnits);
+    const auto db_parts = scratch<C>(by_rows ? 2 * team * GH : 0);  // [b_ih, b_hh][rank][GH]
+    // (zeros: a team may have fewer threads than asked)
+    std::fill(db_parts.get(), db_parts.get() + (by_rows ? 2 * team * GH : 0), C(0));
+
+    // Recorded gradient norms: each thread's sums of squares of its columns (or rows), per
+    // step, added in rank order after the steps.
     const bool record = g.h_norms != nullptr;
-    const int64_t team = std::min(threads.count, (H + kUnits - 1) / kUnits);
     std::vector<double> squares(record ? 2 * layer.T * team : 0, 0.0);
     const auto dc_total = scratch<C>(record && Cell::kHasCellState ? B * H : 0);
     const auto sum_squares = [](const C* rows, int64_t ld, int64_t count, int64_t c0,
@@ -469,45 +478,71 @@ class Driver {
 
     bool_switch(record, [&](auto kRecord) {
       threads.team(team, [&](int64_t rank, int64_t size) {
-        const auto [j0, j1] = share(H, kUnits, rank, size);  // this thread's units
+        // this thread's units [j0, j1), rows [b0, b1), columns of dh [p0, p1) (its units, or with
+        // a projection a share of P) and of dL/dx [i0, i1)
+        const auto [j0, j1] = by_rows ? std::pair{int64_t{0}, H} : share(H, kUnits, rank, size);
         const int64_t u0 = j0 / kUnits, u1 = (j1 + kUnits - 1) / kUnits;
-        // and its columns of dh: its units, or with a projection a share of P
-        const auto [p0, p1] = project ? share(P, kUnits, rank, size) : std::pair{j0, j1};
+        const auto [p0, p1] = by_rows   ? std::pair{int64_t{0}, P}
+                              : project ? share(P, kUnits, rank, size)
+                                        : std::pair{j0, j1};
         const int64_t q0 = p0 / kUnits, q1 = (p1 + kUnits - 1) / kUnits;  // as the product's
-        const auto [i0, i1] = share(layer.I, kUnits, rank, size);  // and of dL/dx
+        const auto [i0, i1] =
+            by_rows ? std::pair{int64_t{0}, layer.I} : share(layer.I, kUnits, rank, size);
         const int64_t v0 = i0 / kUnits, v1 = (i1 + kUnits - 1) / kUnits;
-        if (recurrent) recurrent->pack_units(q0, q1);
-        if (projection) projection->pack_units(u0, u1);
-        if (input_grad) input_grad->pack_units(v0, v1);
-        auto input_grad_product = [&](int64_t s) {  // dL/dx of step s, this thread's columns
-          const int64_t t = layer.step(s), row0 = layer.offsets[t];
-          input_grad->multiply_units(v0, v1, layer.batch_sizes[t], dgx.get() + row0 * GH, GH,
-                                     grad_x.get() + row0 * g.ld_grad_x, g.ld_grad_x,
-                                     accumulate_grad_x);
+        const auto [b0, b1] = by_rows ? share(B, 1, rank, size) : std::pair{int64_t{0}, B};
+        if (by_rows) {  // every thread multiplies every panel: each packs a share, then waits
+          auto pack_share = [&](const std::optional<StepGemm>& gemm) {
+            if (!gemm) return;
+            const auto [w0, w1] = share(gemm->unit_blocks(), 1, rank, size);
+            gemm->pack_units(w0, w1);
+          };
+          pack_share(recurrent);
+          pack_share(projection);
+          pack_share(input_grad);
+          barrier.wait(size);
+        } else {
+          if (recurrent) recurrent->pack_units(q0, q1);
+          if (projection) projection->pack_units(u0, u1);
+          if (input_grad) input_grad->pack_units(v0, v1);
+        }
+        // this thread's active rows of step t: [b0, b0 + rows_of(t))
+        auto rows_of = [&](int64_t t) {
+          return std::max<int64_t>(0, std::min(b1, layer.batch_sizes[t]) - b0);
         };
-        for (C* db : {db_ih, db_hh}) {
+        auto input_grad_product = [&](int64_t s) {  // dL/dx of step s, this thread's share
+          const int64_t t = layer.step(s), row = layer.offsets[t] + b0;
+          input_grad->multiply_units(v0, v1, rows_of(t), dgx.get() + row * GH, GH,
+                                     grad_x.get() + row * g.ld_grad_x, g.ld_grad_x,
+                                     accumulate_grad_x, layer.batch_sizes[t]);
+        };
+        // the bias gradients this thread sums into: its units' of the whole, or its own part
+        C* const my_db_ih = by_rows && db_ih ? db_parts.get() + rank * GH : db_ih;
+        C* const my_db_hh = by_rows && db_hh ? db_parts.get() + (team + rank) * GH : db_hh;
+        for (C* db : {my_db_ih, my_db_hh}) {
           if (!db) continue;
           for (int64_t k = 0; k < Cell::kGates; ++k) std::fill(db + k * H + j0, db + k * H + j1, C(0));
         }
         for (int64_t s = layer.T - 1; s >= 0; --s) {
           const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
+          const int64_t rows = rows_of(t), b_end = b0 + rows;
           if (g.grad_out) {
-            for (int64_t b = 0; b < Bt; ++b) {
+            for (int64_t b = b0; b < b_end; ++b) {
               const scalar_t* go = g.grad_out + (row0 + b) * g.ld_grad_out;
               for (int64_t k = p0; k < p1; ++k) dh[b * P + k] += convert<C>(go[k]);
             }
           }
           if constexpr (decltype(kRecord)::value) {  // dL/dh_t whole: from the output and t+1
-            squares[(t * team + rank) * 2] = sum_squares(dh.data(), P, Bt, p0, p1);
+            squares[(t * team + rank) * 2] = sum_squares(dh.data() + b0 * P, P, rows, p0, p1);
           }
           const C* dh_cell = dh.data();  // dL/d(the cell's output), [Bt, H]
           if (project) {
-            copy_columns(dh.data(), P, Bt, p0, p1, dh_rows.get() + row0 * P, P);
-            barrier.wait(size);  // dh of every column
-            projection->multiply_units(u0, u1, Bt, dh.data(), P, dm.get(), H, /*accumulate=*/false);
+            copy_columns(dh.data() + b0 * P, P, rows, p0, p1, dh_rows.get() + (row0 + b0) * P, P);
+            if (!by_rows) barrier.wait(size);  // dh of every column
+            projection->multiply_units(u0, u1, rows, dh.data() + b0 * P, P, dm.get() + b0 * H, H,
+                                       /*accumulate=*/false, Bt);
             dh_cell = dm.get();
           }
-          for (int64_t b = 0; b < Bt; ++b) {
+          for (int64_t b = b0; b < b_end; ++b) {
             const int64_t r = row0 + b;
             const int64_t prev = layer.prev_step(t, b);
             const int64_t prev_row = prev >= 0 ? layer.offsets[prev] + b : -1;
@@ -534,8 +569,8 @@ class Driver {
             for (int64_t j = j0; j < j1; ++j) {
               Cell::template backward<BackwardFlags<decltype(kRecord)::value>>(j, H, row, options);
             }
-            if (db_ih) add_units(dgx.get() + r * GH, Cell::kGates, H, j0, j1, db_ih);
-            if (db_hh) add_units(dgh + r * GH, Cell::kGates, H, j0, j1, db_hh);
+            if (my_db_ih) add_units(dgx.get() + r * GH, Cell::kGates, H, j0, j1, my_db_ih);
+            if (my_db_hh) add_units(dgh + r * GH, Cell::kGates, H, j0, j1, my_db_hh);
             if constexpr (Cell::kHasProjection) {
               if (project) {
                 for (int64_t j = j0; j < j1; ++j) {
@@ -545,20 +580,36 @@ class Driver {
             }
           }
           if constexpr (decltype(kRecord)::value && Cell::kHasCellState) {
-            squares[(t * team + rank) * 2 + 1] = sum_squares(dc_total.get(), H, Bt, j0, j1);
+            squares[(t * team + rank) * 2 + 1] =
+                sum_squares(dc_total.get() + b0 * H, H, rows, j0, j1);
           }
-          const int64_t round = barrier.arrive(size);  // dgh (and dgx) of every unit
-          if (input_grad && s + 1 < layer.T) input_grad_product(s + 1);
-          barrier.await(round);
+          if (by_rows) {  // no other thread reads this one's rows
+            if (input_grad && s + 1 < layer.T) input_grad_product(s + 1);
+          } else {
+            const int64_t round = barrier.arrive(size);  // dgh (and dgx) of every unit
+            if (input_grad && s + 1 < layer.T) input_grad_product(s + 1);
+            barrier.await(round);
+          }
           // dL/dh_{t-1} = dgh_t W_hh, plus the direct path the GRU left in dh
           if (s > 0 || want_h0) {
-            recurrent->multiply_units(q0, q1, Bt, dgh + row0 * GH, GH, dh.data(), P,
-                                      /*accumulate=*/Cell::kSplitHiddenGrad);
+            recurrent->multiply_units(q0, q1, rows, dgh + (row0 + b0) * GH, GH,
+                                      dh.data() + b0 * P, P,
+                                      /*accumulate=*/Cell::kSplitHiddenGrad, Bt);
           }
         }
         if (input_grad) input_grad_product(0);
       });
     });
+    if (by_rows) {  // the threads' bias gradients, in rank order
+      for (auto [db, part] : {std::pair{db_ih, 0}, std::pair{db_hh, 1}}) {
+        if (!db) continue;
+        const C* parts = db_parts.get() + part * team * GH;
+        std::copy(parts, parts + GH, db);
+        for (int64_t r = 1; r < team; ++r) {
+          for (int64_t k = 0; k < GH; ++k) db[k] += parts[r * GH + k];
+        }
+      }
+    }
     if (record) {
       for (int64_t t = 0; t < layer.T; ++t) {
         double h_sum = 0, c_sum = 0;

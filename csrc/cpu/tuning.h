@@ -21,9 +21,9 @@ inline constexpr int64_t kStepWeightBytes = 2 * 1024 * 1024;
 inline constexpr int64_t kStepInputMinBatch = 16;
 inline constexpr int64_t kStepInputStreamingMinBatch = 64;
 
-// Forward with the packed float32 or bfloat16 kernels shares a layer's steps by rows of the
-// batch, each thread every unit of its rows with no wait between steps, instead of by units (h
-// crossing between the threads every step), where each thread keeps at least kRowSplitMinRows
+// Forward and backward with the packed float32 or bfloat16 kernels share a layer's steps by rows
+// of the batch, each thread every unit of its rows with no wait between steps, instead of by
+// units (h, or dL/dh, crossing between the threads every step), where each thread keeps at least kRowSplitMinRows
 // rows (kRowSplitMinRowsBf16 with the bfloat16 kernel; fewer keep too few products in flight)
 // and the layer's weights (W_ih, W_hh, W_hr as the products read them), which every thread
 // then reads every step, take at most kRowSplitWeightBytes.
