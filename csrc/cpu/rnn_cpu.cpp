@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -111,6 +112,26 @@ inline std::pair<int64_t, int64_t> share(int64_t n, int64_t block, int64_t rank,
   const int64_t blocks = (n + block - 1) / block;
   return {std::min(n, blocks * rank / size * block),
           std::min(n, blocks * (rank + 1) / size * block)};
+}
+
+// How many of step t's active rows [0, batch_sizes[t]) fall in [b0, b1): when the steps are
+// shared by rows (split_by_rows), the thread owning [b0, b1) runs rows [b0, b0 + that).
+template <typename T>
+int64_t active_rows(const Layer<T>& layer, int64_t t, int64_t b0, int64_t b1) {
+  return std::max<int64_t>(0, std::min(b1, layer.batch_sizes[t]) - b0);
+}
+
+// With the steps shared by rows every thread multiplies every panel of each step product: each
+// packs a share of their unit blocks, then waits for the others (nullptr: no such product).
+template <class Gemm>
+void pack_every_panel(std::initializer_list<const Gemm*> gemms, int64_t rank, int64_t size,
+                      SpinBarrier& barrier) {
+  for (const Gemm* gemm : gemms) {
+    if (!gemm) continue;
+    const auto [v0, v1] = share(gemm->unit_blocks(), 1, rank, size);
+    gemm->pack_units(v0, v1);
+  }
+  barrier.wait(size);
 }
 
 // Whether a layer's step products pack their weights (RecurrentGemm) or read them where they
@@ -287,24 +308,16 @@ class Driver {
                                           : std::pair{j0, j1};
           const int64_t q0 = p0 / kUnits, q1 = (p1 + kUnits - 1) / kUnits;  // as the projection's
           const auto [b0, b1] = by_rows ? share(B, 1, rank, size) : std::pair{int64_t{0}, B};
-          if (by_rows) {  // every thread multiplies every panel: each packs a share, then waits
-            auto pack_share = [&](const StepGemm& gemm) {
-              const auto [v0, v1] = share(gemm.unit_blocks(), 1, rank, size);
-              gemm.pack_units(v0, v1);
-            };
-            if (!recurrent_unused) pack_share(recurrent);
-            if (input) pack_share(*input);
-            if (projection) pack_share(*projection);
-            barrier.wait(size);
+          if (by_rows) {
+            pack_every_panel<StepGemm>({recurrent_unused ? nullptr : &recurrent,
+                                        input ? &*input : nullptr,
+                                        projection ? &*projection : nullptr},
+                                       rank, size, barrier);
           } else {
             if (!recurrent_unused) recurrent.pack_units(u0, u1);
             if (input) input->pack_units(u0, u1);
             if (projection) projection->pack_units(q0, q1);
           }
-          // this thread's active rows of step t: [b0, b0 + rows_of(t))
-          auto rows_of = [&](int64_t t) {
-            return std::max<int64_t>(0, std::min(b1, layer.batch_sizes[t]) - b0);
-          };
           C* h_prev = h.data();
           C* h_cur = h_next.data();
           // gx of the first row of step t
@@ -314,14 +327,14 @@ class Driver {
           // W_ih x of step s, this thread's units: it depends on no other thread's work
           auto input_product = [&](int64_t s) {
             const int64_t t = layer.step(s);
-            input->multiply_units(u0, u1, rows_of(t), x_rows + (layer.offsets[t] + b0) * ld_x,
+            input->multiply_units(u0, u1, active_rows(layer, t, b0, b1), x_rows + (layer.offsets[t] + b0) * ld_x,
                                   ld_x, gx_of(t) + b0 * ld_gx, ld_gx, /*accumulate=*/false,
                                   layer.batch_sizes[t]);
           };
           if (input) input_product(0);
           for (int64_t s = 0; s < layer.T; ++s) {
             const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
-            const int64_t rows = rows_of(t), b_end = b0 + rows;
+            const int64_t rows = active_rows(layer, t, b0, b1), b_end = b0 + rows;
             C* gx_step = gx_of(t);
             const bool zero_product = s == 0 && layer.h0_zero;
             if (!zero_product) {
@@ -355,8 +368,7 @@ class Driver {
             copy_columns(h_cur + b0 * P, P, rows, p0, p1,
                          layer.out + (row0 + b0) * layer.ld_out, layer.ld_out);
             // rows no longer (or not yet) active keep their state
-            const int64_t idle = std::max(b0, std::min(b1, Bt));
-            copy_columns(h_prev + idle * P, P, b1 - idle, p0, p1, h_cur + idle * P, P);
+            copy_columns(h_prev + b_end * P, P, b1 - b_end, p0, p1, h_cur + b_end * P, P);
             if (by_rows) {  // no other thread reads this one's rows
               if (input && s + 1 < layer.T) input_product(s + 1);
             } else {
@@ -490,28 +502,19 @@ class Driver {
             by_rows ? std::pair{int64_t{0}, layer.I} : share(layer.I, kUnits, rank, size);
         const int64_t v0 = i0 / kUnits, v1 = (i1 + kUnits - 1) / kUnits;
         const auto [b0, b1] = by_rows ? share(B, 1, rank, size) : std::pair{int64_t{0}, B};
-        if (by_rows) {  // every thread multiplies every panel: each packs a share, then waits
-          auto pack_share = [&](const std::optional<StepGemm>& gemm) {
-            if (!gemm) return;
-            const auto [w0, w1] = share(gemm->unit_blocks(), 1, rank, size);
-            gemm->pack_units(w0, w1);
-          };
-          pack_share(recurrent);
-          pack_share(projection);
-          pack_share(input_grad);
-          barrier.wait(size);
+        if (by_rows) {
+          pack_every_panel<StepGemm>({recurrent ? &*recurrent : nullptr,
+                                      projection ? &*projection : nullptr,
+                                      input_grad ? &*input_grad : nullptr},
+                                     rank, size, barrier);
         } else {
           if (recurrent) recurrent->pack_units(q0, q1);
           if (projection) projection->pack_units(u0, u1);
           if (input_grad) input_grad->pack_units(v0, v1);
         }
-        // this thread's active rows of step t: [b0, b0 + rows_of(t))
-        auto rows_of = [&](int64_t t) {
-          return std::max<int64_t>(0, std::min(b1, layer.batch_sizes[t]) - b0);
-        };
         auto input_grad_product = [&](int64_t s) {  // dL/dx of step s, this thread's share
           const int64_t t = layer.step(s), row = layer.offsets[t] + b0;
-          input_grad->multiply_units(v0, v1, rows_of(t), dgx.get() + row * GH, GH,
+          input_grad->multiply_units(v0, v1, active_rows(layer, t, b0, b1), dgx.get() + row * GH, GH,
                                      grad_x.get() + row * g.ld_grad_x, g.ld_grad_x,
                                      accumulate_grad_x, layer.batch_sizes[t]);
         };
@@ -524,7 +527,7 @@ class Driver {
         }
         for (int64_t s = layer.T - 1; s >= 0; --s) {
           const int64_t t = layer.step(s), Bt = layer.batch_sizes[t], row0 = layer.offsets[t];
-          const int64_t rows = rows_of(t), b_end = b0 + rows;
+          const int64_t rows = active_rows(layer, t, b0, b1), b_end = b0 + rows;
           if (g.grad_out) {
             for (int64_t b = b0; b < b_end; ++b) {
               const scalar_t* go = g.grad_out + (row0 + b) * g.ld_grad_out;
@@ -605,9 +608,7 @@ class Driver {
         if (!db) continue;
         const C* parts = db_parts.get() + part * team * GH;
         std::copy(parts, parts + GH, db);
-        for (int64_t r = 1; r < team; ++r) {
-          for (int64_t k = 0; k < GH; ++k) db[k] += parts[r * GH + k];
-        }
+        for (int64_t r = 1; r < team; ++r) add_units(parts + r * GH, Cell::kGates, H, 0, H, db);
       }
     }
     if (record) {

@@ -23,10 +23,10 @@ inline constexpr int64_t kStepInputStreamingMinBatch = 64;
 
 // Forward and backward with the packed float32 or bfloat16 kernels share a layer's steps by rows
 // of the batch, each thread every unit of its rows with no wait between steps, instead of by
-// units (h, or dL/dh, crossing between the threads every step), where each thread keeps at least kRowSplitMinRows
-// rows (kRowSplitMinRowsBf16 with the bfloat16 kernel; fewer keep too few products in flight)
-// and the layer's weights (W_ih, W_hh, W_hr as the products read them), which every thread
-// then reads every step, take at most kRowSplitWeightBytes.
+// units (h, or dL/dh, crossing between the threads every step), where each thread keeps at
+// least kRowSplitMinRows rows (kRowSplitMinRowsBf16 with the bfloat16 kernel; fewer keep too
+// few products in flight) and the layer's weights (W_ih, W_hh, W_hr as the products read them),
+// which every thread then reads every step, take at most kRowSplitWeightBytes.
 inline constexpr int64_t kRowSplitMinRows = 4;
 inline constexpr int64_t kRowSplitMinRowsBf16 = 3;
 inline constexpr int64_t kRowSplitWeightBytes = 8 * 1024 * 1024;
